@@ -1,0 +1,112 @@
+//! The `Store` seam: the operations a build needs from wherever an image lives.
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use layerize_manifest::Digest;
+
+/// Bytes of a blob as they arrive.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// A manifest (or index) as read: the exact bytes, their media type and their digest.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// What to write as a blob.
+pub enum BlobBody {
+    /// Small blobs already in memory (configs).
+    Bytes(Bytes),
+    /// A finished file on disk (a spooled layer).
+    File(PathBuf),
+    /// Bytes streamed from elsewhere (a blob of another store), verified against the digest.
+    Stream(BlobStream),
+}
+
+/// How a blob came to be present in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The store already held it (HEAD said so).
+    Existed,
+    /// Mounted from another repository of the same registry, or hard-linked on disk.
+    Mounted,
+    /// Bytes were sent.
+    Uploaded { bytes: u64 },
+}
+
+/// Errors of any store; each names the store and the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{store}: {operation}: {message}")]
+    Failed {
+        store: String,
+        operation: String,
+        message: String,
+    },
+    #[error("{store}: {what} not found")]
+    NotFound { store: String, what: String },
+    #[error("{store}: digest mismatch for {expected}: got {actual}")]
+    DigestMismatch {
+        store: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{store}: {operation}: {source}")]
+    Io {
+        store: String,
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A home of blobs and manifests for one repository.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A human name for errors and logs (`oci:/path:tag`, `host/repo`).
+    fn name(&self) -> String;
+
+    /// For specialised transfers between stores of the same kind (hard links, mounts).
+    fn as_any(&self) -> &dyn Any;
+
+    /// Reads a manifest or index by tag or digest.
+    async fn get_manifest(&self, reference: &str) -> Result<FetchedManifest, StoreError>;
+
+    /// Streams a blob. Callers verify the digest as bytes pass.
+    async fn get_blob(&self, digest: &Digest) -> Result<BlobStream, StoreError>;
+
+    /// Whether the blob is present.
+    async fn has_blob(&self, digest: &Digest) -> Result<bool, StoreError>;
+
+    /// Writes a blob whose digest and size are known.
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: BlobBody,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// Makes the blob present here, taking it from `source`: skip when present, mount or link when
+    /// the two stores allow it, stream otherwise.
+    async fn copy_blob_from(
+        &self,
+        source: &dyn Store,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// Writes a manifest and points `reference` (a tag) at it. Called last, after every blob.
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest, StoreError>;
+}
