@@ -2,6 +2,11 @@
 //! implementations: an OCI image layout on disk ([`layout`]) and a remote registry ([`remote`]).
 //! The builder only ever talks to a `dyn Store`.
 
+pub mod credentials;
+pub mod layout;
+pub mod reference;
 pub mod store;
 
-pub use store::{BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
+pub use store::{read_blob, BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
+pub use layout::OciLayout;
+pub use reference::{ImageRef, Reference, ReferenceError};

@@ -102,6 +102,17 @@ pub trait Store: Send + Sync {
         size: u64,
     ) -> Result<PutOutcome, StoreError>;
 
+    /// A directory on the same file system as the store's blobs, where a layer can be spooled so
+    /// that `put_blob(BlobBody::File)` becomes a rename. `None`: any temporary directory.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// HTTP requests made so far (0 for stores on disk).
+    fn requests(&self) -> u64 {
+        0
+    }
+
     /// Writes a manifest and points `reference` (a tag) at it. Called last, after every blob.
     async fn put_manifest(
         &self,
@@ -109,4 +120,38 @@ pub trait Store: Send + Sync {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, StoreError>;
+}
+
+/// Reads a whole small blob (a config) into memory, refusing more than `max_bytes` and
+/// verifying its digest.
+pub async fn read_blob(
+    store: &dyn Store,
+    digest: &Digest,
+    max_bytes: usize,
+) -> Result<Vec<u8>, StoreError> {
+    use futures_util::StreamExt;
+    use sha2::{Digest as _, Sha256};
+
+    let mut stream = store.get_blob(digest).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(StoreError::Failed {
+                store: store.name(),
+                operation: format!("read blob {digest}"),
+                message: format!("blob is larger than the {max_bytes}-byte limit for configs"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let actual = Digest::from_sha256_raw(Sha256::digest(&bytes).into());
+    if &actual != digest {
+        return Err(StoreError::DigestMismatch {
+            store: store.name(),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
