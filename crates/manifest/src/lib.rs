@@ -5,6 +5,22 @@
 //! field layerize does not touch survives byte-for-byte in meaning (`container_config`,
 //! `Healthcheck`, unknown keys).
 
+pub mod descriptor;
 pub mod digest;
+pub mod edit;
+pub mod error;
+pub mod image;
+pub mod index;
+pub mod media_type;
+pub mod platform;
+pub mod time;
 
+pub use descriptor::Descriptor;
 pub use digest::Digest;
+pub use edit::ConfigEdit;
+pub use error::ManifestError;
+pub use image::{FinishedImage, History, Image};
+pub use index::select_manifest;
+pub use media_type::{layer_media_type, Compression, Family, ManifestKind};
+pub use platform::Platform;
+pub use time::utc_rfc3339;
