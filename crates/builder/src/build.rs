@@ -1,0 +1,320 @@
+//! Running a build: resolve the base, make every layer of the plan present in the target (base
+//! blobs copied or mounted, new layers built and uploaded, concurrently), write the config, verify
+//! every blob, and only then write the manifest and move the tag.
+
+use std::sync::Arc;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_manifest::{layer_media_type, ConfigEdit, Descriptor, History, Platform};
+use layerize_registry::{BlobBody, PutOutcome, Store};
+use tracing::info;
+
+use crate::layer::{write_layer, LayerOptions};
+use crate::plan::{Layer, LayerSpec, Origin, Plan, Step};
+use crate::report::{LayerReport, Report};
+use crate::resolve::resolve;
+use crate::BuildError;
+
+/// Where the base comes from and where the result goes.
+pub struct Endpoints {
+    pub base: Arc<dyn Store>,
+    /// The tag or digest of the base in `base`.
+    pub base_reference: String,
+    /// The base's full name for the `org.opencontainers.image.base.name` annotation, when it has
+    /// one that others can pull (a registry reference).
+    pub base_name: Option<String>,
+    pub target: Arc<dyn Store>,
+    /// The tag to point at the result in `target`.
+    pub target_reference: String,
+    /// Whether the target only accepts OCI media types (an OCI layout): Docker bases are
+    /// converted as `skopeo copy --format oci` does.
+    pub target_needs_oci: bool,
+}
+
+/// What to build on top of the base.
+pub struct BuildRequest {
+    pub platform: Platform,
+    pub layers: Vec<LayerSpec>,
+    pub edits: Vec<ConfigEdit>,
+    pub annotations: Vec<(String, String)>,
+    pub layer_options: LayerOptions,
+    /// The image's `created` time (RFC 3339), normally from `SOURCE_DATE_EPOCH`.
+    pub created: String,
+    /// How many blobs move at once.
+    pub jobs: usize,
+}
+
+/// Counts of what happened to blobs in the target.
+#[derive(Default)]
+struct Transfers {
+    bytes_uploaded: u64,
+    blobs_uploaded: u64,
+    blobs_mounted: u64,
+    blobs_skipped: u64,
+}
+
+impl Transfers {
+    fn record(&mut self, outcome: PutOutcome) {
+        match outcome {
+            PutOutcome::Existed => self.blobs_skipped += 1,
+            PutOutcome::Mounted => self.blobs_mounted += 1,
+            PutOutcome::Uploaded { bytes } => {
+                self.blobs_uploaded += 1;
+                self.bytes_uploaded += bytes;
+            }
+        }
+    }
+}
+
+/// Runs one build and returns its report. The target's tag moves only when everything succeeded.
+pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Report, BuildError> {
+    let BuildRequest {
+        platform,
+        layers,
+        edits,
+        annotations,
+        layer_options,
+        created,
+        jobs,
+    } = request;
+    info!(
+        phase = "build",
+        step = 0,
+        base_image = %endpoints.base.name(),
+        target_image = %endpoints.target.name(),
+        layers = layers.len(),
+        "Start image building process"
+    );
+
+    let base = resolve(endpoints.base.as_ref(), &endpoints.base_reference, &platform).await?;
+    let mut image = base.image;
+    info!(
+        phase = "build",
+        step = 6,
+        media_type = %image.manifest_media_type(),
+        manifest_digest = %base.manifest_digest,
+        layers = image.layers().len(),
+        "Obtained base image manifest"
+    );
+    if endpoints.target_needs_oci {
+        image.to_oci()?;
+    }
+    let family = image.family();
+    let media_type = layer_media_type(family, layer_options.compression.kind())?;
+
+    let base_layers = image
+        .layers()
+        .into_iter()
+        .zip(image.diff_ids())
+        .enumerate()
+        .map(|(index, (descriptor, diff_id))| Layer {
+            name: format!("base[{index}]"),
+            key: None,
+            created_by: String::new(),
+            descriptor,
+            diff_id,
+            origin: Origin::Base,
+        })
+        .collect();
+    let plan = Plan::new(base_layers, layers);
+
+    let transfers = std::sync::Mutex::new(Transfers::default());
+    let jobs = jobs.max(1);
+    let layer_options = Arc::new(layer_options);
+    // Steps run concurrently (bounded by `jobs`) but results keep the plan's order.
+    let results: Vec<Layer> = stream::iter(plan.steps)
+        .map(|step| {
+            let layer_options = Arc::clone(&layer_options);
+            let transfers = &transfers;
+            async move {
+                let (layer, outcome) = match step {
+                    Step::FromBase(layer) => {
+                        let outcome = endpoints
+                            .target
+                            .copy_blob_from(
+                                endpoints.base.as_ref(),
+                                &layer.descriptor.digest,
+                                layer.descriptor.size,
+                            )
+                            .await?;
+                        (layer, outcome)
+                    }
+                    Step::Build(spec) => {
+                        build_layer(endpoints.target.as_ref(), spec, layer_options, media_type)
+                            .await?
+                    }
+                };
+                transfers.lock().unwrap().record(outcome);
+                info!(
+                    phase = "build",
+                    step = 2,
+                    layer = %layer.name,
+                    digest = %layer.descriptor.digest,
+                    size = layer.descriptor.size,
+                    outcome = ?outcome,
+                    "Layer present in target"
+                );
+                Ok::<_, BuildError>(layer)
+            }
+        })
+        .buffered(jobs)
+        .try_collect()
+        .await?;
+
+    for layer in results.iter().filter(|layer| layer.origin != Origin::Base) {
+        let history = History {
+            created_by: layer.created_by.clone(),
+            comment: None,
+            empty_layer: false,
+        };
+        image.append_layer(&layer.descriptor, &layer.diff_id, history);
+    }
+    image.set_created(&created);
+    for edit in &edits {
+        image.apply(edit)?;
+    }
+    if let Some(base_name) = &endpoints.base_name {
+        image.set_base_annotations(base_name, &base.manifest_digest);
+    }
+    for (key, value) in &annotations {
+        image.set_annotation(key, value)?;
+    }
+    info!(
+        phase = "build",
+        step = 4,
+        diff_ids = image.diff_ids().len(),
+        "Updated base image config, added new layer diffIDs"
+    );
+
+    let finished = image.finish();
+    let config_outcome = endpoints
+        .target
+        .put_blob(
+            &finished.config.digest,
+            finished.config.size,
+            BlobBody::Bytes(finished.config_bytes.clone().into()),
+        )
+        .await?;
+    transfers.lock().unwrap().record(config_outcome);
+    info!(
+        phase = "build",
+        step = 5,
+        config_digest = %finished.config.digest,
+        "Uploaded updated config"
+    );
+
+    verify_present(endpoints.target.as_ref(), &results, &finished.config).await?;
+    info!(
+        phase = "build",
+        step = 7,
+        updated_manifest_size = finished.manifest.size,
+        "Updated manifest, pointing to new config and layers"
+    );
+    let digest = endpoints
+        .target
+        .put_manifest(
+            &endpoints.target_reference,
+            &finished.manifest_bytes,
+            &finished.manifest.media_type,
+        )
+        .await?;
+    info!(
+        phase = "build",
+        step = 8,
+        target = %endpoints.target.name(),
+        digest = %digest,
+        "Uploaded updated manifest to target"
+    );
+
+    let transfers = transfers.into_inner().unwrap();
+    Ok(Report {
+        target: endpoints.target.name(),
+        digest,
+        manifest_media_type: finished.manifest.media_type,
+        layers: results.iter().map(LayerReport::from).collect(),
+        bytes_uploaded: transfers.bytes_uploaded,
+        blobs_uploaded: transfers.blobs_uploaded,
+        blobs_mounted: transfers.blobs_mounted,
+        blobs_skipped: transfers.blobs_skipped,
+        requests: endpoints.base.requests() + endpoints.target.requests(),
+    })
+}
+
+/// Builds one layer into a spool file on a blocking thread, then puts it into the target.
+async fn build_layer(
+    target: &dyn Store,
+    spec: LayerSpec,
+    options: Arc<LayerOptions>,
+    media_type: &'static str,
+) -> Result<(Layer, PutOutcome), BuildError> {
+    let spool_dir = target.spool_dir().unwrap_or_else(std::env::temp_dir);
+    let LayerSpec {
+        name,
+        created_by,
+        files,
+    } = spec;
+    let (written, spool) = tokio::task::spawn_blocking(move || {
+        let spool = tempfile::Builder::new()
+            .prefix(".layerize-spool-")
+            .tempfile_in(&spool_dir)
+            .map_err(|source| BuildError::Io {
+                context: format!("creating a spool file in {}", spool_dir.display()),
+                source,
+            })?;
+        let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
+        let written = write_layer(&files, &options, out)?;
+        Ok::<_, BuildError>((written, spool.into_temp_path()))
+    })
+    .await
+    .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))??;
+    info!(
+        phase = "build",
+        step = 1,
+        layer = %name,
+        diff_id = %written.diff_id,
+        digest = %written.digest,
+        compressed_size = written.size,
+        uncompressed_size = written.uncompressed_size,
+        "Built layer"
+    );
+    let outcome = target
+        .put_blob(
+            &written.digest,
+            written.size,
+            BlobBody::File(spool.to_path_buf()),
+        )
+        .await?;
+    // A rename into the store leaves nothing behind; otherwise this removes the spool file.
+    drop(spool);
+    let layer = Layer {
+        name,
+        key: None,
+        created_by,
+        descriptor: Descriptor::new(media_type, written.digest, written.size),
+        diff_id: written.diff_id,
+        origin: Origin::Built,
+    };
+    Ok((layer, outcome))
+}
+
+/// Refuses to move the tag unless the target holds every blob the manifest references.
+async fn verify_present(
+    target: &dyn Store,
+    layers: &[Layer],
+    config: &Descriptor,
+) -> Result<(), BuildError> {
+    let descriptors = layers
+        .iter()
+        .map(|layer| &layer.descriptor)
+        .chain(std::iter::once(config));
+    for descriptor in descriptors {
+        if !target.has_blob(&descriptor.digest).await? {
+            return Err(BuildError::Invalid(format!(
+                "{}: blob {} is missing after upload; the tag was not moved",
+                target.name(),
+                descriptor.digest
+            )));
+        }
+    }
+    Ok(())
+}

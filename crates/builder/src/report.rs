@@ -1,0 +1,51 @@
+//! The build report: what was produced and, for each layer, whether it came from the base, was
+//! built or was reused. Written as JSON by `--report`.
+
+use layerize_manifest::Digest;
+use serde::Serialize;
+
+use crate::plan::{Layer, Origin};
+
+/// The outcome of one build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The target as written (`oci:DIR:TAG`, `host/repo:tag`).
+    pub target: String,
+    /// The digest of the manifest written.
+    pub digest: Digest,
+    pub manifest_media_type: String,
+    pub layers: Vec<LayerReport>,
+    /// Bytes sent to the target (layer and config blobs).
+    pub bytes_uploaded: u64,
+    pub blobs_uploaded: u64,
+    /// Blobs made present without sending bytes: cross-repository mounts, hard links.
+    pub blobs_mounted: u64,
+    /// Blobs the target already held.
+    pub blobs_skipped: u64,
+    /// HTTP requests made to registries (0 for layouts on disk).
+    pub requests: u64,
+}
+
+/// One layer of the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub name: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub status: Origin,
+}
+
+impl From<&Layer> for LayerReport {
+    fn from(layer: &Layer) -> Self {
+        LayerReport {
+            name: layer.name.clone(),
+            digest: layer.descriptor.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.descriptor.size,
+            media_type: layer.descriptor.media_type.clone(),
+            status: layer.origin,
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! End-to-end: `layerize build` from OCI-layout bases made by podman/skopeo to OCI-layout
+//! targets, checked with skopeo, umoci and podman (pull + image mount).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::images::{self, busybox, Format, Image};
+use support::layerize::{command, read_report, run_err, run_ok};
+use support::podman::PulledImage;
+use support::{scratch_dir, tools};
+
+/// Host files for the layer: a script, a data file, and a directory with a nested file and a
+/// symlink.
+struct AppFiles {
+    dir: tempfile::TempDir,
+}
+
+impl AppFiles {
+    fn new() -> Self {
+        let dir = scratch_dir();
+        let root = dir.path();
+        std::fs::write(root.join("hello.sh"), "#!/bin/sh\necho hello from layerize\n").unwrap();
+        std::fs::set_permissions(root.join("hello.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(root.join("settings.conf"), "mode=test\n").unwrap();
+        std::fs::create_dir_all(root.join("site/assets")).unwrap();
+        std::fs::write(root.join("site/index.html"), "<h1>layerize</h1>\n").unwrap();
+        std::fs::write(root.join("site/assets/app.js"), "console.log(1)\n").unwrap();
+        std::os::unix::fs::symlink("index.html", root.join("site/default.html")).unwrap();
+        AppFiles { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// The flags that add these files, delete the base's motd and edit the config.
+    fn build_args(&self) -> Vec<String> {
+        [
+            "--file",
+            &format!("{}:/usr/local/bin/hello", self.path("hello.sh")),
+            "--file",
+            &format!("{}:/etc/app/settings.conf:640", self.path("settings.conf")),
+            "--dir",
+            &format!("{}:/srv/www", self.path("site")),
+            "--delete",
+            &format!("/{}", busybox::DELETABLE),
+            "--env",
+            "APP_MODE=test",
+            "--entrypoint",
+            r#"["/usr/local/bin/hello"]"#,
+            "--label",
+            "org.example.app=demo",
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect()
+    }
+}
+
+fn target_ref(dir: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.join("out").display())
+}
+
+/// Runs a build of the app files on `base`, returning the report.
+fn build_app(base: &str, target: &str, files: &AppFiles, extra: &[&str]) -> Value {
+    let scratch = scratch_dir();
+    let report = scratch.path().join("report.json");
+    let mut build = command();
+    build
+        .args(["build", "--base", base, "--target", target])
+        .args(files.build_args())
+        .args(extra)
+        .arg("--report")
+        .arg(&report);
+    let output = run_ok(&mut build);
+    let report = read_report(&report);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.trim(), report["digest"].as_str().unwrap());
+    report
+}
+
+fn skopeo_inspect(reference: &str, raw: bool) -> Value {
+    let mut inspect = tools::command("skopeo");
+    inspect.arg("inspect");
+    if raw {
+        inspect.arg("--raw");
+    }
+    serde_json::from_str(&tools::run(inspect.arg(reference))).expect("skopeo printed JSON")
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Everything a user of the result would check, through podman's eyes.
+fn assert_podman_sees_the_app(target: &str) {
+    let image = PulledImage::pull(target, None);
+    let root = image.root();
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/local/bin/hello")).unwrap(),
+        "#!/bin/sh\necho hello from layerize\n"
+    );
+    assert_eq!(mode_of(&root.join("usr/local/bin/hello")), 0o755);
+    assert_eq!(mode_of(&root.join("etc/app/settings.conf")), 0o640);
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/www/assets/app.js")).unwrap(),
+        "console.log(1)\n"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("srv/www/default.html")).unwrap(),
+        Path::new("index.html")
+    );
+    let owner = std::fs::metadata(root.join("srv/www/index.html")).unwrap();
+    assert_eq!((owner.uid(), owner.gid()), (0, 0));
+    assert!(
+        !root.join(busybox::DELETABLE).exists(),
+        "the deleted base file is still visible"
+    );
+    // The base's content and symlinks survive underneath.
+    for (path, mode) in busybox::FILES {
+        assert_eq!(mode_of(&root.join(path)), mode, "{path}");
+    }
+    for (link, target) in busybox::SYMLINKS {
+        assert_eq!(std::fs::read_link(root.join(link)).unwrap(), Path::new(target));
+    }
+    assert_eq!(
+        image.chroot_run(&["/usr/local/bin/hello"]),
+        "hello from layerize\n"
+    );
+
+    let config = &image.inspect()["Config"];
+    let env: Vec<&str> = config["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"APP_MODE=test"), "{env:?}");
+    for inherited in busybox::ENV {
+        assert!(env.contains(&inherited), "{inherited} lost: {env:?}");
+    }
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
+    assert_eq!(config["Cmd"], serde_json::json!(busybox::CMD));
+    assert_eq!(config["WorkingDir"], busybox::WORKDIR);
+    assert_eq!(config["Labels"]["org.example.app"], "demo");
+    assert_eq!(config["Labels"][busybox::LABEL.0], busybox::LABEL.1);
+    assert!(config["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .contains_key(busybox::EXPOSED_PORT));
+}
+
+fn umoci_unpack_reads(layout_dir: &Path, tag: &str) {
+    let bundle = scratch_dir();
+    let bundle_dir = bundle.path().join("bundle");
+    tools::run(
+        tools::command("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:{tag}", layout_dir.display()))
+            .arg(&bundle_dir),
+    );
+    let rootfs = bundle_dir.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/www/index.html")).unwrap(),
+        "<h1>layerize</h1>\n"
+    );
+    assert!(!rootfs.join(busybox::DELETABLE).exists());
+}
+
+fn check_result(base: &images::OciLayout) {
+    let files = AppFiles::new();
+    let out = scratch_dir();
+    let target = target_ref(out.path(), "app");
+    let report = build_app(&base.reference(), &target, &files, &[]);
+
+    assert_eq!(
+        report["manifest_media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let layers = report["layers"].as_array().unwrap();
+    let base_layers = base.manifest()["layers"].as_array().unwrap().len();
+    assert_eq!(layers.len(), base_layers + 1);
+    assert!(layers[..base_layers].iter().all(|layer| layer["status"] == "base"));
+    let built = layers.last().unwrap();
+    assert_eq!(built["status"], "built");
+    assert_eq!(built["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    for field in ["name", "digest", "diff_id", "size"] {
+        assert!(!built[field].is_null(), "report layer lacks {field}");
+    }
+
+    let inspected = skopeo_inspect(&target, false);
+    assert_eq!(inspected["Digest"], report["digest"]);
+    let raw = skopeo_inspect(&target, true);
+    assert_eq!(raw["layers"].as_array().unwrap().len(), base_layers + 1);
+    assert_eq!(raw["layers"][base_layers]["digest"], built["digest"]);
+
+    umoci_unpack_reads(&out.path().join("out"), "app");
+    assert_podman_sees_the_app(&target);
+}
+
+#[test]
+fn oci_base_to_layout_is_read_by_skopeo_umoci_and_podman() {
+    check_result(&images::oci_base_layout());
+}
+
+#[test]
+fn docker_base_is_converted_to_oci_in_the_layout() {
+    let base = images::docker_base_layout();
+    assert_eq!(
+        base.manifest()["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    check_result(&base);
+}
+
+#[test]
+fn base_config_fields_layerize_does_not_touch_survive_unchanged() {
+    let base = images::oci_base_layout();
+    let base_config: Value = {
+        let manifest = base.manifest();
+        serde_json::from_slice(&base.blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()
+    };
+    let out = scratch_dir();
+    let target = target_ref(out.path(), "app");
+    build_app(&base.reference(), &target, &AppFiles::new(), &[]);
+    let config: Value = serde_json::from_str(&tools::run(
+        tools::command("skopeo").args(["inspect", "--config", &target]),
+    ))
+    .unwrap();
+    for (key, value) in base_config.as_object().unwrap() {
+        match key.as_str() {
+            "config" | "rootfs" | "history" | "created" => {}
+            _ => assert_eq!(&config[key], value, "top-level config field {key} changed"),
+        }
+    }
+    for (key, value) in base_config["config"].as_object().unwrap() {
+        match key.as_str() {
+            "Env" | "Entrypoint" | "Labels" => {}
+            _ => assert_eq!(&config["config"][key], value, "config.{key} changed"),
+        }
+    }
+    let base_diff_ids = base_config["rootfs"]["diff_ids"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(&diff_ids[..base_diff_ids.len()], &base_diff_ids[..]);
+    let history = config["history"].as_array().unwrap();
+    let created_by = history.last().unwrap()["created_by"].as_str().unwrap();
+    assert!(created_by.starts_with("layerize build"), "{created_by}");
+}
+
+#[test]
+fn platform_is_selected_from_a_two_platform_index() {
+    let base = images::layout(Image::TwoPlatform, Format::Oci);
+    let files = AppFiles::new();
+    for (platform, architecture) in [("linux/amd64", "amd64"), ("linux/arm64/v8", "arm64"), ("linux/aarch64", "arm64")] {
+        let out = scratch_dir();
+        let target = target_ref(out.path(), "app");
+        build_app(&base.reference(), &target, &files, &["--platform", platform]);
+        let inspected = skopeo_inspect(&target, false);
+        assert_eq!(inspected["Architecture"], architecture, "{platform}");
+    }
+
+    let out = scratch_dir();
+    let stderr = run_err(command().args([
+        "build",
+        "--base",
+        &base.reference(),
+        "--target",
+        &target_ref(out.path(), "app"),
+        "--platform",
+        "linux/s390x",
+    ]));
+    assert!(stderr.contains("linux/s390x"), "{stderr}");
+    assert!(stderr.contains("linux/arm64"), "the error lists what is available: {stderr}");
+    assert!(!out.path().join("out/index.json").exists() || !tag_exists(&out.path().join("out"), "app"));
+}
+
+fn tag_exists(layout: &Path, tag: &str) -> bool {
+    let Ok(bytes) = std::fs::read(layout.join("index.json")) else {
+        return false;
+    };
+    let index: Value = serde_json::from_slice(&bytes).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|entry| entry["annotations"]["org.opencontainers.image.ref.name"] == tag)
+}
+
+#[test]
+fn same_inputs_give_the_same_digest_for_any_thread_count() {
+    let base = images::oci_base_layout();
+    let files = AppFiles::new();
+    let digests: Vec<String> = ["1", "2", "4"]
+        .iter()
+        .map(|threads| {
+            let out = scratch_dir();
+            let report = build_app(
+                &base.reference(),
+                &target_ref(out.path(), "app"),
+                &files,
+                &["--threads", threads],
+            );
+            report["digest"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[1], digests[2]);
+
+    // SOURCE_DATE_EPOCH moves mtimes and `created`, hence the digest.
+    let out = scratch_dir();
+    let target = target_ref(out.path(), "app");
+    let mut build = command();
+    build
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["build", "--base", &base.reference(), "--target", &target])
+        .args(files.build_args());
+    let digest = String::from_utf8(run_ok(&mut build).stdout).unwrap();
+    assert_ne!(digest.trim(), digests[0]);
+    let config: Value = serde_json::from_str(&tools::run(
+        tools::command("skopeo").args(["inspect", "--config", &target]),
+    ))
+    .unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+}
+
+#[test]
+fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
+    let base = images::oci_base_layout();
+    let files = AppFiles::new();
+    let tar_dir = scratch_dir();
+    let tar_with_mtime = |mtime: &str, name: &str| {
+        let tar = tar_dir.path().join(name);
+        tools::run(Command::new("tar").args([
+            "--mtime",
+            mtime,
+            "--owner=1234",
+            "--group=1234",
+            "-C",
+            &files.path("site"),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ]));
+        tar
+    };
+    let old = tar_with_mtime("2001-01-01", "old.tar");
+    let new = tar_with_mtime("2021-01-01", "new.tar");
+    let mut diff_ids = Vec::new();
+    for tar in [&old, &new] {
+        let out = scratch_dir();
+        let report_path = out.path().join("report.json");
+        run_ok(command().args([
+            "build",
+            "--base",
+            &base.reference(),
+            "--target",
+            &target_ref(out.path(), "app"),
+            "--layer-per-flag",
+            "--tar",
+            tar.to_str().unwrap(),
+            "--file",
+            &format!("{}:/etc/app/settings.conf", files.path("settings.conf")),
+            "--delete",
+            "/etc/motd",
+            "--report",
+            report_path.to_str().unwrap(),
+        ]));
+        let report = read_report(&report_path);
+        let built: Vec<&Value> = report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|layer| layer["status"] == "built")
+            .collect();
+        assert_eq!(built.len(), 3, "one layer per flag");
+        diff_ids.push(built[0]["diff_id"].clone());
+        let image = PulledImage::pull(&target_ref(out.path(), "app"), None);
+        let index = image.root().join("index.html");
+        assert_eq!(std::fs::read_to_string(&index).unwrap(), "<h1>layerize</h1>\n");
+        let meta = std::fs::metadata(&index).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mtime()), (0, 0, 0));
+        assert!(!image.root().join("etc/motd").exists());
+    }
+    assert_eq!(diff_ids[0], diff_ids[1], "tar mtimes and owners must not leak into the layer");
+}
+
+#[test]
+fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
+    let base = images::oci_base_layout();
+    let out = scratch_dir();
+    let target = target_ref(out.path(), "app");
+    let report = build_app(&base.reference(), &target, &AppFiles::new(), &["--compression", "zstd"]);
+    let built = report["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(built["media_type"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_podman_sees_the_app(&target);
+}
+
+/// Runs a build that must fail, and checks its message and that no tag was written.
+fn assert_build_fails(args: &[&str], expected: &[&str]) {
+    let base = images::oci_base_layout();
+    let out = scratch_dir();
+    let target = target_ref(out.path(), "app");
+    let mut build = command();
+    build
+        .args(["build", "--base", &base.reference(), "--target", &target])
+        .args(args);
+    let stderr = run_err(&mut build);
+    for needle in expected {
+        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    }
+    assert!(!tag_exists(&out.path().join("out"), "app"), "a failed build wrote the tag");
+}
+
+#[test]
+fn a_path_escaping_the_root_is_refused() {
+    let files = AppFiles::new();
+    assert_build_fails(
+        &["--file", &format!("{}:../../etc/evil", files.path("settings.conf"))],
+        &["escapes"],
+    );
+}
+
+#[test]
+fn a_missing_source_file_is_a_clear_error() {
+    assert_build_fails(
+        &["--file", "/nonexistent/layerize/app:/usr/local/bin/app"],
+        &["/nonexistent/layerize/app", "not found"],
+    );
+}
+
+#[test]
+fn a_malformed_base_is_a_clear_error() {
+    let base = images::oci_base_layout();
+    let manifest_digest = base.tagged_descriptor()["digest"].as_str().unwrap().to_owned();
+    std::fs::write(base.blob_path(&manifest_digest), b"{\"not\": \"a manifest\"").unwrap();
+    let out = scratch_dir();
+    let stderr = run_err(command().args([
+        "build",
+        "--base",
+        &base.reference(),
+        "--target",
+        &target_ref(out.path(), "app"),
+    ]));
+    assert!(stderr.contains(&manifest_digest), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+
+    let missing = scratch_dir();
+    let stderr = run_err(command().args([
+        "build",
+        "--base",
+        &format!("oci:{}:base", missing.path().display()),
+        "--target",
+        &target_ref(out.path(), "app"),
+    ]));
+    assert!(stderr.contains("not an OCI image layout"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    assert_build_fails(&["--platform", "linux/s390x"], &["linux/s390x", "linux/amd64"]);
+    assert_build_fails(&["--entrypoint", "/bin/app"], &["--entrypoint", "JSON array"]);
+    assert_build_fails(&["--env", "NOVALUE"], &["--env", "KEY=VALUE"]);
+}

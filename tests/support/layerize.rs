@@ -1,0 +1,66 @@
+//! Running the `layerize` binary under test: found next to the test executable
+//! (`target/PROFILE/layerize`, built by `cargo test --workspace`), with helpers for the report.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `layerize` binary of this build; panics with the fix when it was not built.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "deps"))
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("{} is not under target/*/deps", exe.display()));
+    let binary = profile_dir.join("layerize");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p layerize-cli` first)",
+        binary.display()
+    );
+    binary
+}
+
+/// A `layerize` command with a clean, deterministic environment: no SOURCE_DATE_EPOCH, no
+/// ambient Docker/podman credentials from the developer's home.
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("LAYERIZE_LOG")
+        .env("DOCKER_CONFIG", "/nonexistent/layerize-tests")
+        .env("REGISTRY_AUTH_FILE", "/nonexistent/layerize-tests/auth.json");
+    command
+}
+
+/// Runs `command`, which must succeed; returns its output.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("start layerize");
+    assert!(
+        output.status.success(),
+        "layerize failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs `command`, which must fail; returns its stderr.
+pub fn run_err(command: &mut Command) -> String {
+    let output = command.output().expect("start layerize");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "layerize succeeded but should have failed:\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+/// Reads a `--report` file.
+pub fn read_report(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read the report")).expect("report is JSON")
+}
