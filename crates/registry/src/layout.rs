@@ -3,8 +3,8 @@
 //!
 //! Blobs are written to a temporary file inside `blobs/`, verified (size and sha256) and then
 //! renamed into place, so a blob name never holds anything but its content; `index.json` is
-//! replaced the same way. Blobs of another layout are hard-linked, never copied or re-compressed
-//! when the file system allows it.
+//! replaced the same way. Blobs of another layout are hard-linked (copied only across file
+//! systems), never re-compressed.
 
 use std::any::Any;
 use std::collections::BTreeMap;
