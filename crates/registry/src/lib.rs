@@ -5,7 +5,6 @@
 pub mod credentials;
 pub mod layout;
 pub mod reference;
-pub mod credentials;
 pub mod store;
 
 pub use store::{read_blob, BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
