@@ -45,6 +45,9 @@ pub struct Image {
     manifest: Value,
     config: Value,
     family: Family,
+    /// Positions in `config.history` of the entries this image appended, whose `created`
+    /// follows [`Image::set_created`].
+    appended_history: Vec<usize>,
 }
 
 impl Image {
@@ -102,6 +105,7 @@ impl Image {
             manifest,
             config,
             family: kind.family(),
+            appended_history: Vec::new(),
         })
     }
 
@@ -159,8 +163,8 @@ impl Image {
     }
 
     /// Appends a layer: its descriptor to the manifest, `diff_id` to `rootfs.diff_ids` and a
-    /// history entry (with `created` = the config's `created`, so call
-    /// [`Image::set_created`] first). The base's history is left as it is even when it
+    /// history entry (its `created` is the config's, kept in step by [`Image::set_created`]
+    /// whether that is called before or after). The base's history is left as it is even when it
     /// describes fewer layers than there are. The layer's media type must belong to the
     /// manifest's family (see [`media_type::layer_media_type`]), and `history.empty_layer`
     /// must be false.
@@ -205,9 +209,6 @@ impl Image {
 
     fn push_history(&mut self, history: History) {
         let mut entry = Map::new();
-        if let Some(created) = self.config.get("created").filter(|value| value.is_string()) {
-            entry.insert("created".into(), created.clone());
-        }
         entry.insert("created_by".into(), history.created_by.into());
         if let Some(comment) = history.comment {
             entry.insert("comment".into(), comment.into());
@@ -215,14 +216,24 @@ impl Image {
         if history.empty_layer {
             entry.insert("empty_layer".into(), true.into());
         }
+        let created = self
+            .config
+            .get("created")
+            .filter(|value| value.is_string())
+            .cloned();
+        let list = self.history_mut();
+        list.push(with_created(entry, created));
+        let position = list.len() - 1;
+        self.appended_history.push(position);
+    }
+
+    fn history_mut(&mut self) -> &mut Vec<Value> {
         let document = self.config.as_object_mut().expect("config is an object");
         let list = document.entry("history").or_insert(Value::Null);
         if list.is_null() {
             *list = Value::Array(Vec::new());
         }
-        list.as_array_mut()
-            .expect("history checked in from_json")
-            .push(Value::Object(entry));
+        list.as_array_mut().expect("history checked in from_json")
     }
 
     /// Applies one config edit to `config.config` (see [`ConfigEdit`] for each one's rules).
@@ -230,13 +241,26 @@ impl Image {
         edit.apply_to(&mut self.config)
     }
 
-    /// Sets the config's `created` (RFC 3339, e.g. from [`crate::utc_rfc3339`]); it is also
-    /// the `created` of history entries appended afterwards. The value is not checked.
+    /// Sets the config's `created` (RFC 3339, e.g. from [`crate::utc_rfc3339`]) and the
+    /// `created` of every history entry this image appended, before or after this call. The
+    /// value is not checked.
     pub fn set_created(&mut self, rfc3339: &str) {
+        let created = Value::from(rfc3339);
         self.config
             .as_object_mut()
             .expect("config is an object")
-            .insert("created".into(), rfc3339.into());
+            .insert("created".into(), created.clone());
+        if self.appended_history.is_empty() {
+            return;
+        }
+        let positions = self.appended_history.clone();
+        let history = self.history_mut();
+        for position in positions {
+            let Value::Object(entry) = std::mem::take(&mut history[position]) else {
+                unreachable!("appended history entries are objects");
+            };
+            history[position] = with_created(entry, Some(created.clone()));
+        }
     }
 
     /// Sets a manifest annotation. Docker v2 manifests have no annotations: convert with
@@ -319,6 +343,17 @@ impl Image {
             manifest,
         }
     }
+}
+
+/// A history entry with `created` set (or removed) as its first field, where Docker and
+/// buildkit put it.
+fn with_created(entry: Map<String, Value>, created: Option<Value>) -> Value {
+    let mut result = Map::new();
+    if let Some(created) = created {
+        result.insert("created".into(), created);
+    }
+    result.extend(entry.into_iter().filter(|(key, _)| key != "created"));
+    Value::Object(result)
 }
 
 /// The OCI media type `skopeo` gives a Docker (or already OCI) layer type.

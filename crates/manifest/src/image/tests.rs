@@ -258,6 +258,12 @@ fn history_without_created_and_without_a_base_history() {
     object.remove("history");
     let (manifest, config) = fixture(Family::Docker, &config, base_layers(DOCKER_LAYER_GZIP));
     let mut image = Image::from_json(&manifest, &config).unwrap();
+    image.set_created("2024-01-01T00:00:00Z");
+    assert!(
+        image.config_json().get("history").is_none(),
+        "no history invented"
+    );
+    image.config.as_object_mut().unwrap().remove("created");
     let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
     image
         .append_layer(
@@ -280,6 +286,36 @@ fn history_without_created_and_without_a_base_history() {
         image.config_json()["history"],
         json!([{"created_by": "a"}, {"created_by": "b", "empty_layer": true}])
     );
+}
+
+#[test]
+fn set_created_after_appending_dates_our_entries_only() {
+    let mut image = oci_image();
+    let (layer, diff_id) = new_layer(Family::Oci, Compression::Gzip);
+    image
+        .append_layer(&layer, &diff_id, added_by("one"))
+        .unwrap();
+    image.set_created("2030-01-01T00:00:00Z");
+    image
+        .append_layer(&layer, &diff_id, added_by("two"))
+        .unwrap();
+    image.set_created(&utc_rfc3339(0));
+    let history = &image.config_json()["history"];
+    assert_eq!(
+        history[0],
+        oci_config()["history"][0],
+        "base entries untouched"
+    );
+    assert_eq!(history[1], oci_config()["history"][1]);
+    for (position, step) in [(2, "one"), (3, "two")] {
+        assert_eq!(
+            serde_json::to_string(&history[position]).unwrap(),
+            format!(
+                r#"{{"created":"1970-01-01T00:00:00Z","created_by":"{step}","comment":"layerize"}}"#
+            )
+        );
+    }
+    assert_eq!(image.config_json()["created"], "1970-01-01T00:00:00Z");
 }
 
 #[test]
