@@ -167,7 +167,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
             comment: None,
             empty_layer: false,
         };
-        image.append_layer(&layer.descriptor, &layer.diff_id, history);
+        image.append_layer(&layer.descriptor, &layer.diff_id, history)?;
     }
     image.set_created(&created);
     for edit in &edits {

@@ -1,6 +1,8 @@
 //! Logging set-up: human-readable text by default, JSON events (`phase`, `step`, `message` and the
 //! event's fields) with `--log-format json`. Logs go to stderr; stdout carries results only.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +19,10 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -4,9 +4,11 @@
 
 pub mod credentials;
 pub mod layout;
+pub mod open;
 pub mod reference;
+pub mod remote;
 pub mod store;
 
-pub use store::{read_blob, BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
 pub use layout::OciLayout;
 pub use reference::{ImageRef, Reference, ReferenceError};
+pub use store::{read_blob, BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
