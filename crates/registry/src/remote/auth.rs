@@ -1,0 +1,494 @@
+//! Authorization for registry requests: which header a request needing some scopes carries
+//! (none, Basic, or a Bearer token exchanged at the challenge's realm), and what to do after a 401.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+use base64::Engine as _;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::challenge::{BearerChallenge, Challenge};
+use super::token::{Scopes, Secret, Token, TokenCache};
+use super::transport::Http;
+use super::RequestCounters;
+use crate::credentials::Credential;
+
+/// What we hold to prove who we are, with every secret wrapped so it cannot be logged.
+#[derive(Debug, Clone)]
+enum Login {
+    Basic { username: String, password: Secret },
+    IdentityToken { username: String, token: Secret },
+    RegistryToken(Secret),
+}
+
+impl From<Credential> for Login {
+    fn from(credential: Credential) -> Self {
+        match credential {
+            Credential::Basic { username, password } => Login::Basic {
+                username,
+                password: Secret::new(password),
+            },
+            Credential::IdentityToken { username, token } => Login::IdentityToken {
+                username,
+                token: Secret::new(token),
+            },
+            Credential::RegistryToken(token) => Login::RegistryToken(Secret::new(token)),
+        }
+    }
+}
+
+/// Why no usable Authorization could be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("token request to {realm} failed: {message}")]
+    Exchange { realm: String, message: String },
+}
+
+/// The `Authorization` header a request was sent with, remembered (in redacted form) so a 401
+/// can tell what was refused.
+#[derive(Clone)]
+pub(crate) enum Sent {
+    Nothing,
+    Basic,
+    Bearer(Secret),
+}
+
+impl Sent {
+    pub fn header(&self, authenticator: &Authenticator) -> Option<HeaderValue> {
+        match self {
+            Sent::Nothing => None,
+            Sent::Basic => authenticator.basic_header(),
+            Sent::Bearer(token) => Some(secret_header(&format!("Bearer {}", token.expose()))),
+        }
+    }
+}
+
+/// Answers the challenges of one registry for every repository on it.
+pub(crate) struct Authenticator {
+    login: Option<Login>,
+    /// The registry's last known challenge (from the ping, updated by later 401s), stripped of
+    /// per-request parts; reused when a 401 comes without one.
+    challenge: RwLock<Option<Challenge>>,
+    tokens: TokenCache,
+    /// Set once a Bearer exchange failed while we hold a password: send Basic from then on.
+    basic_instead_of_bearer: AtomicBool,
+    /// Why the last token exchange failed, to explain a 401 that follows.
+    last_exchange_error: Mutex<Option<String>>,
+}
+
+impl Authenticator {
+    pub fn new(credential: Option<Credential>) -> Self {
+        Authenticator {
+            login: credential.map(Login::from),
+            challenge: RwLock::new(None),
+            tokens: TokenCache::default(),
+            basic_instead_of_bearer: AtomicBool::new(false),
+            last_exchange_error: Mutex::new(None),
+        }
+    }
+
+    pub fn has_login(&self) -> bool {
+        self.login.is_some()
+    }
+
+    /// Remembers the registry's challenge (from the ping or a 401).
+    pub fn learn(&self, challenge: Challenge) {
+        let general = match challenge {
+            Challenge::Basic => Challenge::Basic,
+            Challenge::Bearer(bearer) => Challenge::Bearer(BearerChallenge {
+                scopes: Vec::new(),
+                error: None,
+                ..bearer
+            }),
+        };
+        *self.challenge.write().expect("challenge lock poisoned") = Some(general);
+    }
+
+    pub fn last_exchange_error(&self) -> Option<String> {
+        self.last_exchange_error
+            .lock()
+            .expect("exchange error lock poisoned")
+            .clone()
+    }
+
+    /// What to send for a request needing `scopes`.
+    pub async fn authorize(
+        &self,
+        http: &Http,
+        scopes: &Scopes,
+        counters: &RequestCounters,
+    ) -> Result<Sent, AuthError> {
+        if let Some(Login::RegistryToken(token)) = &self.login {
+            return Ok(Sent::Bearer(token.clone()));
+        }
+        let challenge = self
+            .challenge
+            .read()
+            .expect("challenge lock poisoned")
+            .clone();
+        match challenge {
+            None => Ok(Sent::Nothing),
+            Some(Challenge::Basic) => Ok(self.basic_or_nothing()),
+            Some(Challenge::Bearer(_)) if self.basic_instead_of_bearer.load(Ordering::Relaxed) => {
+                Ok(self.basic_or_nothing())
+            }
+            Some(Challenge::Bearer(bearer)) => {
+                let exchanged = self
+                    .tokens
+                    .get_or_exchange(scopes, self.exchange(http, &bearer, scopes, counters))
+                    .await;
+                match exchanged {
+                    Ok(token) => Ok(Sent::Bearer(token.value)),
+                    Err(error) => {
+                        *self
+                            .last_exchange_error
+                            .lock()
+                            .expect("exchange error lock poisoned") = Some(error.to_string());
+                        if matches!(self.login, Some(Login::Basic { .. })) {
+                            tracing::warn!(%error, "token exchange failed; trying Basic authentication instead");
+                            self.basic_instead_of_bearer.store(true, Ordering::Relaxed);
+                            Ok(self.basic_or_nothing())
+                        } else {
+                            Err(error)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a 401 to a request sent with `sent`: forgets what was refused, learns the new
+    /// challenge, and says with which scopes to try once more (`None`: retrying cannot help).
+    pub fn refused(
+        &self,
+        sent: &Sent,
+        challenge: Option<Challenge>,
+        scopes: &Scopes,
+    ) -> Option<Scopes> {
+        if let Sent::Bearer(token) = sent {
+            self.tokens.forget(token);
+        }
+        let had_challenge = self
+            .challenge
+            .read()
+            .expect("challenge lock poisoned")
+            .is_some();
+        let mut retry_scopes = scopes.clone();
+        match &challenge {
+            Some(Challenge::Bearer(bearer)) => {
+                if bearer.error.as_deref() == Some("insufficient_scope") {
+                    for scope in &bearer.scopes {
+                        retry_scopes.add_str(scope);
+                    }
+                }
+            }
+            Some(Challenge::Basic) => {
+                // Harbor answers Basic to a request that carried a Bearer token: switch.
+                if matches!(sent, Sent::Basic) || !matches!(self.login, Some(Login::Basic { .. })) {
+                    return None;
+                }
+            }
+            None if had_challenge => {}
+            None => return None,
+        }
+        if let Some(challenge) = challenge {
+            self.learn(challenge);
+        }
+        match sent {
+            Sent::Nothing if had_challenge && self.login.is_none() => None,
+            Sent::Basic => None,
+            _ => Some(retry_scopes),
+        }
+    }
+
+    fn basic_or_nothing(&self) -> Sent {
+        match self.login {
+            Some(Login::Basic { .. }) => Sent::Basic,
+            _ => Sent::Nothing,
+        }
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        match &self.login {
+            Some(Login::Basic { username, password }) => Some(basic_header(username, password)),
+            _ => None,
+        }
+    }
+
+    /// Exchanges our login (or nothing) for a token granting `scopes`.
+    async fn exchange(
+        &self,
+        http: &Http,
+        bearer: &BearerChallenge,
+        scopes: &Scopes,
+        counters: &RequestCounters,
+    ) -> Result<Token, AuthError> {
+        let requested_at = Instant::now();
+        let fail = |message: String| AuthError::Exchange {
+            realm: bearer.realm.clone(),
+            message,
+        };
+        let realm = Url::parse(&bearer.realm).map_err(|e| fail(format!("invalid realm: {e}")))?;
+        if let Some(Login::IdentityToken { username, token }) = &self.login {
+            match self
+                .refresh_token_grant(http, &realm, bearer, scopes, token, counters)
+                .await
+                .map_err(fail)?
+            {
+                Some(response) => return response.into_token(requested_at).map_err(fail),
+                None => {
+                    tracing::debug!("refresh_token grant not supported (404); using GET");
+                    let header = basic_header(username, token);
+                    return self
+                        .token_get(http, &realm, bearer, scopes, Some(header), counters)
+                        .await
+                        .and_then(|r| r.into_token(requested_at))
+                        .map_err(fail);
+                }
+            }
+        }
+        let header = self.basic_header();
+        self.token_get(http, &realm, bearer, scopes, header, counters)
+            .await
+            .and_then(|r| r.into_token(requested_at))
+            .map_err(fail)
+    }
+
+    async fn token_get(
+        &self,
+        http: &Http,
+        realm: &Url,
+        bearer: &BearerChallenge,
+        scopes: &Scopes,
+        authorization: Option<HeaderValue>,
+        counters: &RequestCounters,
+    ) -> Result<TokenResponse, String> {
+        let mut url = realm.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &bearer.service {
+                query.append_pair("service", service);
+            }
+            for scope in scopes.to_strings() {
+                query.append_pair("scope", &scope);
+            }
+        }
+        let response = http
+            .send_simple(counters, || {
+                let mut request = reqwest::Request::new(Method::GET, url.clone());
+                if let Some(header) = &authorization {
+                    request.headers_mut().insert(AUTHORIZATION, header.clone());
+                }
+                request
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        TokenResponse::read(response).await
+    }
+
+    /// The OAuth2 `refresh_token` grant; `Ok(None)` when the endpoint does not offer it (404).
+    async fn refresh_token_grant(
+        &self,
+        http: &Http,
+        realm: &Url,
+        bearer: &BearerChallenge,
+        scopes: &Scopes,
+        refresh_token: &Secret,
+        counters: &RequestCounters,
+    ) -> Result<Option<TokenResponse>, String> {
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("client_id", "layerize")
+                .append_pair("scope", &scopes.to_strings().join(" "))
+                .append_pair("refresh_token", refresh_token.expose());
+            if let Some(service) = &bearer.service {
+                form.append_pair("service", service);
+            }
+            bytes::Bytes::from(form.finish())
+        };
+        let response = http
+            .send_simple(counters, || {
+                let mut request = reqwest::Request::new(Method::POST, realm.clone());
+                request.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                *request.body_mut() = Some(body.clone().into());
+                request
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        TokenResponse::read(response).await.map(Some)
+    }
+}
+
+/// A header value holding a secret: marked sensitive so HTTP tooling never prints it.
+fn secret_header(value: &str) -> HeaderValue {
+    let mut header = HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""));
+    header.set_sensitive(true);
+    header
+}
+
+fn basic_header(username: &str, password: &Secret) -> HeaderValue {
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    secret_header(&format!("Basic {encoded}"))
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl TokenResponse {
+    async fn read(response: reqwest::Response) -> Result<TokenResponse, String> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "HTTP {status}{}",
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    " (are the credentials right?)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable token response: {e}"))
+    }
+
+    fn into_token(self, requested_at: Instant) -> Result<Token, String> {
+        let value = self
+            .token
+            .filter(|t| !t.is_empty())
+            .or(self.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or("the token response holds no token")?;
+        Ok(Token::new(
+            Secret::new(value),
+            self.expires_in,
+            requested_at,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(error: Option<&str>, scopes: &[&str]) -> Challenge {
+        Challenge::Bearer(BearerChallenge {
+            realm: "https://auth/token".into(),
+            service: Some("registry".into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            error: error.map(str::to_owned),
+        })
+    }
+
+    fn basic_login() -> Option<Credential> {
+        Some(Credential::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        })
+    }
+
+    #[test]
+    fn insufficient_scope_retries_with_the_challenge_scopes_added() {
+        let auth = Authenticator::new(basic_login());
+        auth.learn(bearer(None, &[]));
+        let wanted = Scopes::repository("app", &["pull", "push"]);
+        let retry = auth.refused(
+            &Sent::Bearer(Secret::new("t")),
+            Some(bearer(
+                Some("insufficient_scope"),
+                &["repository:base:pull repository:app:pull,push"],
+            )),
+            &wanted,
+        );
+        assert_eq!(
+            retry.unwrap().to_strings(),
+            ["repository:app:pull,push", "repository:base:pull"]
+        );
+    }
+
+    #[test]
+    fn a_401_without_challenge_reuses_the_ping_challenge() {
+        let auth = Authenticator::new(basic_login());
+        auth.learn(bearer(Some("ignored"), &["repository:x:pull"]));
+        let wanted = Scopes::repository("app", &["pull"]);
+        let retry = auth.refused(&Sent::Bearer(Secret::new("expired")), None, &wanted);
+        assert_eq!(retry, Some(wanted));
+        assert_eq!(
+            *auth.challenge.read().unwrap(),
+            Some(bearer(None, &[])),
+            "per-request parts are not remembered"
+        );
+    }
+
+    #[test]
+    fn refused_basic_credentials_are_final() {
+        let auth = Authenticator::new(basic_login());
+        auth.learn(Challenge::Basic);
+        let wanted = Scopes::repository("app", &["pull"]);
+        assert_eq!(
+            auth.refused(&Sent::Basic, Some(Challenge::Basic), &wanted),
+            None
+        );
+    }
+
+    #[test]
+    fn anonymous_requests_are_not_retried_once_the_challenge_is_known() {
+        let auth = Authenticator::new(None);
+        auth.learn(Challenge::Basic);
+        let wanted = Scopes::repository("app", &["pull"]);
+        assert_eq!(
+            auth.refused(&Sent::Nothing, Some(Challenge::Basic), &wanted),
+            None
+        );
+    }
+
+    #[test]
+    fn a_401_after_an_open_ping_teaches_the_challenge() {
+        let auth = Authenticator::new(basic_login());
+        let wanted = Scopes::repository("app", &["pull", "push"]);
+        assert_eq!(
+            auth.refused(&Sent::Nothing, Some(bearer(None, &[])), &wanted),
+            Some(wanted)
+        );
+        assert!(auth.challenge.read().unwrap().is_some());
+    }
+
+    #[test]
+    fn token_responses_accept_token_or_access_token() {
+        let start = Instant::now();
+        let read = |json: &str| {
+            serde_json::from_str::<TokenResponse>(json)
+                .unwrap()
+                .into_token(start)
+                .map(|t| t.value.expose().to_owned())
+        };
+        assert_eq!(read(r#"{"token":"a"}"#).unwrap(), "a");
+        assert_eq!(
+            read(r#"{"access_token":"b","expires_in":300}"#).unwrap(),
+            "b"
+        );
+        assert_eq!(read(r#"{"token":"","access_token":"c"}"#).unwrap(), "c");
+        assert!(read(r#"{"expires_in":300}"#).is_err());
+    }
+
+    #[test]
+    fn basic_header_is_sensitive_and_well_formed() {
+        let header = basic_header("user", &Secret::new("pass"));
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), "Basic dXNlcjpwYXNz");
+    }
+}

@@ -1,0 +1,444 @@
+//! The client of one registry host: finds its scheme and challenge (the `/v2/` ping), sends
+//! authorized requests (re-authorizing once after a 401) and follows redirects without leaking
+//! our Authorization to other hosts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION};
+use reqwest::{Method, Request, Response, StatusCode};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::auth::Authenticator;
+use super::challenge::Challenge;
+use super::repository::RemoteRepository;
+use super::token::Scopes;
+use super::transport::{
+    describe_transport_error, is_certificate_error, is_plain_http_answer, plain_http_allowed, Http,
+    Payload, SendError,
+};
+use super::{RemoteOptions, RequestCounters};
+use crate::credentials::Credential;
+use crate::StoreError;
+
+/// Redirect hops followed for one blob request (S3 and CDNs use one or two).
+const MAX_REDIRECTS: usize = 5;
+
+/// A client for one registry host, cheap to clone: clones share the connection pool, the
+/// token cache and what the ping learned.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `host[:port]` of the registry API.
+    host: String,
+    insecure_hosts: Vec<String>,
+    http: Http,
+    auth: Authenticator,
+    /// `scheme://host/`, known after the first successful ping.
+    base: OnceCell<Url>,
+    /// Largest PATCH the registry took, once it refused a bigger one (0: no limit seen).
+    patch_limit: AtomicU64,
+}
+
+/// Why a request got no usable answer, and whether trying the whole operation again may help.
+#[derive(Debug)]
+pub(crate) struct RequestError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl RequestError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        RequestError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
+/// One request to send through [`Registry::execute`].
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub scopes: &'a Scopes,
+    pub headers: HeaderMap,
+    pub payload: Payload,
+    /// Whether sending it twice does no harm (retries on failures and 5xx).
+    pub idempotent: bool,
+    /// Blob GETs and HEADs: follow 3xx, dropping Authorization on a hop to another origin.
+    pub follow_redirects: bool,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: Method, url: Url, scopes: &'a Scopes) -> Self {
+        let idempotent = method == Method::GET || method == Method::HEAD;
+        let follow_redirects = idempotent;
+        Call {
+            method,
+            url,
+            scopes,
+            headers: HeaderMap::new(),
+            payload: Payload::Empty,
+            idempotent,
+            follow_redirects,
+        }
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    pub fn payload(mut self, payload: Payload) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+}
+
+impl Registry {
+    /// A client for the registry API at `host` (`host[:port]`, e.g. `registry-1.docker.io`).
+    pub fn new(
+        host: &str,
+        credential: Option<Credential>,
+        options: &RemoteOptions,
+    ) -> Result<Self, StoreError> {
+        let insecure = options.insecure_hosts.iter().any(|named| {
+            named.eq_ignore_ascii_case(host) || host_without_port(host).eq_ignore_ascii_case(named)
+        });
+        let http = Http::new(options, insecure).map_err(|message| StoreError::Failed {
+            store: host.to_owned(),
+            operation: "set up client".into(),
+            message,
+        })?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                host: host.to_owned(),
+                insecure_hosts: options.insecure_hosts.clone(),
+                http,
+                auth: Authenticator::new(credential),
+                base: OnceCell::new(),
+                patch_limit: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// `host[:port]` of the registry API.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// A store for one repository of this registry, sharing this client.
+    pub fn repository(&self, name: &str) -> RemoteRepository {
+        RemoteRepository::with_registry(self.clone(), name)
+    }
+
+    pub(crate) fn retry_policy(&self) -> &super::RetryPolicy {
+        self.inner.http.retry_policy()
+    }
+
+    pub(crate) fn patch_limit(&self) -> Option<u64> {
+        match self.inner.patch_limit.load(Ordering::Relaxed) {
+            0 => None,
+            limit => Some(limit),
+        }
+    }
+
+    pub(crate) fn learn_patch_limit(&self, limit: u64) {
+        self.inner.patch_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// `scheme://host/` of the API, pinging `/v2/` the first time.
+    pub(crate) async fn base(&self, counters: &RequestCounters) -> Result<&Url, RequestError> {
+        self.inner
+            .base
+            .get_or_try_init(|| self.ping(counters))
+            .await
+    }
+
+    /// Whether a URL may be requested: https, or plain HTTP where allowed.
+    pub(crate) fn check_scheme(&self, url: &Url) -> Result<(), RequestError> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if plain_http_allowed(url, &self.inner.insecure_hosts) => Ok(()),
+            _ => Err(RequestError::fatal(format!(
+                "refusing to follow the registry to {}://{}: plain HTTP is used only for loopback hosts and hosts named with --insecure-registry",
+                url.scheme(),
+                url.host_str().unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Finds the scheme (https; plain HTTP first for loopback, as fallback for insecure hosts)
+    /// and the registry's challenge.
+    async fn ping(&self, counters: &RequestCounters) -> Result<Url, RequestError> {
+        let host = &self.inner.host;
+        let plain = Url::parse(&format!("http://{host}/"))
+            .map_err(|e| RequestError::fatal(format!("invalid registry host {host:?}: {e}")))?;
+        let secure = Url::parse(&format!("https://{host}/")).expect("valid once http parsed");
+        let loopback = plain_http_allowed(&plain, &[]);
+        let insecure = plain_http_allowed(&plain, &self.inner.insecure_hosts);
+        let candidates: Vec<Url> = if loopback {
+            vec![plain, secure]
+        } else if insecure {
+            vec![secure, plain]
+        } else {
+            vec![secure]
+        };
+        let mut last = None;
+        for (i, base) in candidates.iter().enumerate() {
+            let more = i + 1 < candidates.len();
+            let url = base.join("v2/").expect("static path");
+            let outcome = self
+                .inner
+                .http
+                .send_simple(counters, || Request::new(Method::GET, url.clone()))
+                .await;
+            match outcome {
+                Ok(response) => match response.status() {
+                    StatusCode::OK => return Ok(base.clone()),
+                    StatusCode::UNAUTHORIZED => {
+                        let challenge = Challenge::from_headers(response.headers()).ok_or_else(|| {
+                            RequestError::fatal(format!(
+                                "{url} answers 401 without an authentication challenge layerize understands (Basic or Bearer)"
+                            ))
+                        })?;
+                        self.inner.auth.learn(challenge);
+                        return Ok(base.clone());
+                    }
+                    // A TLS server answering plain HTTP says 400 ("HTTP request to an HTTPS server").
+                    StatusCode::BAD_REQUEST if more => last = Some(format!("{url}: HTTP 400")),
+                    status => {
+                        return Err(RequestError {
+                            message: format!(
+                            "{url} answers HTTP {status}: is this an OCI registry (no /v2/ API)?"
+                        ),
+                            transient: super::retry::is_retryable_status(status),
+                        })
+                    }
+                },
+                Err(SendError::Transport(error)) if more => {
+                    last = Some(describe_transport_error(&error));
+                }
+                Err(SendError::Transport(error)) => return Err(self.transport_error(&error)),
+                Err(SendError::Body(error)) => return Err(RequestError::fatal(error.to_string())),
+            }
+        }
+        Err(RequestError::fatal(last.unwrap_or_default()))
+    }
+
+    /// Explains a failure to reach the registry.
+    fn transport_error(&self, error: &reqwest::Error) -> RequestError {
+        let host = &self.inner.host;
+        let detail = describe_transport_error(error);
+        if is_plain_http_answer(error) {
+            return RequestError::fatal(format!(
+                "TLS handshake with {host} failed: is it a plain-HTTP registry? Plain HTTP is used only for loopback hosts and hosts named with --insecure-registry ({detail})"
+            ));
+        }
+        if is_certificate_error(error) {
+            return RequestError::fatal(format!(
+                "TLS certificate of {host} is not trusted: pass its CA with --ca-cert FILE ({detail})"
+            ));
+        }
+        RequestError {
+            message: detail,
+            transient: super::retry::is_retryable_error(error),
+        }
+    }
+
+    /// Sends `call` with the Authorization its scopes need; after a 401, re-authorizes once
+    /// (fresh token, the challenge's scopes added) and sends again if the body allows.
+    pub(crate) async fn execute(
+        &self,
+        call: Call<'_>,
+        counters: &RequestCounters,
+    ) -> Result<Response, RequestError> {
+        self.base(counters).await?;
+        self.check_scheme(&call.url)?;
+        let auth = &self.inner.auth;
+        let mut scopes = call.scopes.clone();
+        let mut reauthorized = false;
+        loop {
+            let sent = auth
+                .authorize(&self.inner.http, &scopes, counters)
+                .await
+                .map_err(|e| RequestError::fatal(e.to_string()))?;
+            let authorization = sent.header(auth);
+            let make = || {
+                call.payload.body().map(|body| {
+                    body.map(|body| {
+                        let mut request = Request::new(call.method.clone(), call.url.clone());
+                        *request.headers_mut() = call.headers.clone();
+                        if let Some(value) = &authorization {
+                            request.headers_mut().insert(AUTHORIZATION, value.clone());
+                        }
+                        *request.body_mut() = body;
+                        request
+                    })
+                })
+            };
+            let response = self
+                .inner
+                .http
+                .send(counters, call.idempotent, make)
+                .await
+                .map_err(|error| match error {
+                    SendError::Transport(error) => self.transport_error(&error),
+                    SendError::Body(error) => {
+                        RequestError::fatal(format!("cannot read the body to send: {error}"))
+                    }
+                })?;
+            if response.status() == StatusCode::UNAUTHORIZED && !reauthorized {
+                reauthorized = true;
+                let challenge = Challenge::from_headers(response.headers());
+                if let Some(wider) = auth.refused(&sent, challenge, &scopes) {
+                    if call.payload.can_replay() {
+                        scopes = wider;
+                        continue;
+                    }
+                }
+            }
+            if call.follow_redirects && response.status().is_redirection() {
+                return self
+                    .follow_redirects(&call, response, authorization, counters)
+                    .await;
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn follow_redirects(
+        &self,
+        call: &Call<'_>,
+        mut response: Response,
+        authorization: Option<HeaderValue>,
+        counters: &RequestCounters,
+    ) -> Result<Response, RequestError> {
+        let origin = self.base(counters).await?.origin();
+        let mut url = call.url.clone();
+        for _ in 0..MAX_REDIRECTS {
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            url = redirect_target(&url, response.headers())?;
+            self.check_scheme(&url)?;
+            // Our credentials are for the registry only: S3 and CDNs refuse (or log) them.
+            let keep_auth = url.origin() == origin;
+            tracing::debug!(
+                host = url.host_str().unwrap_or_default(),
+                keep_auth,
+                "following redirect"
+            );
+            let method = call.method.clone();
+            response = self
+                .inner
+                .http
+                .send_simple(counters, || {
+                    let mut request = Request::new(method.clone(), url.clone());
+                    if let (true, Some(value)) = (keep_auth, &authorization) {
+                        request.headers_mut().insert(AUTHORIZATION, value.clone());
+                    }
+                    request
+                })
+                .await
+                .map_err(|error| match error {
+                    SendError::Transport(error) => RequestError {
+                        message: format!(
+                            "redirected to {}: {}",
+                            url.host_str().unwrap_or_default(),
+                            describe_transport_error(&error)
+                        ),
+                        transient: super::retry::is_retryable_error(&error),
+                    },
+                    SendError::Body(error) => RequestError::fatal(error.to_string()),
+                })?;
+        }
+        Err(RequestError::fatal(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// Why the registry may have refused a request: a note for 401 errors.
+    pub(crate) fn unauthorized_hint(&self) -> String {
+        match self.inner.auth.last_exchange_error() {
+            Some(exchange) => format!("authentication failed ({exchange})"),
+            None if self.inner.auth.has_login() => "the registry refused the credentials".into(),
+            None => format!(
+                "authentication required: no credentials found for {} (docker login, or --base-creds/--target-creds)",
+                self.inner.host
+            ),
+        }
+    }
+}
+
+/// Resolves a `Location` header (absolute or relative) against the URL it answered.
+pub(crate) fn redirect_target(current: &Url, headers: &HeaderMap) -> Result<Url, RequestError> {
+    let location = headers
+        .get(LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| RequestError::fatal("the registry answered without a Location header"))?;
+    current
+        .join(location)
+        .map_err(|e| RequestError::fatal(format!("the registry sent an invalid Location: {e}")))
+}
+
+fn host_without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(current: &str, value: &str) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(LOCATION, value.parse().unwrap());
+        redirect_target(&Url::parse(current).unwrap(), &headers)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request_url() {
+        let post = "http://127.0.0.1:5000/v2/app/blobs/uploads/";
+        assert_eq!(
+            location(post, "/v2/app/blobs/uploads/abc?_state=xyz"),
+            "http://127.0.0.1:5000/v2/app/blobs/uploads/abc?_state=xyz"
+        );
+        assert_eq!(
+            location(post, "abc"),
+            "http://127.0.0.1:5000/v2/app/blobs/uploads/abc"
+        );
+        assert_eq!(
+            location(post, "https://uploads.example/session/1?sig=a%2Fb"),
+            "https://uploads.example/session/1?sig=a%2Fb"
+        );
+    }
+
+    #[test]
+    fn a_missing_location_is_an_error() {
+        let current = Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        assert!(redirect_target(&current, &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(host_without_port("registry.lan:5000"), "registry.lan");
+        assert_eq!(host_without_port("registry.lan"), "registry.lan");
+        assert_eq!(host_without_port("[::1]:5000"), "[::1]");
+    }
+}

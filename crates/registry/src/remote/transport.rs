@@ -1,0 +1,286 @@
+//! HTTP under the registry client: the reqwest client with layerize's TLS rules, retries of
+//! idempotent requests, request logging and counting, and the bodies a request can be replayed with.
+
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Request, Response};
+use tokio::io::AsyncReadExt;
+use url::{Host, Url};
+
+use super::retry::{is_retryable_error, is_retryable_status, parse_retry_after, RetryPolicy};
+use super::{RemoteOptions, RequestCounters};
+
+/// What a request carries, in a form that can be sent again on a retry when possible.
+pub(crate) enum Payload {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes of a file from `offset`, reopened for each attempt.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+    /// A stream that can be sent only once.
+    Once(Mutex<Option<reqwest::Body>>),
+}
+
+impl Payload {
+    pub fn once(body: reqwest::Body) -> Self {
+        Payload::Once(Mutex::new(Some(body)))
+    }
+
+    /// A body for the next attempt; `None` when this payload cannot be sent again.
+    pub fn body(&self) -> Option<Result<Option<reqwest::Body>, std::io::Error>> {
+        match self {
+            Payload::Empty => Some(Ok(None)),
+            Payload::Bytes(bytes) => Some(Ok(Some(bytes.clone().into()))),
+            Payload::File { path, offset, len } => Some(file_body(path, *offset, *len).map(Some)),
+            Payload::Once(body) => body
+                .lock()
+                .expect("payload lock poisoned")
+                .take()
+                .map(|body| Ok(Some(body))),
+        }
+    }
+
+    /// Whether a second attempt can send the same bytes.
+    pub fn can_replay(&self) -> bool {
+        !matches!(self, Payload::Once(_))
+    }
+}
+
+fn file_body(path: &PathBuf, offset: u64, len: u64) -> Result<reqwest::Body, std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let reader = tokio::fs::File::from_std(file).take(len);
+    Ok(reqwest::Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024),
+    ))
+}
+
+/// Whether plain HTTP may be spoken to the host of `url`: loopback hosts (127.0.0.0/8,
+/// `localhost`, `::1`) and hosts the user named as insecure (`host` or `host:port`).
+pub(crate) fn plain_http_allowed(url: &Url, insecure_hosts: &[String]) -> bool {
+    let loopback = match url.host() {
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let host = url.host_str().unwrap_or_default();
+    let host_port = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    loopback
+        || insecure_hosts
+            .iter()
+            .any(|named| named.eq_ignore_ascii_case(host) || named.eq_ignore_ascii_case(&host_port))
+}
+
+/// One reqwest client (connection pool) and the retry policy for one registry.
+pub(crate) struct Http {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Transport(reqwest::Error),
+    /// The body could not be (re)made: a file that cannot be read.
+    Body(std::io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Transport(error) => f.write_str(&describe_transport_error(error)),
+            SendError::Body(error) => write!(f, "cannot read the body to send: {error}"),
+        }
+    }
+}
+
+impl Http {
+    /// `accept_invalid_certs` is only ever set for hosts the user named as insecure.
+    pub fn new(options: &RemoteOptions, accept_invalid_certs: bool) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .tls_danger_accept_invalid_certs(accept_invalid_certs);
+        let mut certificates = Vec::new();
+        for path in &options.ca_certs {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))?;
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+            if bundle.is_empty() {
+                return Err(format!("{} holds no PEM certificate", path.display()));
+            }
+            certificates.extend(bundle);
+        }
+        if !certificates.is_empty() {
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Http {
+            client,
+            retry: options.retry.clone(),
+        })
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Sends a request made by `make` (called once per attempt; `None` when the body cannot be
+    /// sent again), retrying transport failures and 408/429/5xx when `idempotent`. After the
+    /// last attempt the last response, whatever its status, is returned.
+    pub async fn send(
+        &self,
+        counters: &RequestCounters,
+        idempotent: bool,
+        mut make: impl FnMut() -> Option<Result<Request, std::io::Error>>,
+    ) -> Result<Response, SendError> {
+        let mut attempt = 1;
+        let mut request = match make() {
+            Some(request) => request.map_err(SendError::Body)?,
+            None => return Err(SendError::Body(std::io::ErrorKind::UnexpectedEof.into())),
+        };
+        loop {
+            let (method, url) = (request.method().clone(), request.url().clone());
+            counters.count_request();
+            let outcome = self.client.execute(request).await;
+            let retry_after = match &outcome {
+                Ok(response) => {
+                    tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), status = response.status().as_u16(), "registry request");
+                    if !is_retryable_status(response.status()) {
+                        return outcome.map_err(SendError::Transport);
+                    }
+                    response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                }
+                Err(error) => {
+                    tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), error = %describe_transport_error(error), "registry request failed");
+                    if !is_retryable_error(error) {
+                        return outcome.map_err(SendError::Transport);
+                    }
+                    None
+                }
+            };
+            if !idempotent || attempt >= self.retry.attempts {
+                return outcome.map_err(SendError::Transport);
+            }
+            let Some(next) = make() else {
+                return outcome.map_err(SendError::Transport);
+            };
+            let delay = self.retry.delay(attempt, retry_after);
+            tracing::debug!(%method, path = url.path(), attempt, delay_ms = delay.as_millis() as u64, "retrying");
+            tokio::time::sleep(delay).await;
+            request = next.map_err(SendError::Body)?;
+            attempt += 1;
+        }
+    }
+
+    /// [`Http::send`] for requests whose body is cheap to rebuild (pings, token requests).
+    pub async fn send_simple(
+        &self,
+        counters: &RequestCounters,
+        make: impl Fn() -> Request,
+    ) -> Result<Response, SendError> {
+        self.send(counters, true, || Some(Ok(make()))).await
+    }
+}
+
+/// A transport error with its causes (reqwest's own message alone is "error sending request").
+pub(crate) fn describe_transport_error(error: &reqwest::Error) -> String {
+    // reqwest appends the URL, which for uploads carries the registry's session state.
+    let text = error.to_string();
+    let mut message = match text.split_once(" for url (") {
+        Some((kind, _)) => kind.to_owned(),
+        None => text,
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Whether a TLS handshake failed because the other side answered in plain HTTP.
+pub(crate) fn is_plain_http_answer(error: &reqwest::Error) -> bool {
+    let text = describe_transport_error(error);
+    [
+        "InvalidContentType",
+        "corrupt message",
+        "wrong version number",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
+}
+
+/// Whether a TLS handshake failed on the server's certificate.
+pub(crate) fn is_certificate_error(error: &reqwest::Error) -> bool {
+    describe_transport_error(error).contains("certificate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_or_named_hosts() {
+        let allowed = |url: &str, insecure: &[&str]| {
+            let insecure: Vec<String> = insecure.iter().map(|s| s.to_string()).collect();
+            plain_http_allowed(&Url::parse(url).unwrap(), &insecure)
+        };
+        assert!(allowed("http://127.0.0.1:5000/v2/", &[]));
+        assert!(allowed("http://127.3.2.1/v2/", &[]));
+        assert!(allowed("http://localhost:5000/v2/", &[]));
+        assert!(allowed("http://[::1]:5000/v2/", &[]));
+        assert!(!allowed("http://10.0.0.1:5000/v2/", &[]));
+        assert!(!allowed("http://registry.lan/v2/", &["other.lan"]));
+        assert!(allowed("http://registry.lan:5000/v2/", &["registry.lan"]));
+        assert!(allowed(
+            "http://registry.lan:5000/v2/",
+            &["registry.lan:5000"]
+        ));
+        assert!(!allowed(
+            "http://registry.lan:5001/v2/",
+            &["registry.lan:5000"]
+        ));
+    }
+
+    #[test]
+    fn file_payloads_are_replayable_and_streams_are_not() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"0123456789").unwrap();
+        let payload = Payload::File {
+            path: file.path().to_owned(),
+            offset: 2,
+            len: 5,
+        };
+        assert!(payload.body().unwrap().is_ok());
+        assert!(payload.body().unwrap().is_ok());
+        let once = Payload::once(reqwest::Body::from("x"));
+        assert!(once.body().is_some());
+        assert!(once.body().is_none());
+    }
+}

@@ -1,0 +1,533 @@
+//! The remote store against a real `docker-registry` (distribution 2.8) on loopback, in open and
+//! htpasswd (Basic) modes: uploads, HEAD skips, mounts, streamed copies, manifests, errors.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use layerize_manifest::Digest;
+use layerize_registry::credentials::Credential;
+use layerize_registry::remote::{Registry, RemoteOptions, RemoteRepository};
+use layerize_registry::{BlobBody, BlobStream, PutOutcome, Reference, Store, StoreError};
+
+/// A `docker-registry serve` on a free loopback port, stopped (by its pid) when dropped.
+struct TestRegistry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    fn open() -> Self {
+        Self::start(None)
+    }
+
+    fn htpasswd(user: &str, password: &str) -> Self {
+        Self::start(Some((user, password)))
+    }
+
+    fn start(login: Option<(&str, &str)>) -> Self {
+        Self::start_on("127.0.0.1", login)
+    }
+
+    fn start_on(listen: &str, login: Option<(&str, &str)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen}:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let output = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .unwrap();
+            assert!(output.status.success());
+            std::fs::write(dir.path().join("htpasswd"), output.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed");
+        let registry = TestRegistry {
+            child,
+            port,
+            _dir: dir,
+        };
+        registry.wait_until_listening();
+        registry
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reference(&self, repository: &str) -> Reference {
+        Reference::parse(&format!("{}/{repository}:latest", self.host())).unwrap()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn options() -> RemoteOptions {
+    RemoteOptions::default()
+}
+
+/// Deterministic pseudo-random bytes (incompressible, so sizes mean something).
+fn blob(len: usize, seed: u64) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut bytes = vec![0u8; len];
+    rng.fill(&mut bytes);
+    Bytes::from(bytes)
+}
+
+fn stream_of(bytes: Bytes, chunk: usize) -> BlobStream {
+    let chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len())
+        .step_by(chunk)
+        .map(|start| Ok(bytes.slice(start..(start + chunk).min(bytes.len()))))
+        .collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+async fn read_all(store: &dyn Store, digest: &Digest) -> Vec<u8> {
+    let mut stream = store.get_blob(digest).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+/// A minimal image manifest whose config and layer are the given blobs.
+fn manifest(config: &Bytes, layer: &Bytes) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": Digest::sha256(config).to_string(),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": Digest::sha256(layer).to_string(),
+            "size": layer.len(),
+        }],
+    }))
+    .unwrap()
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[tokio::test]
+async fn push_and_pull_blobs_and_manifests_on_an_open_registry() {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference("team/app"), None, &options()).unwrap();
+
+    let config = Bytes::from_static(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    );
+    let config_digest = Digest::sha256(&config);
+    assert!(!repo.has_blob(&config_digest).await.unwrap());
+    let outcome = repo
+        .put_blob(
+            &config_digest,
+            config.len() as u64,
+            BlobBody::Bytes(config.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: config.len() as u64
+        }
+    );
+    assert!(repo.has_blob(&config_digest).await.unwrap());
+
+    // A layer larger than one PATCH chunk, streamed.
+    let layer = blob(9 * 1024 * 1024 + 123, 1);
+    let layer_digest = Digest::sha256(&layer);
+    let outcome = repo
+        .put_blob(
+            &layer_digest,
+            layer.len() as u64,
+            BlobBody::Stream(stream_of(layer.clone(), 64 * 1024)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: layer.len() as u64
+        }
+    );
+    assert_eq!(read_all(&repo, &layer_digest).await, layer);
+
+    // A second push of the same blob is skipped after its HEAD.
+    let again = repo
+        .put_blob(
+            &layer_digest,
+            layer.len() as u64,
+            BlobBody::Stream(stream_of(layer.clone(), 64 * 1024)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, PutOutcome::Existed);
+
+    let manifest = manifest(&config, &layer);
+    let digest = repo
+        .put_manifest("v1", &manifest, OCI_MANIFEST)
+        .await
+        .unwrap();
+    assert_eq!(digest, Digest::sha256(&manifest));
+    for reference in ["v1".to_owned(), digest.to_string()] {
+        let fetched = repo.get_manifest(&reference).await.unwrap();
+        assert_eq!(fetched.bytes, manifest, "{reference}");
+        assert_eq!(fetched.media_type, OCI_MANIFEST);
+        assert_eq!(fetched.digest, digest);
+    }
+
+    let stats = repo.stats();
+    assert_eq!(stats.blobs_uploaded, 2);
+    assert_eq!(stats.blobs_skipped, 1);
+    assert_eq!(stats.blobs_mounted, 0);
+    assert_eq!(stats.bytes_uploaded, (config.len() + layer.len()) as u64);
+    assert!(stats.requests >= 10, "{stats:?}");
+    assert_eq!(repo.requests(), repo.stats().requests);
+}
+
+#[tokio::test]
+async fn file_bodies_are_uploaded_in_one_put() {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let layer = blob(3 * 1024 * 1024, 2);
+    let digest = Digest::sha256(&layer);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &layer).unwrap();
+
+    let before = repo.stats().requests;
+    let outcome = repo
+        .put_blob(
+            &digest,
+            layer.len() as u64,
+            BlobBody::File(file.path().to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: layer.len() as u64
+        }
+    );
+    // ping + HEAD + POST + PUT
+    assert_eq!(repo.stats().requests - before, 4);
+    assert_eq!(read_all(&repo, &digest).await, layer);
+}
+
+#[tokio::test]
+async fn blobs_are_mounted_across_repositories_of_one_registry() {
+    let server = TestRegistry::open();
+    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let base = registry.repository("library/base");
+    let app = registry.repository("org/app");
+    let layer = blob(1024 * 1024, 3);
+    let digest = Digest::sha256(&layer);
+    base.put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
+        .await
+        .unwrap();
+
+    let outcome = app
+        .copy_blob_from(&base, &digest, layer.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Mounted);
+    assert_eq!(app.stats().blobs_mounted, 1);
+    assert_eq!(app.stats().bytes_uploaded, 0);
+    assert_eq!(read_all(&app, &digest).await, layer);
+
+    let again = app
+        .copy_blob_from(&base, &digest, layer.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(again, PutOutcome::Existed);
+
+    // Separate clients of the same host mount too.
+    let other = RemoteRepository::new(&server.reference("org/other"), None, &options()).unwrap();
+    let outcome = other
+        .copy_blob_from(&base, &digest, layer.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Mounted);
+}
+
+#[tokio::test]
+async fn a_mount_of_a_blob_the_source_lacks_falls_back_to_streaming() {
+    let server = TestRegistry::open();
+    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let base = registry.repository("base");
+    let app = registry.repository("app");
+    let layer = blob(100_000, 4);
+    let digest = Digest::sha256(&layer);
+    // The blob is in `app2`, not in `base`: distribution answers the mount with 202 and a session.
+    let holder = registry.repository("app2");
+    holder
+        .put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
+        .await
+        .unwrap();
+    let error = app
+        .copy_blob_from(&base, &digest, layer.len() as u64)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+    let outcome = app
+        .copy_blob_from(&holder, &digest, layer.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Mounted);
+}
+
+#[tokio::test]
+async fn blobs_are_streamed_between_registries_with_their_digest_verified() {
+    let source_server = TestRegistry::open();
+    let target_server = TestRegistry::open();
+    let source = RemoteRepository::new(&source_server.reference("base"), None, &options()).unwrap();
+    let target = RemoteRepository::new(&target_server.reference("app"), None, &options()).unwrap();
+    let layer = blob(6 * 1024 * 1024 + 7, 5);
+    let digest = Digest::sha256(&layer);
+    source
+        .put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
+        .await
+        .unwrap();
+
+    let outcome = target
+        .copy_blob_from(&source, &digest, layer.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: layer.len() as u64
+        }
+    );
+    assert_eq!(read_all(&target, &digest).await, layer);
+    assert_eq!(target.stats().bytes_uploaded, layer.len() as u64);
+
+    // A stream whose bytes do not match the digest is refused and nothing is stored.
+    let wrong = Digest::sha256(b"something else");
+    let error = target
+        .put_blob(
+            &wrong,
+            layer.len() as u64,
+            BlobBody::Stream(stream_of(layer.clone(), 1 << 20)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::DigestMismatch { .. }),
+        "{error}"
+    );
+    assert!(!target.has_blob(&wrong).await.unwrap());
+}
+
+#[tokio::test]
+async fn unknown_manifests_and_blobs_are_not_found() {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference("nothing/here"), None, &options()).unwrap();
+    let error = repo.get_manifest("missing").await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+    assert!(error.to_string().contains("nothing/here"), "{error}");
+    let error = match repo.get_blob(&Digest::sha256(b"x")).await {
+        Err(error) => error,
+        Ok(_) => panic!("a missing blob was found"),
+    };
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_manifests_are_refused_before_sending() {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let huge = vec![b' '; 5 * 1024 * 1024 + 100 * 1024];
+    let error = repo
+        .put_manifest("big", &huge, OCI_MANIFEST)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("manifest is 5.1 MiB; registries accept at most 4 MiB"),
+        "{error}"
+    );
+    assert_eq!(repo.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn manifests_referencing_missing_blobs_are_rejected_with_the_registry_error() {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let manifest = manifest(&Bytes::from_static(b"{}"), &Bytes::from_static(b"layer"));
+    let error = repo
+        .put_manifest("v1", &manifest, OCI_MANIFEST)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("MANIFEST_BLOB_UNKNOWN"), "{message}");
+    assert!(
+        message.contains("put manifest v1") && message.contains("400"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_with_htpasswd() {
+    let server = TestRegistry::htpasswd("alice", "s3cret-pw");
+    let login = Credential::Basic {
+        username: "alice".into(),
+        password: "s3cret-pw".into(),
+    };
+    let repo =
+        RemoteRepository::new(&server.reference("private/app"), Some(login), &options()).unwrap();
+    let layer = blob(200_000, 6);
+    let digest = Digest::sha256(&layer);
+    let outcome = repo
+        .put_blob(
+            &digest,
+            layer.len() as u64,
+            BlobBody::Stream(stream_of(layer.clone(), 8192)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: layer.len() as u64
+        }
+    );
+    assert_eq!(read_all(&repo, &digest).await, layer);
+
+    let wrong = Credential::Basic {
+        username: "alice".into(),
+        password: "not-the-password".into(),
+    };
+    let intruder =
+        RemoteRepository::new(&server.reference("private/app"), Some(wrong), &options()).unwrap();
+    let error = intruder.has_blob(&digest).await.unwrap_err().to_string();
+    assert!(
+        error.contains("401") && error.contains("refused the credentials"),
+        "{error}"
+    );
+    assert!(
+        error.contains("private/app") && error.contains(&server.host()),
+        "{error}"
+    );
+    assert!(!error.contains("not-the-password"), "{error}");
+
+    let anonymous =
+        RemoteRepository::new(&server.reference("private/app"), None, &options()).unwrap();
+    let error = anonymous
+        .get_manifest("latest")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("401") && error.contains("no credentials"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_uploads_share_one_client() {
+    let server = TestRegistry::open();
+    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let repo = registry.repository("app");
+    let blobs: Vec<Bytes> = (0..8).map(|i| blob(300_000 + i, 100 + i as u64)).collect();
+    let uploads = blobs.iter().map(|bytes| {
+        let repo = repo.clone();
+        let bytes = bytes.clone();
+        tokio::spawn(async move {
+            let digest = Digest::sha256(&bytes);
+            repo.put_blob(
+                &digest,
+                bytes.len() as u64,
+                BlobBody::Stream(stream_of(bytes, 10_000)),
+            )
+            .await
+        })
+    });
+    for outcome in futures_util::future::join_all(uploads).await {
+        assert!(matches!(
+            outcome.unwrap().unwrap(),
+            PutOutcome::Uploaded { .. }
+        ));
+    }
+    assert_eq!(repo.stats().blobs_uploaded, 8);
+    for bytes in &blobs {
+        assert_eq!(&read_all(&repo, &Digest::sha256(bytes)).await, bytes);
+    }
+}
+
+/// This machine's address on its default route, if it has one: a host that is not loopback.
+fn outward_ipv4() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn plain_http_only_for_hosts_named_insecure_and_a_clear_error_otherwise() {
+    let Some(ip) = outward_ipv4() else {
+        eprintln!("skipped: this machine has no address other than loopback");
+        return;
+    };
+    let server = TestRegistry::start_on("0.0.0.0", None);
+    let host = format!("{ip}:{}", server.port);
+    let reference = Reference::parse(&format!("{host}/app:latest")).unwrap();
+    let digest = Digest::sha256(b"");
+
+    let strict = RemoteRepository::new(&reference, None, &options()).unwrap();
+    let error = strict.has_blob(&digest).await.unwrap_err().to_string();
+    assert!(
+        error.contains(&format!(
+            "TLS handshake with {host} failed: is it a plain-HTTP registry?"
+        )),
+        "{error}"
+    );
+    assert!(error.contains("--insecure-registry"), "{error}");
+    assert_eq!(strict.stats().requests, 1, "a TLS failure is not retried");
+
+    let mut insecure = options();
+    insecure.insecure_hosts = vec![ip.to_string()];
+    let allowed = RemoteRepository::new(&reference, None, &insecure).unwrap();
+    assert!(!allowed.has_blob(&digest).await.unwrap());
+}
