@@ -1,0 +1,224 @@
+//! A real `docker-registry` (distribution 2.8) on a free loopback port with its own storage dir,
+//! open, with htpasswd (Basic) auth, or with token auth against a token server of the tests. Its
+//! log (access log included) goes to a file so tests can assert on what it saw, e.g. blob mounts;
+//! the process is killed on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::tools;
+
+/// How clients must authenticate.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    Open,
+    /// Basic auth checked against a bcrypt htpasswd file holding this one user.
+    Htpasswd {
+        user: String,
+        password: String,
+    },
+    /// Bearer tokens: clients are sent to `realm`; tokens must be issued by `issuer` for
+    /// `service` and signed by a key whose certificate chains to `root_cert_bundle`.
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        root_cert_bundle: PathBuf,
+    },
+}
+
+/// A running `docker-registry serve`.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    auth: Auth,
+    dir: TempDir,
+}
+
+impl Registry {
+    pub fn start(auth: Auth) -> Registry {
+        let dir = crate::scratch_dir();
+        let auth_section = auth_config(&auth, dir.path());
+        let config = dir.path().join("config.yml");
+        let log_path = dir.path().join("registry.log");
+        // Another test may take the port between our probe and the registry's bind: retry.
+        for _ in 0..5 {
+            let port = free_port();
+            std::fs::write(&config, config_yaml(port, dir.path(), &auth_section))
+                .expect("write registry config");
+            let log = std::fs::File::create(&log_path).expect("create registry log");
+            let mut child = tools::command("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("registry log"))
+                .stderr(log)
+                .spawn()
+                .expect("start docker-registry");
+            if wait_until_serving(&mut child, port, &log_path) {
+                return Registry {
+                    child,
+                    port,
+                    auth,
+                    dir,
+                };
+            }
+        }
+        panic!("docker-registry did not start on a loopback port after 5 tries");
+    }
+
+    pub fn open() -> Registry {
+        Registry::start(Auth::Open)
+    }
+
+    pub fn htpasswd(user: &str, password: &str) -> Registry {
+        Registry::start(Auth::Htpasswd {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// `USER:PASSWORD` for an htpasswd registry, as `--creds` flags want them.
+    pub fn creds(&self) -> Option<String> {
+        match &self.auth {
+            Auth::Htpasswd { user, password } => Some(format!("{user}:{password}")),
+            _ => None,
+        }
+    }
+
+    /// Everything the registry has logged so far, access log included.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).expect("read registry log")
+    }
+
+    /// The registry's storage root (`docker/registry/v2/...` below it).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True once the registry logged that it listens on `port` and answers `GET /v2/` (any status:
+/// 401 is the answer of an auth-protected one); false when it exited first (port taken).
+fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
+    let host = format!("127.0.0.1:{port}");
+    let listening = format!("listening on {host}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().expect("poll docker-registry").is_some() {
+            return false;
+        }
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if log.contains(&listening) && answers_http(&host) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+    panic!("docker-registry on {host} not ready in 20 s; log:\n{log}");
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn answers_http(host: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(host) else {
+        return false;
+    };
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let mut head = [0u8; 5];
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
+}
+
+fn config_yaml(port: u16, dir: &Path, auth_section: &str) -> String {
+    format!(
+        "version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+{auth_section}",
+        storage = dir.join("storage").display(),
+    )
+}
+
+/// The `auth:` section for `auth`, writing the htpasswd file into `dir` when needed.
+fn auth_config(auth: &Auth, dir: &Path) -> String {
+    match auth {
+        Auth::Open => String::new(),
+        Auth::Htpasswd { user, password } => {
+            let path = dir.join("htpasswd");
+            std::fs::write(&path, bcrypt_entry(user, password)).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: layerize-tests\n    path: {}\n",
+                path.display()
+            )
+        }
+        Auth::Token {
+            realm,
+            service,
+            issuer,
+            root_cert_bundle,
+        } => format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            root_cert_bundle.display()
+        ),
+    }
+}
+
+/// `USER:$2y$...` from `htpasswd -niB` (distribution accepts bcrypt entries only); the password
+/// goes through stdin so it never shows in a process list or a failure message.
+fn bcrypt_entry(user: &str, password: &str) -> String {
+    let mut child = tools::command("htpasswd")
+        .args(["-niB", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start htpasswd");
+    let mut stdin = child.stdin.take().expect("htpasswd stdin");
+    writeln!(stdin, "{password}").expect("write password to htpasswd");
+    drop(stdin);
+    let output = child.wait_with_output().expect("run htpasswd");
+    assert!(
+        output.status.success(),
+        "htpasswd -niB failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("htpasswd output is text")
+}
