@@ -21,9 +21,16 @@ impl AppFiles {
     fn new() -> Self {
         let dir = scratch_dir();
         let root = dir.path();
-        std::fs::write(root.join("hello.sh"), "#!/bin/sh\necho hello from layerize\n").unwrap();
-        std::fs::set_permissions(root.join("hello.sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::write(
+            root.join("hello.sh"),
+            "#!/bin/sh\necho hello from layerize\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("hello.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::write(root.join("settings.conf"), "mode=test\n").unwrap();
         std::fs::create_dir_all(root.join("site/assets")).unwrap();
         std::fs::write(root.join("site/index.html"), "<h1>layerize</h1>\n").unwrap();
@@ -128,7 +135,10 @@ fn assert_podman_sees_the_app(target: &str) {
         assert_eq!(mode_of(&root.join(path)), mode, "{path}");
     }
     for (link, target) in busybox::SYMLINKS {
-        assert_eq!(std::fs::read_link(root.join(link)).unwrap(), Path::new(target));
+        assert_eq!(
+            std::fs::read_link(root.join(link)).unwrap(),
+            Path::new(target)
+        );
     }
     assert_eq!(
         image.chroot_run(&["/usr/local/bin/hello"]),
@@ -146,7 +156,10 @@ fn assert_podman_sees_the_app(target: &str) {
     for inherited in busybox::ENV {
         assert!(env.contains(&inherited), "{inherited} lost: {env:?}");
     }
-    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/hello"])
+    );
     assert_eq!(config["Cmd"], serde_json::json!(busybox::CMD));
     assert_eq!(config["WorkingDir"], busybox::WORKDIR);
     assert_eq!(config["Labels"]["org.example.app"], "demo");
@@ -188,10 +201,15 @@ fn check_result(base: &images::OciLayout) {
     let layers = report["layers"].as_array().unwrap();
     let base_layers = base.manifest()["layers"].as_array().unwrap().len();
     assert_eq!(layers.len(), base_layers + 1);
-    assert!(layers[..base_layers].iter().all(|layer| layer["status"] == "base"));
+    assert!(layers[..base_layers]
+        .iter()
+        .all(|layer| layer["status"] == "base"));
     let built = layers.last().unwrap();
     assert_eq!(built["status"], "built");
-    assert_eq!(built["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(
+        built["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
     for field in ["name", "digest", "diff_id", "size"] {
         assert!(!built[field].is_null(), "report layer lacks {field}");
     }
@@ -259,10 +277,19 @@ fn base_config_fields_layerize_does_not_touch_survive_unchanged() {
 fn platform_is_selected_from_a_two_platform_index() {
     let base = images::layout(Image::TwoPlatform, Format::Oci);
     let files = AppFiles::new();
-    for (platform, architecture) in [("linux/amd64", "amd64"), ("linux/arm64/v8", "arm64"), ("linux/aarch64", "arm64")] {
+    for (platform, architecture) in [
+        ("linux/amd64", "amd64"),
+        ("linux/arm64/v8", "arm64"),
+        ("linux/aarch64", "arm64"),
+    ] {
         let out = scratch_dir();
         let target = target_ref(out.path(), "app");
-        build_app(&base.reference(), &target, &files, &["--platform", platform]);
+        build_app(
+            &base.reference(),
+            &target,
+            &files,
+            &["--platform", platform],
+        );
         let inspected = skopeo_inspect(&target, false);
         assert_eq!(inspected["Architecture"], architecture, "{platform}");
     }
@@ -278,8 +305,13 @@ fn platform_is_selected_from_a_two_platform_index() {
         "linux/s390x",
     ]));
     assert!(stderr.contains("linux/s390x"), "{stderr}");
-    assert!(stderr.contains("linux/arm64"), "the error lists what is available: {stderr}");
-    assert!(!out.path().join("out/index.json").exists() || !tag_exists(&out.path().join("out"), "app"));
+    assert!(
+        stderr.contains("linux/arm64"),
+        "the error lists what is available: {stderr}"
+    );
+    assert!(
+        !out.path().join("out/index.json").exists() || !tag_exists(&out.path().join("out"), "app")
+    );
 }
 
 fn tag_exists(layout: &Path, tag: &str) -> bool {
@@ -384,12 +416,18 @@ fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
         diff_ids.push(built[0]["diff_id"].clone());
         let image = PulledImage::pull(&target_ref(out.path(), "app"), None);
         let index = image.root().join("index.html");
-        assert_eq!(std::fs::read_to_string(&index).unwrap(), "<h1>layerize</h1>\n");
+        assert_eq!(
+            std::fs::read_to_string(&index).unwrap(),
+            "<h1>layerize</h1>\n"
+        );
         let meta = std::fs::metadata(&index).unwrap();
         assert_eq!((meta.uid(), meta.gid(), meta.mtime()), (0, 0, 0));
         assert!(!image.root().join("etc/motd").exists());
     }
-    assert_eq!(diff_ids[0], diff_ids[1], "tar mtimes and owners must not leak into the layer");
+    assert_eq!(
+        diff_ids[0], diff_ids[1],
+        "tar mtimes and owners must not leak into the layer"
+    );
 }
 
 #[test]
@@ -397,9 +435,17 @@ fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
     let base = images::oci_base_layout();
     let out = scratch_dir();
     let target = target_ref(out.path(), "app");
-    let report = build_app(&base.reference(), &target, &AppFiles::new(), &["--compression", "zstd"]);
+    let report = build_app(
+        &base.reference(),
+        &target,
+        &AppFiles::new(),
+        &["--compression", "zstd"],
+    );
     let built = report["layers"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(built["media_type"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_eq!(
+        built["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
     assert_podman_sees_the_app(&target);
 }
 
@@ -416,14 +462,20 @@ fn assert_build_fails(args: &[&str], expected: &[&str]) {
     for needle in expected {
         assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
     }
-    assert!(!tag_exists(&out.path().join("out"), "app"), "a failed build wrote the tag");
+    assert!(
+        !tag_exists(&out.path().join("out"), "app"),
+        "a failed build wrote the tag"
+    );
 }
 
 #[test]
 fn a_path_escaping_the_root_is_refused() {
     let files = AppFiles::new();
     assert_build_fails(
-        &["--file", &format!("{}:../../etc/evil", files.path("settings.conf"))],
+        &[
+            "--file",
+            &format!("{}:../../etc/evil", files.path("settings.conf")),
+        ],
         &["escapes"],
     );
 }
@@ -436,11 +488,27 @@ fn a_missing_source_file_is_a_clear_error() {
     );
 }
 
+/// The failure is one `error:` line naming what went wrong.
+fn assert_one_error_line(stderr: &str, expected: &[&str]) {
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    for needle in expected {
+        assert!(errors[0].contains(needle), "expected {needle:?} in: {stderr}");
+    }
+}
+
 #[test]
 fn a_malformed_base_is_a_clear_error() {
     let base = images::oci_base_layout();
-    let manifest_digest = base.tagged_descriptor()["digest"].as_str().unwrap().to_owned();
-    std::fs::write(base.blob_path(&manifest_digest), b"{\"not\": \"a manifest\"").unwrap();
+    let manifest_digest = base.tagged_descriptor()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        base.blob_path(&manifest_digest),
+        b"{\"not\": \"a manifest\"",
+    )
+    .unwrap();
     let out = scratch_dir();
     let stderr = run_err(command().args([
         "build",
@@ -449,8 +517,17 @@ fn a_malformed_base_is_a_clear_error() {
         "--target",
         &target_ref(out.path(), "app"),
     ]));
-    assert!(stderr.contains(&manifest_digest), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    assert_one_error_line(&stderr, &[&manifest_digest, "digest mismatch"]);
+
+    std::fs::write(base.path().join("index.json"), b"not json").unwrap();
+    let stderr = run_err(command().args([
+        "build",
+        "--base",
+        &base.reference(),
+        "--target",
+        &target_ref(out.path(), "app"),
+    ]));
+    assert_one_error_line(&stderr, &["index.json"]);
 
     let missing = scratch_dir();
     let stderr = run_err(command().args([
@@ -465,7 +542,13 @@ fn a_malformed_base_is_a_clear_error() {
 
 #[test]
 fn bad_flags_are_clear_errors() {
-    assert_build_fails(&["--platform", "linux/s390x"], &["linux/s390x", "linux/amd64"]);
-    assert_build_fails(&["--entrypoint", "/bin/app"], &["--entrypoint", "JSON array"]);
+    assert_build_fails(
+        &["--platform", "linux/s390x"],
+        &["linux/s390x", "linux/amd64"],
+    );
+    assert_build_fails(
+        &["--entrypoint", "/bin/app"],
+        &["--entrypoint", "JSON array"],
+    );
     assert_build_fails(&["--env", "NOVALUE"], &["--env", "KEY=VALUE"]);
 }

@@ -33,7 +33,8 @@ pub struct Endpoints {
 
 /// What to build on top of the base.
 pub struct BuildRequest {
-    pub platform: Platform,
+    /// The platform asked for; `None` takes linux/amd64 from an index and any single-platform base.
+    pub platform: Option<Platform>,
     pub layers: Vec<LayerSpec>,
     pub edits: Vec<ConfigEdit>,
     pub annotations: Vec<(String, String)>,
@@ -86,7 +87,12 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
         "Start image building process"
     );
 
-    let base = resolve(endpoints.base.as_ref(), &endpoints.base_reference, &platform).await?;
+    let base = resolve(
+        endpoints.base.as_ref(),
+        &endpoints.base_reference,
+        platform.as_ref(),
+    )
+    .await?;
     let mut image = base.image;
     info!(
         phase = "build",

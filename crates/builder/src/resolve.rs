@@ -15,28 +15,39 @@ pub struct ResolvedImage {
     pub image: Image,
 }
 
-/// Reads `reference` (a tag or digest) from `store`, selecting `platform` from an index.
+/// Reads `reference` (a tag or digest) from `store`, selecting `platform` (default linux/amd64)
+/// from an index. A single-platform base is checked against `platform` only when one was asked
+/// for, as crane and buildah take such a base whatever it is built for.
 pub async fn resolve(
     store: &dyn Store,
     reference: &str,
-    platform: &Platform,
+    platform: Option<&Platform>,
 ) -> Result<ResolvedImage, BuildError> {
     let mut fetched = store.get_manifest(reference).await?;
     let kind = ManifestKind::detect(&fetched.bytes, Some(&fetched.media_type))?;
     if matches!(kind, ManifestKind::DockerList | ManifestKind::OciIndex) {
-        let chosen = select_manifest(&fetched.bytes, platform)?;
+        let chosen = select_manifest(&fetched.bytes, &platform.cloned().unwrap_or_default())?;
         fetched = store.get_manifest(chosen.digest.as_str()).await?;
         let kind = ManifestKind::detect(&fetched.bytes, Some(&fetched.media_type))?;
         if matches!(kind, ManifestKind::DockerList | ManifestKind::OciIndex) {
             return Err(BuildError::Invalid(format!(
-                "{}: the index entry for {platform} is itself an index; nested indexes are not supported",
-                store.name()
+                "{}: the index entry for {} is itself an index; nested indexes are not supported",
+                store.name(),
+                chosen.digest
             )));
         }
     }
     let config_digest = config_digest_of(&fetched.bytes)?;
     let config = read_blob(store, &config_digest, MAX_CONFIG_BYTES).await?;
     let image = Image::from_json(&fetched.bytes, &config)?;
+    if let (Some(wanted), Some(actual)) = (platform, image.platform()) {
+        if !wanted.matches(&actual) {
+            return Err(BuildError::Invalid(format!(
+                "{}: the base is a single-platform image for {actual}; platform {wanted} is not available",
+                store.name()
+            )));
+        }
+    }
     Ok(ResolvedImage {
         manifest_digest: fetched.digest,
         image,

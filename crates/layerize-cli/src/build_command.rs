@@ -8,8 +8,8 @@ use layerize_builder::layer::{Compression, LayerOptions};
 use layerize_builder::{build, BuildRequest};
 use layerize_manifest::{utc_rfc3339, ConfigEdit, Platform};
 use layerize_registry::open::{open_base, open_target, OpenOptions};
-use layerize_registry::remote::RemoteOptions;
 use layerize_registry::reference::ImageRef;
+use layerize_registry::remote::RemoteOptions;
 
 use crate::layer_inputs;
 
@@ -31,7 +31,7 @@ pub struct BuildArgs {
     dir: Vec<String>,
     /// Add the entries of an existing tar (plain, gzip or zstd), re-streamed deterministically.
     #[arg(long, value_name = "FILE")]
-    tar: Vec<PathBuf>,
+    tar: Vec<String>,
     /// Delete a path of the base (written as an OCI whiteout).
     #[arg(long, value_name = "PATH")]
     delete: Vec<String>,
@@ -74,9 +74,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "K=V")]
     annotation: Vec<String>,
 
-    /// Platform to take from a multi-platform base: OS/ARCH[/VARIANT].
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    /// Platform to take from a multi-platform base: OS/ARCH[/VARIANT] (default linux/amd64; a
+    /// single-platform base must match it when given).
+    #[arg(long)]
+    platform: Option<String>,
     /// Layer compression (zstd needs an OCI manifest).
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     compression: CompressionArg,
@@ -130,10 +131,11 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .iter()
         .map(|value| key_value("--annotation", value))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let platform: Platform = args
+    let platform: Option<Platform> = args
         .platform
-        .parse()
-        .with_context(|| format!("--platform {}", args.platform))?;
+        .as_deref()
+        .map(|value| value.parse().with_context(|| format!("--platform {value}")))
+        .transpose()?;
 
     let mut layer_options = LayerOptions::from_env();
     layer_options.compression = match args.compression {
@@ -167,8 +169,12 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             ..RemoteOptions::default()
         },
     };
-    let base = open_base(&base_ref, args.registry.base_creds.as_deref(), &open_options)
-        .with_context(|| format!("opening the base {base_ref}"))?;
+    let base = open_base(
+        &base_ref,
+        args.registry.base_creds.as_deref(),
+        &open_options,
+    )
+    .with_context(|| format!("opening the base {base_ref}"))?;
     let target = open_target(
         &target_ref,
         args.registry.target_creds.as_deref(),
@@ -198,7 +204,8 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
 
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
-        std::fs::write(path, json).with_context(|| format!("writing the report {}", path.display()))?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing the report {}", path.display()))?;
     }
     if let Some(path) = &args.digest_file {
         std::fs::write(path, report.digest.as_str())
@@ -255,6 +262,7 @@ fn key_value(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn json_array(flag: &str, json: &str) -> anyhow::Result<Vec<String>> {
-    serde_json::from_str(json)
-        .with_context(|| format!("{flag} {json}: expected a JSON array of strings, e.g. '[\"/app\",\"--flag\"]'"))
+    serde_json::from_str(json).with_context(|| {
+        format!("{flag} {json}: expected a JSON array of strings, e.g. '[\"/app\",\"--flag\"]'")
+    })
 }

@@ -68,10 +68,9 @@ pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<LayerInput>> {
         ("delete", |value| Ok(LayerInput::Delete(value.to_owned()))),
         ("opaque", |value| Ok(LayerInput::Opaque(value.to_owned()))),
     ] {
-        let (Some(values), Some(indices)) = (
-            matches.get_many::<String>(flag),
-            matches.indices_of(flag),
-        ) else {
+        let (Some(values), Some(indices)) =
+            (matches.get_many::<String>(flag), matches.indices_of(flag))
+        else {
             continue;
         };
         for (value, index) in values.zip(indices) {
@@ -99,9 +98,7 @@ pub fn into_layers(inputs: &[LayerInput], layer_per_flag: bool) -> anyhow::Resul
         .map(|(index, group)| {
             let mut files = FileMap::new();
             for input in group {
-                input
-                    .add_to(&mut files)
-                    .with_context(|| input.describe())?;
+                input.add_to(&mut files).with_context(|| input.describe())?;
             }
             let flags: Vec<String> = group.iter().map(LayerInput::describe).collect();
             Ok(LayerSpec {
@@ -125,7 +122,9 @@ fn parse_file(value: &str) -> anyhow::Result<LayerInput> {
             u32::from_str_radix(mode, 8)
                 .ok()
                 .filter(|mode| *mode <= 0o7777)
-                .with_context(|| format!("mode {mode:?} is not an octal file mode like 644 or 0755"))
+                .with_context(|| {
+                    format!("mode {mode:?} is not an octal file mode like 644 or 0755")
+                })
         })
         .transpose()?;
     Ok(LayerInput::File {

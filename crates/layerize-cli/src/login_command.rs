@@ -29,6 +29,10 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     }
     let path = layerize_registry::credentials::login(&args.registry, &args.username, password)
         .with_context(|| format!("saving credentials for {}", args.registry))?;
-    eprintln!("Login credentials for {} saved in {}", args.registry, path.display());
+    eprintln!(
+        "Login credentials for {} saved in {}",
+        args.registry,
+        path.display()
+    );
     Ok(())
 }
