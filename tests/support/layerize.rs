@@ -31,7 +31,10 @@ pub fn command() -> Command {
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("LAYERIZE_LOG")
         .env("DOCKER_CONFIG", "/nonexistent/layerize-tests")
-        .env("REGISTRY_AUTH_FILE", "/nonexistent/layerize-tests/auth.json");
+        .env(
+            "REGISTRY_AUTH_FILE",
+            "/nonexistent/layerize-tests/auth.json",
+        );
     command
 }
 

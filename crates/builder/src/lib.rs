@@ -2,16 +2,16 @@
 //! with hashing writers (diffID inside, digest outside), the [`Layer`] value, and the build
 //! orchestration (plan, report).
 
+pub mod build;
 pub mod filemap;
 mod hashing;
 pub mod layer;
 mod parallel_gzip;
-mod tar_import;
-mod tar_writer;
-pub mod build;
 pub mod plan;
 pub mod report;
 pub mod resolve;
+mod tar_import;
+mod tar_writer;
 
 pub use build::{build, BuildRequest, Endpoints};
 pub use plan::{Layer, LayerSpec, Origin};
