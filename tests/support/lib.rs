@@ -1,10 +1,12 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
 //! with tools that are not ours, and real registries started on loopback.
 
+pub mod fault_proxy;
 pub mod images;
 pub mod podman;
 pub mod registry;
 pub mod skopeo;
+pub mod token_server;
 pub mod tools;
 
 use std::fs::File;
