@@ -24,6 +24,8 @@ pub struct Endpoints {
     /// one that others can pull (a registry reference).
     pub base_name: Option<String>,
     pub target: Arc<dyn Store>,
+    /// The target as the user named it (`host/repo:tag`, `oci:DIR:TAG`), for the report.
+    pub target_name: String,
     /// The tag to point at the result in `target`.
     pub target_reference: String,
     /// Whether the target only accepts OCI media types (an OCI layout): Docker bases are
@@ -234,7 +236,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
 
     let transfers = transfers.into_inner().unwrap();
     Ok(Report {
-        target: endpoints.target.name(),
+        target: endpoints.target_name.clone(),
         digest,
         manifest_media_type: finished.manifest.media_type,
         layers: results.iter().map(LayerReport::from).collect(),

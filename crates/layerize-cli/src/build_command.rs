@@ -186,6 +186,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         base_reference: base.reference,
         base_name: base.public_name,
         base: base.store,
+        target_name: target_ref.to_string(),
         target_reference: target.reference,
         target_needs_oci: target.needs_oci,
         target: target.store,
