@@ -225,7 +225,17 @@ fn token_server_tokens_are_accepted_and_enforced_by_the_real_registry() {
     let login = curl(&["-X", "POST", "--data", &form, tokens.realm()]).unwrap();
     assert_eq!(login.status, 200);
     let identity = login.json()["refresh_token"].as_str().unwrap().to_owned();
-    for (user, identity) in [("alice", identity.as_str()), ("bob", BOB_IDENTITY_TOKEN)] {
+    let offline = get_token(
+        &tokens,
+        BOB,
+        "repository:org/app:pull&offline_token=true&client_id=t",
+    );
+    let bob_identity = offline["refresh_token"].as_str().unwrap().to_owned();
+    for (user, identity) in [
+        ("alice", identity.as_str()),
+        ("bob", bob_identity.as_str()),
+        ("bob", BOB_IDENTITY_TOKEN),
+    ] {
         let form = format!(
             "grant_type=refresh_token&refresh_token={identity}&service={}&client_id=t\
              &scope=repository:org/app:pull",
@@ -259,7 +269,7 @@ fn token_server_tokens_are_accepted_and_enforced_by_the_real_registry() {
     assert_eq!(curl(&["-H", &short, &tags]).unwrap().status, 401);
 
     let log = format!("{:?}", tokens.issued());
-    for secret in [ALICE.1, BOB.1, BOB_IDENTITY_TOKEN, identity.as_str()] {
+    for secret in [ALICE.1, BOB.1, BOB_IDENTITY_TOKEN, &identity, &bob_identity] {
         assert!(!log.contains(secret), "the issued log holds a secret");
     }
     assert!(tokens.requests() >= tokens.issued().len() as u64 + 2);

@@ -96,6 +96,7 @@ impl Fault {
         }
     }
 
+    /// 503 on every request (narrow it with [`Fault::matching`], count it with [`Fault::times`]).
     pub fn service_unavailable() -> Self {
         Self::new(FaultKind::ServiceUnavailable)
     }
@@ -114,6 +115,7 @@ impl Fault {
         })
     }
 
+    /// 307 for every blob GET, to the same blob on [`FaultProxy::redirect_url`].
     pub fn redirect_blob_gets() -> Self {
         Self::new(FaultKind::RedirectBlobGet)
     }
@@ -126,6 +128,8 @@ impl Fault {
         })
     }
 
+    /// 401 for requests that carry a token; the challenge comes from the upstream's `GET /v2/`,
+    /// so an open upstream yields a 401 without one.
     pub fn expired_token() -> Self {
         Self::new(FaultKind::Unauthorized)
     }
@@ -442,6 +446,8 @@ fn bind_other_host() -> Result<(StdTcpListener, &'static str)> {
 async fn serve(listener: TcpListener, proxy: Arc<Proxy>, side: Listener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or the like: let other connections finish first.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let proxy = proxy.clone();
