@@ -225,7 +225,9 @@ impl Registry {
                         })
                     }
                 },
-                Err(SendError::Transport(error)) if more => {
+                // Only a failed TLS attempt falls back to plain HTTP; a refused connection
+                // is refused on either scheme.
+                Err(SendError::Transport(error)) if more && base.scheme() == "https" => {
                     last = Some(describe_transport_error(&error));
                 }
                 Err(SendError::Transport(error)) => return Err(self.transport_error(&error)),

@@ -113,6 +113,7 @@ impl Http {
             .user_agent(options.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(options.jobs.max(1) * 2)
             .read_timeout(Duration::from_secs(300))
             .tls_danger_accept_invalid_certs(accept_invalid_certs);
         let mut certificates = Vec::new();

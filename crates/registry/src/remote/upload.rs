@@ -227,7 +227,12 @@ pub(crate) async fn upload(
                 learn_patch_limit(repo, digest);
                 format!("PATCH of {len} bytes refused (HTTP {})", response.status())
             }
-            Ok(response) if super::retry::is_retryable_status(response.status()) => {
+            // A 401 here is a token that expired mid-upload (it is forgotten by now): the
+            // body cannot be replayed, so carry on from what the registry kept.
+            Ok(response)
+                if super::retry::is_retryable_status(response.status())
+                    || response.status() == StatusCode::UNAUTHORIZED =>
+            {
                 format!("HTTP {}", response.status())
             }
             Ok(response) => return Err(restartable_status(repo, &operation, response).await),

@@ -1,0 +1,1006 @@
+//! The remote store against an in-test registry double that injects what a real registry does
+//! only sometimes: Bearer token exchanges and expiry, insufficient_scope, 503s, 429 with
+//! Retry-After, a connection reset mid-upload, a PATCH size cap, redirects to a host that
+//! refuses Authorization, and a mount answered with an upload session.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use layerize_manifest::Digest;
+use layerize_registry::credentials::Credential;
+use layerize_registry::remote::{Registry, RemoteOptions, RetryPolicy};
+use layerize_registry::{BlobBody, BlobStream, PutOutcome, Store, StoreError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const USER: &str = "bob";
+const PASSWORD: &str = "correct horse";
+
+/// What the double does wrong, and how it authenticates.
+#[derive(Default)]
+struct Faults {
+    /// Answer 503 to this many requests (token requests excluded).
+    unavailable: usize,
+    /// Answer 429 with `Retry-After: 1` to this many requests.
+    throttled: usize,
+    /// Refuse PATCH bodies larger than this with 413.
+    patch_cap: Option<usize>,
+    /// Refuse monolithic PUT bodies larger than this with 413.
+    put_cap: Option<usize>,
+    /// Drop the connection of the next PATCH or body-carrying PUT after this many body bytes.
+    reset_after: Option<usize>,
+    /// Redirect blob GETs to this base URL.
+    redirect_blobs_to: Option<String>,
+    /// Serve `GET /cdn/<digest>` and refuse any request carrying Authorization.
+    cdn: bool,
+    /// Require Bearer tokens issued by `/token` for these credentials.
+    bearer: bool,
+    /// A token stops working after this many uses (0: never).
+    token_uses: usize,
+    /// Manifest PUTs also need this scope (to provoke insufficient_scope).
+    manifest_put_extra_scope: Option<String>,
+    /// Answer mounts with 202 and an upload session.
+    refuse_mounts: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Logged {
+    method: String,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    content_range: Option<String>,
+    body_len: usize,
+}
+
+#[derive(Default)]
+struct State {
+    faults: Faults,
+    /// (repository, digest) -> bytes.
+    blobs: HashMap<(String, String), Bytes>,
+    /// upload id -> (repository, bytes so far).
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    /// token -> (scopes granted, uses left).
+    tokens: HashMap<String, (Vec<String>, usize)>,
+    log: Vec<Logged>,
+    next_id: usize,
+}
+
+#[derive(Clone)]
+struct Double {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: HashMap<String, String>,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Reply {
+    fn new(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+impl Double {
+    async fn start(faults: Faults) -> Double {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let double = Double {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(Mutex::new(State {
+                faults,
+                ..State::default()
+            })),
+        };
+        let server = double.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move { server.serve(stream).await });
+            }
+        });
+        double
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn log(&self) -> Vec<Logged> {
+        self.state().log.clone()
+    }
+
+    fn count(&self, method: &str, path_part: &str) -> usize {
+        self.log()
+            .iter()
+            .filter(|l| l.method == method && l.path.contains(path_part))
+            .count()
+    }
+
+    fn seed_blob(&self, repository: &str, bytes: Bytes) -> Digest {
+        let digest = Digest::sha256(&bytes);
+        self.state()
+            .blobs
+            .insert((repository.to_owned(), digest.to_string()), bytes);
+        digest
+    }
+
+    /// One request per connection (`Connection: close`), enough for reqwest.
+    async fn serve(&self, stream: TcpStream) {
+        let mut stream = BufReader::new(stream);
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path.to_owned(), query.to_owned()),
+            None => (target, String::new()),
+        };
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let request = Request {
+            method,
+            path,
+            query,
+            headers,
+        };
+        let length: usize = request
+            .headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+
+        // Faults decided before the body is read.
+        let early = self.early_reply(&request, length);
+        let body = match early {
+            Some(Err(keep)) => {
+                // Take `keep` bytes into the upload, then drop the connection.
+                let mut body = vec![0; keep];
+                let _ = stream.read_exact(&mut body).await;
+                self.append_to_upload(&request.path, &body);
+                self.record(&request, keep);
+                return;
+            }
+            Some(Ok(reply)) => {
+                self.record(&request, 0);
+                return write_reply(stream.into_inner(), reply).await;
+            }
+            None => {
+                let mut body = vec![0; length];
+                if stream.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                body
+            }
+        };
+        self.record(&request, body.len());
+        let reply = self.handle(&request, body);
+        write_reply(stream.into_inner(), reply).await;
+    }
+
+    fn record(&self, request: &Request, body_len: usize) {
+        self.state().log.push(Logged {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            query: request.query.clone(),
+            authorization: request.headers.get("authorization").cloned(),
+            content_range: request.headers.get("content-range").cloned(),
+            body_len,
+        });
+    }
+
+    /// A reply (or `Err(bytes to keep)` for a connection reset) before reading the body.
+    fn early_reply(&self, request: &Request, length: usize) -> Option<Result<Reply, usize>> {
+        let mut state = self.state();
+        let faults = &mut state.faults;
+        if request.path == "/token" {
+            return None;
+        }
+        if faults.cdn && request.headers.contains_key("authorization") {
+            return Some(Ok(Reply::new(400).body("only one auth mechanism allowed")));
+        }
+        if faults.unavailable > 0 {
+            faults.unavailable -= 1;
+            return Some(Ok(Reply::new(503)));
+        }
+        if faults.throttled > 0 {
+            faults.throttled -= 1;
+            return Some(Ok(Reply::new(429).header("Retry-After", "1")));
+        }
+        if let Some(denied) = self.authorize(&mut state, request) {
+            return Some(Ok(denied));
+        }
+        let faults = &mut state.faults;
+        let is_upload = request.path.contains("/blobs/uploads/") && length > 0;
+        if is_upload
+            && request.method == "PATCH"
+            && faults.patch_cap.is_some_and(|cap| length > cap)
+        {
+            return Some(Ok(Reply::new(413)));
+        }
+        if is_upload && request.method == "PUT" && faults.put_cap.is_some_and(|cap| length > cap) {
+            return Some(Ok(Reply::new(413)));
+        }
+        if is_upload && matches!(request.method.as_str(), "PATCH" | "PUT") {
+            if let Some(keep) = faults.reset_after.take() {
+                return Some(Err(keep.min(length)));
+            }
+        }
+        None
+    }
+
+    /// `None` when the request may proceed, else the 401 to answer.
+    fn authorize(&self, state: &mut State, request: &Request) -> Option<Reply> {
+        if !state.faults.bearer || state.faults.cdn {
+            return None;
+        }
+        let challenge = |extra: &str| {
+            Reply::new(401).header(
+                "WWW-Authenticate",
+                format!(
+                    r#"Bearer realm="http://{}/token",service="double"{extra}"#,
+                    self.addr
+                ),
+            )
+        };
+        let token = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let needed = needed_scopes(request, &state.faults);
+        let Some(token) = token else {
+            return Some(challenge(""));
+        };
+        let uses = state.faults.token_uses;
+        let Some((granted, left)) = state.tokens.get_mut(&token) else {
+            return Some(challenge(r#",error="invalid_token""#));
+        };
+        if uses > 0 {
+            if *left == 0 {
+                return Some(challenge(r#",error="invalid_token""#));
+            }
+            *left -= 1;
+        }
+        let covered = needed.iter().all(|need| {
+            let (resource, actions) = need.rsplit_once(':').unwrap();
+            granted.iter().any(|grant| {
+                let (g_resource, g_actions) = grant.rsplit_once(':').unwrap();
+                g_resource == resource
+                    && actions
+                        .split(',')
+                        .all(|a| g_actions.split(',').any(|g| g == a))
+            })
+        });
+        if covered {
+            None
+        } else {
+            Some(challenge(&format!(
+                r#",scope="{}",error="insufficient_scope""#,
+                needed.join(" ")
+            )))
+        }
+    }
+
+    fn append_to_upload(&self, path: &str, bytes: &[u8]) {
+        let id = path.rsplit('/').next().unwrap_or_default().to_owned();
+        if let Some((_, data)) = self.state().uploads.get_mut(&id) {
+            data.extend_from_slice(bytes);
+        }
+    }
+
+    fn handle(&self, request: &Request, body: Vec<u8>) -> Reply {
+        if request.path == "/token" {
+            return self.token(request);
+        }
+        if request.path == "/v2/" {
+            return Reply::new(200);
+        }
+        if let Some(digest) = request.path.strip_prefix("/cdn/") {
+            let state = self.state();
+            return match state.blobs.iter().find(|((_, d), _)| d == digest) {
+                Some((_, bytes)) => Reply::new(200).body(bytes.clone()),
+                None => Reply::new(404),
+            };
+        }
+        let rest = request.path.strip_prefix("/v2/").unwrap_or_default();
+        if let Some((repository, id)) = rest.split_once("/blobs/uploads/") {
+            return self.upload(request, repository, id, body);
+        }
+        if let Some((repository, digest)) = rest.split_once("/blobs/") {
+            let state = self.state();
+            let Some(bytes) = state.blobs.get(&(repository.to_owned(), digest.to_owned())) else {
+                return Reply::new(404);
+            };
+            if request.method == "GET" {
+                if let Some(cdn) = &state.faults.redirect_blobs_to {
+                    return Reply::new(307).header("Location", format!("{cdn}/cdn/{digest}"));
+                }
+            }
+            let reply = Reply::new(200).header("Docker-Content-Digest", digest);
+            return if request.method == "HEAD" {
+                reply.header("Content-Length", bytes.len().to_string())
+            } else {
+                reply.body(bytes.clone())
+            };
+        }
+        if let Some((repository, reference)) = rest.split_once("/manifests/") {
+            let key = (repository.to_owned(), reference.to_owned());
+            let mut state = self.state();
+            if request.method == "PUT" {
+                let media_type = request
+                    .headers
+                    .get("content-type")
+                    .cloned()
+                    .unwrap_or_default();
+                let digest = Digest::sha256(&body);
+                state
+                    .manifests
+                    .insert(key, (media_type.clone(), body.clone()));
+                state.manifests.insert(
+                    (repository.to_owned(), digest.to_string()),
+                    (media_type, body),
+                );
+                return Reply::new(201).header("Docker-Content-Digest", digest.to_string());
+            }
+            return match state.manifests.get(&key) {
+                Some((media_type, bytes)) => Reply::new(200)
+                    .header("Content-Type", media_type.clone())
+                    .body(bytes.clone()),
+                None => Reply::new(404),
+            };
+        }
+        Reply::new(404)
+    }
+
+    fn token(&self, request: &Request) -> Reply {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        );
+        if request.headers.get("authorization") != Some(&expected) {
+            return Reply::new(401);
+        }
+        let scopes: Vec<String> = url::form_urlencoded::parse(request.query.as_bytes())
+            .filter(|(key, _)| key == "scope")
+            .map(|(_, value)| value.into_owned())
+            .collect();
+        let mut state = self.state();
+        state.next_id += 1;
+        let token = format!("token-{}", state.next_id);
+        let uses = state.faults.token_uses;
+        state.tokens.insert(token.clone(), (scopes, uses));
+        Reply::new(200).body(format!(r#"{{"token":"{token}","expires_in":300}}"#))
+    }
+
+    fn upload(&self, request: &Request, repository: &str, id: &str, body: Vec<u8>) -> Reply {
+        let mut state = self.state();
+        let query: HashMap<String, String> = url::form_urlencoded::parse(request.query.as_bytes())
+            .into_owned()
+            .collect();
+        let session = |data: &[u8]| {
+            let end = if data.is_empty() { 0 } else { data.len() - 1 };
+            Reply::new(202)
+                .header(
+                    "Location",
+                    format!("/v2/{repository}/blobs/uploads/{id}?_state=n{}", data.len()),
+                )
+                .header("Range", format!("0-{end}"))
+                .header("Docker-Upload-UUID", id)
+        };
+        match request.method.as_str() {
+            "POST" => {
+                if let (Some(digest), Some(from)) = (query.get("mount"), query.get("from")) {
+                    let source = state.blobs.get(&(from.clone(), digest.clone())).cloned();
+                    if let (Some(bytes), false) = (source, state.faults.refuse_mounts) {
+                        state
+                            .blobs
+                            .insert((repository.to_owned(), digest.clone()), bytes);
+                        return Reply::new(201);
+                    }
+                }
+                state.next_id += 1;
+                let id = format!("u{}", state.next_id);
+                state
+                    .uploads
+                    .insert(id.clone(), (repository.to_owned(), Vec::new()));
+                Reply::new(202)
+                    .header(
+                        "Location",
+                        format!("/v2/{repository}/blobs/uploads/{id}?_state=fresh"),
+                    )
+                    .header("Range", "0-0")
+            }
+            "GET" => match state.uploads.get(id) {
+                Some((_, data)) => {
+                    let mut reply = session(data);
+                    reply.status = 204;
+                    reply
+                }
+                None => Reply::new(404),
+            },
+            "PATCH" => {
+                let Some((_, data)) = state.uploads.get_mut(id) else {
+                    return Reply::new(404);
+                };
+                if let Some(range) = request.headers.get("content-range") {
+                    let start: usize = range.split('-').next().unwrap().parse().unwrap();
+                    if start != data.len() {
+                        return Reply::new(416);
+                    }
+                }
+                data.extend_from_slice(&body);
+                session(data)
+            }
+            "PUT" => {
+                let Some((_, mut data)) = state.uploads.remove(id) else {
+                    return Reply::new(404);
+                };
+                data.extend_from_slice(&body);
+                let digest = Digest::sha256(&data);
+                if query.get("digest") != Some(&digest.to_string()) {
+                    return Reply::new(400).body(r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#);
+                }
+                state.blobs.insert(
+                    (repository.to_owned(), digest.to_string()),
+                    Bytes::from(data),
+                );
+                Reply::new(201).header("Docker-Content-Digest", digest.to_string())
+            }
+            _ => Reply::new(405),
+        }
+    }
+}
+
+/// The scopes a request needs, as the double checks them.
+fn needed_scopes(request: &Request, faults: &Faults) -> Vec<String> {
+    let Some(rest) = request.path.strip_prefix("/v2/") else {
+        return Vec::new();
+    };
+    let Some(repository) = ["/blobs/", "/manifests/"]
+        .iter()
+        .find_map(|marker| rest.split_once(marker).map(|(repo, _)| repo))
+    else {
+        return Vec::new();
+    };
+    let actions = if matches!(request.method.as_str(), "GET" | "HEAD") {
+        "pull"
+    } else {
+        "pull,push"
+    };
+    let mut needed = vec![format!("repository:{repository}:{actions}")];
+    if let Some(from) = url::form_urlencoded::parse(request.query.as_bytes())
+        .find(|(key, _)| key == "from")
+        .map(|(_, value)| value.into_owned())
+    {
+        needed.push(format!("repository:{from}:pull"));
+    }
+    if request.method == "PUT" && rest.contains("/manifests/") {
+        needed.extend(faults.manifest_put_extra_scope.clone());
+    }
+    needed
+}
+
+async fn write_reply(mut stream: TcpStream, reply: Reply) {
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    let mut has_length = false;
+    for (name, value) in &reply.headers {
+        has_length |= name.eq_ignore_ascii_case("content-length");
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !has_length {
+        head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&reply.body).await;
+    let _ = stream.shutdown().await;
+}
+
+fn options() -> RemoteOptions {
+    RemoteOptions {
+        retry: RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(2),
+        },
+        ..RemoteOptions::default()
+    }
+}
+
+fn login() -> Option<Credential> {
+    Some(Credential::Basic {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    })
+}
+
+fn blob(len: usize, seed: u64) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut bytes = vec![0u8; len];
+    rng.fill(&mut bytes);
+    Bytes::from(bytes)
+}
+
+fn stream_of(bytes: Bytes, chunk: usize) -> BlobStream {
+    let chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len())
+        .step_by(chunk)
+        .map(|start| Ok(bytes.slice(start..(start + chunk).min(bytes.len()))))
+        .collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+async fn read_all(store: &dyn Store, digest: &Digest) -> Vec<u8> {
+    let mut stream = store.get_blob(digest).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+fn stored(double: &Double, repository: &str, digest: &Digest) -> Option<Bytes> {
+    double
+        .state()
+        .blobs
+        .get(&(repository.to_owned(), digest.to_string()))
+        .cloned()
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_bearer_token_and_mounts_ask_for_pull_on_the_source() {
+    let double = Double::start(Faults {
+        bearer: true,
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("org/app");
+    let blobs: Vec<Bytes> = (0..6).map(|i| blob(50_000, i)).collect();
+    let uploads = blobs.iter().map(|bytes| {
+        let (app, bytes) = (app.clone(), bytes.clone());
+        tokio::spawn(async move {
+            let digest = Digest::sha256(&bytes);
+            app.put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes))
+                .await
+        })
+    });
+    for outcome in futures_util::future::join_all(uploads).await {
+        assert!(matches!(
+            outcome.unwrap().unwrap(),
+            PutOutcome::Uploaded { .. }
+        ));
+    }
+    assert_eq!(double.count("GET", "/token"), 1, "{:#?}", double.log());
+
+    let base_blob = double.seed_blob("library/base", blob(10_000, 99));
+    let base = registry.repository("library/base");
+    let outcome = app.copy_blob_from(&base, &base_blob, 10_000).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Mounted);
+    let token_requests: Vec<Logged> = double
+        .log()
+        .into_iter()
+        .filter(|l| l.path == "/token")
+        .collect();
+    assert_eq!(token_requests.len(), 2);
+    let scopes: Vec<String> = url::form_urlencoded::parse(token_requests[1].query.as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            "repository:library/base:pull",
+            "repository:org/app:pull,push"
+        ]
+    );
+    // No request to the registry ever went without a token after the ping.
+    assert!(double
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/v2/") && l.path != "/v2/")
+        .all(|l| l
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))));
+}
+
+#[tokio::test]
+async fn insufficient_scope_is_answered_with_one_wider_token() {
+    let double = Double::start(Faults {
+        bearer: true,
+        manifest_put_extra_scope: Some("repository:extra:pull".into()),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("app");
+    let manifest = br#"{"schemaVersion":2}"#;
+    let digest = app
+        .put_manifest("v1", manifest, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .unwrap();
+    assert_eq!(digest, Digest::sha256(manifest));
+    let puts = double.count("PUT", "/manifests/");
+    assert_eq!(puts, 2, "refused once, then accepted");
+    let last_token = double
+        .log()
+        .into_iter()
+        .rfind(|l| l.path == "/token")
+        .unwrap();
+    assert!(
+        last_token.query.contains("repository%3Aextra%3Apull"),
+        "{}",
+        last_token.query
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_are_exchanged_again_even_mid_upload() {
+    let double = Double::start(Faults {
+        bearer: true,
+        token_uses: 2,
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("app");
+    for seed in 0..3 {
+        let bytes = blob(300_000, seed);
+        let digest = Digest::sha256(&bytes);
+        let outcome = app
+            .put_blob(
+                &digest,
+                bytes.len() as u64,
+                BlobBody::Stream(stream_of(bytes.clone(), 30_000)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, PutOutcome::Uploaded { bytes: 300_000 });
+        assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    }
+    assert!(double.count("GET", "/token") >= 4, "{:#?}", double.log());
+}
+
+#[tokio::test]
+async fn a_failed_token_exchange_falls_back_to_basic_and_explains_a_wrong_password() {
+    let double = Double::start(Faults {
+        bearer: true,
+        ..Faults::default()
+    })
+    .await;
+    let wrong = Credential::Basic {
+        username: USER.into(),
+        password: "wrong password 123".into(),
+    };
+    let registry = Registry::new(&double.host(), Some(wrong), &options()).unwrap();
+    let error = registry
+        .repository("app")
+        .get_manifest("latest")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("get manifest latest") && error.contains("401"),
+        "{error}"
+    );
+    assert!(error.contains("/token failed: HTTP 401"), "{error}");
+    assert!(error.contains("are the credentials right?"), "{error}");
+    assert!(!error.contains("wrong password 123"), "{error}");
+    let basic_sent = double.log().iter().any(|l| {
+        l.path.contains("/manifests/")
+            && l.authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Basic "))
+    });
+    assert!(
+        basic_sent,
+        "Basic was tried after the token exchange failed"
+    );
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_with_backoff_and_retry_after() {
+    let double = Double::start(Faults {
+        unavailable: 2,
+        throttled: 1,
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let app = registry.repository("app");
+    let started = Instant::now();
+    let manifest =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+    app.put_manifest("v1", manifest, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 was honoured"
+    );
+    let fetched = app.get_manifest("v1").await.unwrap();
+    assert_eq!(fetched.bytes, manifest);
+    assert_eq!(
+        app.stats().requests,
+        3 + 1 + 1 + 1,
+        "two 503s and a 429 on the ping, then ping, PUT, GET"
+    );
+}
+
+#[tokio::test]
+async fn errors_that_never_stop_fail_with_the_status_after_the_last_attempt() {
+    let double = Double::start(Faults {
+        unavailable: usize::MAX,
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let error = registry
+        .repository("app")
+        .has_blob(&Digest::sha256(b""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("503"), "{error}");
+    assert!(error.contains(&double.host()), "{error}");
+    assert_eq!(double.log().len(), 5, "five attempts");
+}
+
+#[tokio::test]
+async fn a_capped_patch_falls_back_to_chunks() {
+    let cap = 4 * 1024 * 1024;
+    let double = Double::start(Faults {
+        patch_cap: Some(cap),
+        put_cap: Some(cap),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let app = registry.repository("app");
+    let bytes = blob(10 * 1024 * 1024 + 5, 7);
+    let digest = Digest::sha256(&bytes);
+    let outcome = app
+        .put_blob(
+            &digest,
+            bytes.len() as u64,
+            BlobBody::Stream(stream_of(bytes.clone(), 256 * 1024)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: bytes.len() as u64
+        }
+    );
+    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    let accepted: Vec<usize> = double
+        .log()
+        .iter()
+        .filter(|l| l.method == "PATCH" && l.body_len > 0)
+        .map(|l| l.body_len)
+        .collect();
+    assert_eq!(accepted, [cap, cap, 2 * 1024 * 1024 + 5]);
+
+    // A file is tried monolithically... once: the registry's cap is known by now.
+    let file_bytes = blob(5 * 1024 * 1024, 8);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &file_bytes).unwrap();
+    let digest = Digest::sha256(&file_bytes);
+    app.put_blob(
+        &digest,
+        file_bytes.len() as u64,
+        BlobBody::File(file.path().to_owned()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored(&double, "app", &digest).unwrap(), file_bytes);
+}
+
+#[tokio::test]
+async fn a_monolithic_upload_refused_as_too_large_is_sent_in_chunks() {
+    let double = Double::start(Faults {
+        put_cap: Some(4 * 1024 * 1024),
+        patch_cap: Some(4 * 1024 * 1024),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let bytes = blob(9 * 1024 * 1024, 9);
+    let digest = Digest::sha256(&bytes);
+    registry
+        .repository("app")
+        .put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    assert_eq!(
+        double.count("HEAD", "/blobs/"),
+        2,
+        "restarted from its HEAD"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_patch_resumes_from_the_registry_range() {
+    let double = Double::start(Faults {
+        reset_after: Some(1024 * 1024),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let app = registry.repository("app");
+    let bytes = blob(3 * 1024 * 1024, 10);
+    let digest = Digest::sha256(&bytes);
+    let outcome = app
+        .put_blob(
+            &digest,
+            bytes.len() as u64,
+            BlobBody::Stream(stream_of(bytes.clone(), 64 * 1024)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: bytes.len() as u64
+        }
+    );
+    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    let resumed = double
+        .log()
+        .iter()
+        .any(|l| l.method == "PATCH" && l.content_range.as_deref() == Some("1048576-3145727"));
+    assert!(resumed, "{:#?}", double.log());
+    assert_eq!(
+        double.count("POST", "/blobs/uploads/"),
+        1,
+        "the same session went on"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_reset_during_a_monolithic_put_restarts_from_head() {
+    let double = Double::start(Faults {
+        reset_after: Some(1000),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let bytes = blob(2 * 1024 * 1024, 11);
+    let digest = Digest::sha256(&bytes);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+    registry
+        .repository("app")
+        .put_blob(
+            &digest,
+            bytes.len() as u64,
+            BlobBody::File(file.path().to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    assert_eq!(double.count("POST", "/blobs/uploads/"), 2);
+    assert_eq!(double.count("HEAD", "/blobs/"), 2);
+}
+
+#[tokio::test]
+async fn redirected_blob_reads_do_not_carry_our_authorization_to_another_host() {
+    let cdn = Double::start(Faults {
+        cdn: true,
+        ..Faults::default()
+    })
+    .await;
+    let double = Double::start(Faults {
+        bearer: true,
+        redirect_blobs_to: Some(format!("http://{}", cdn.addr)),
+        ..Faults::default()
+    })
+    .await;
+    let bytes = blob(100_000, 12);
+    let digest = double.seed_blob("app", bytes.clone());
+    cdn.seed_blob("anything", bytes.clone());
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("app");
+    assert_eq!(read_all(&app, &digest).await, bytes);
+    assert!(cdn.log().iter().all(|l| l.authorization.is_none()));
+    assert_eq!(cdn.count("GET", "/cdn/"), 1);
+
+    // Bytes that do not match the digest are refused, whoever served them.
+    let other = double.seed_blob("app", blob(1000, 13));
+    cdn.state().blobs.insert(
+        ("anything".into(), other.to_string()),
+        Bytes::from_static(b"tampered"),
+    );
+    let mut stream = app.get_blob(&other).await.unwrap();
+    let mut outcome = Ok(());
+    while let Some(chunk) = stream.next().await {
+        if let Err(error) = chunk {
+            outcome = Err(error);
+        }
+    }
+    assert!(matches!(
+        outcome,
+        Err(StoreError::Failed { .. } | StoreError::DigestMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_mount_answered_with_a_session_continues_that_session() {
+    let double = Double::start(Faults {
+        refuse_mounts: true,
+        ..Faults::default()
+    })
+    .await;
+    let bytes = blob(200_000, 14);
+    let digest = double.seed_blob("base", bytes.clone());
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    let app = registry.repository("app");
+    let base = registry.repository("base");
+    let outcome = app
+        .copy_blob_from(&base, &digest, bytes.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: bytes.len() as u64
+        }
+    );
+    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    assert_eq!(
+        double.count("POST", "/blobs/uploads/"),
+        1,
+        "no second session"
+    );
+    assert_eq!(app.stats().blobs_mounted, 0);
+    assert_eq!(app.stats().blobs_uploaded, 1);
+}
