@@ -5,6 +5,7 @@ mod build_command;
 mod layer_inputs;
 mod logging;
 mod login_command;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ struct Cli {
     log_format: logging::LogFormat,
 
     /// Log level filter (error, warn, info, debug, trace, or a tracing directive).
-    #[arg(long, global = true, default_value = "info", env = "LAYERIZE_LOG")]
+    #[arg(long, global = true, default_value = logging::DEFAULT_LEVEL, env = "LAYERIZE_LOG")]
     log_level: String,
 
     #[command(subcommand)]
