@@ -490,10 +490,16 @@ fn a_missing_source_file_is_a_clear_error() {
 
 /// The failure is one `error:` line naming what went wrong.
 fn assert_one_error_line(stderr: &str, expected: &[&str]) {
-    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
     for needle in expected {
-        assert!(errors[0].contains(needle), "expected {needle:?} in: {stderr}");
+        assert!(
+            errors[0].contains(needle),
+            "expected {needle:?} in: {stderr}"
+        );
     }
 }
 
@@ -551,4 +557,36 @@ fn bad_flags_are_clear_errors() {
         &["--entrypoint", "JSON array"],
     );
     assert_build_fails(&["--env", "NOVALUE"], &["--env", "KEY=VALUE"]);
+}
+
+#[test]
+fn json_logs_carry_phase_step_and_message() {
+    let base = images::oci_base_layout();
+    let out = scratch_dir();
+    let files = AppFiles::new();
+    let mut build = command();
+    build
+        .args(["--log-format", "json", "build", "--base", &base.reference()])
+        .args(["--target", &target_ref(out.path(), "app")])
+        .args(files.build_args());
+    let output = run_ok(&mut build);
+    let events: Vec<Value> = String::from_utf8(output.stderr)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{line}: {err}")))
+        .collect();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|event| event["phase"] == "build")
+        .map(|event| {
+            assert!(event["message"].is_string(), "{event}");
+            event["step"].as_u64().unwrap()
+        })
+        .collect();
+    for step in [0, 1, 2, 4, 5, 6, 7, 8] {
+        assert!(steps.contains(&step), "no step {step} in {steps:?}");
+    }
+    let built = events.iter().find(|event| event["step"] == 1).unwrap();
+    assert!(built["diff_id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(built["compressed_size"].as_u64().unwrap() > 0);
 }
