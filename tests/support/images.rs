@@ -149,6 +149,19 @@ pub fn docker_base_layout() -> OciLayout {
 /// Pushes `image` in `format` to `registry` as `repository_tag` (`repo:tag`) with
 /// `skopeo copy --all`, using the registry's credentials; returns the pushed manifest digest.
 pub fn push(image: Image, format: Format, registry: &Registry, repository_tag: &str) -> String {
+    let creds = registry.creds();
+    push_with_creds(image, format, registry, creds.as_deref(), repository_tag)
+}
+
+/// [`push`] with explicit `user:password` credentials, e.g. for a token-auth registry, whose
+/// users live in its token server.
+pub fn push_with_creds(
+    image: Image,
+    format: Format,
+    registry: &Registry,
+    creds: Option<&str>,
+    repository_tag: &str,
+) -> String {
     // skopeo reads only OCI-typed layouts, so the Docker form is made on the way.
     let source = format!("oci:{}:{TAG}", cached_layout(image, Format::Oci).display());
     let scratch = crate::scratch_dir();
@@ -159,11 +172,12 @@ pub fn push(image: Image, format: Format, registry: &Registry, repository_tag: &
         args.extend(["--format", "v2s2"]);
     }
     let destination = format!("docker://{}/{repository_tag}", registry.host());
-    skopeo::copy(&source, &destination, registry.creds().as_deref(), &args);
+    skopeo::copy(&source, &destination, creds, &args);
     std::fs::read_to_string(digest_file).expect("read pushed digest")
 }
 
-/// The cached layout for `image` in `format`.
+/// The cached layout for `image` in `format`. The fixture names carry a version: bump it when a
+/// recipe below changes, so caches made by the old recipe are not used.
 fn cached_layout(image: Image, format: Format) -> PathBuf {
     let fixture = match image {
         Image::Busybox | Image::TwoPlatform => {
