@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Layer-building benchmark: one layer from the same ~500 MiB tree (the first 250 MiB of /usr/lib
+# and of /usr/share in path order: binaries, libraries, text, docs) with layerize,
+# `tar -c | pigz -6 -p 2` and `tar -c | gzip -6`, in the same run, each RUNS times interleaved;
+# prints the medians (wall time, CPU time, peak RSS, output size) and layerize's ratios to pigz.
+# Then peak RSS of layerize for a ~20 MiB and a ~2 GiB tree (skip with RSS_SCALING=0).
+#
+# Usage: benches/layer.sh            (env: RUNS=3, TREE_MIB=500, WORK=/var/tmp/layerize-bench,
+#                                      RSS_SCALING=1, KEEP=0 keeps the trees for the next run)
+# Needs: pigz, gzip, GNU time (/usr/bin/time), python3, cargo.
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+TREE_MIB=${TREE_MIB:-500}
+WORK=${WORK:-/var/tmp/layerize-bench}
+RSS_SCALING=${RSS_SCALING:-1}
+KEEP=${KEEP:-0}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+for tool in pigz gzip /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install pigz gzip time)" >&2; exit 1; }
+done
+
+echo "building layer_bench (release)..." >&2
+cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p layerize-builder --example layer_bench
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BENCH="$TARGET_DIR/release/examples/layer_bench"
+
+mkdir -p "$WORK"
+[ "$KEEP" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+
+# make_tree DIR MIB: copies regular files and symlinks from /usr into DIR, once: the first half
+# of MIB from /usr/share in path order, the rest from /usr/lib in path order.
+make_tree() {
+  local dir=$1 mib=$2
+  [ -d "$dir" ] && return
+  echo "copying a ${mib} MiB tree from /usr into $dir..." >&2
+  mkdir -p "$dir.tmp"
+  local limit=$((mib * 1048576))
+  pick() { # pick SRC BYTES: "size path" lines of SRC's first BYTES in path order
+    find "$1" \( -type f -o -type l \) -printf '%s %p\n' | sort -k2 |
+      awk -v limit="$2" '{ total += $1; if (total <= limit) print }'
+  }
+  pick /usr/share $((limit / 2)) >"$dir.share"
+  pick /usr/lib $((limit - $(awk '{ t += $1 } END { print t + 0 }' "$dir.share"))) >"$dir.lib"
+  cut -d' ' -f2- "$dir.share" "$dir.lib" | tar -c --files-from - 2>/dev/null | tar -x -C "$dir.tmp"
+  rm "$dir.share" "$dir.lib"
+  mv "$dir.tmp" "$dir"
+}
+
+# measure NAME OUT COMMAND...: runs COMMAND under GNU time, prints "NAME wall cpu rss_kib size".
+measure() {
+  local name=$1 out=$2; shift 2
+  local stats
+  stats=$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null; } 2>&1 | tail -1)
+  read -r wall user sys rss <<<"$stats"
+  echo "$name $wall $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') $rss $(stat -c %s "$out")"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+TREE="$WORK/tree-${TREE_MIB}"
+make_tree "$TREE" "$TREE_MIB"
+tar -cf - -C "$TREE" . | wc -c >/dev/null # warm the page cache
+
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+for run in $(seq "$RUNS"); do
+  echo "run $run/$RUNS..." >&2
+  measure layerize "$WORK/layerize.tar.gz" "$BENCH" "$TREE" "$WORK/layerize.tar.gz" gzip 6 2 >>"$RESULTS"
+  measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$TREE' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" >>"$RESULTS"
+  measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$TREE' . | gzip -6 > '$WORK/gzip.tar.gz'" >>"$RESULTS"
+done
+gzip -t "$WORK/layerize.tar.gz" # the multi-member stream is one valid gzip file
+DIGEST_2_THREADS=$(sha256sum "$WORK/layerize.tar.gz" | cut -c1-64)
+DIGEST_1_THREAD=$("$BENCH" "$TREE" "$WORK/layerize-1.tar.gz" gzip 6 1 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"][7:])')
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
+echo
+echo "Layer from a $(du -sm "$TREE" | cut -f1) MiB tree ($(find "$TREE" | wc -l) entries), median of $RUNS runs, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-10s %9s %9s %10s %14s\n' tool wall_s cpu_s rss_mib size_bytes
+for tool in layerize pigz gzip; do
+  printf '%-10s %9s %9s %10s %14s\n' "$tool" "$(stat_of $tool 2)" "$(stat_of $tool 3)" \
+    "$(div "$(stat_of $tool 4)" 1024)" "$(stat_of $tool 5)"
+done
+echo "layerize/pigz: time $(div "$(stat_of layerize 2)" "$(stat_of pigz 2)")x (goal <= 0.5)," \
+  "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x (goal <= 1.03)," \
+  "cpu $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x"
+echo "layerize/gzip: time $(div "$(stat_of layerize 2)" "$(stat_of gzip 2)")x," \
+  "size $(div "$(stat_of layerize 5)" "$(stat_of gzip 5)")x"
+echo "layerize blob digest with 2 threads: $DIGEST_2_THREADS, with 1 thread: $DIGEST_1_THREAD"
+[ "$DIGEST_2_THREADS" = "$DIGEST_1_THREAD" ] || { echo "thread count changed the blob" >&2; exit 1; }
+
+if [ "$RSS_SCALING" = 1 ]; then
+  echo
+  echo "Peak RSS of layerize by tree size (goal: flat, < 64 MiB):"
+  for mib in 20 2048; do
+    make_tree "$WORK/tree-$mib" "$mib"
+    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "$BENCH" "$WORK/tree-$mib" "$WORK/scale.tar.gz" gzip 6 2)
+    echo "  ${mib} MiB tree: peak RSS $(div "$rss" 1024) MiB, ${wall} s, ${size} bytes"
+  done
+fi
