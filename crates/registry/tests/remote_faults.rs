@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 const USER: &str = "bob";
 const PASSWORD: &str = "correct horse";
+const REFRESH_TOKEN: &str = "refresh-7f3a";
 
 /// What the double does wrong, and how it authenticates.
 #[derive(Default)]
@@ -46,6 +47,8 @@ struct Faults {
     manifest_put_extra_scope: Option<String>,
     /// Answer mounts with 202 and an upload session.
     refuse_mounts: bool,
+    /// Answer the OAuth2 POST to `/token` with 404 (only GET is offered).
+    no_oauth_post: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -337,7 +340,7 @@ impl Double {
 
     fn handle(&self, request: &Request, body: Vec<u8>) -> Reply {
         if request.path == "/token" {
-            return self.token(request);
+            return self.token(request, &body);
         }
         if request.path == "/v2/" {
             return Reply::new(200);
@@ -399,15 +402,43 @@ impl Double {
         Reply::new(404)
     }
 
-    fn token(&self, request: &Request) -> Reply {
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-        );
-        if request.headers.get("authorization") != Some(&expected) {
+    /// Issues tokens: GET with Basic credentials (the password or the refresh token), or the
+    /// OAuth2 POST with `grant_type=refresh_token`.
+    fn token(&self, request: &Request, body: &[u8]) -> Reply {
+        let basic = |secret: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{secret}"))
+            )
+        };
+        let (query, authorized) = if request.method == "POST" {
+            if self.state().faults.no_oauth_post {
+                return Reply::new(404);
+            }
+            let form: HashMap<String, String> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            let authorized = form.get("grant_type").map(String::as_str) == Some("refresh_token")
+                && form.get("refresh_token").map(String::as_str) == Some(REFRESH_TOKEN);
+            // The POST carries its scopes space-separated in one parameter.
+            let scopes: Vec<String> = form
+                .get("scope")
+                .map(|s| {
+                    s.split(' ')
+                        .map(|scope| format!("scope={}", scope.replace(':', "%3A")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (scopes.join("&"), authorized)
+        } else {
+            let header = request.headers.get("authorization");
+            let authorized =
+                header == Some(&basic(PASSWORD)) || header == Some(&basic(REFRESH_TOKEN));
+            (request.query.clone(), authorized)
+        };
+        if !authorized {
             return Reply::new(401);
         }
-        let scopes: Vec<String> = url::form_urlencoded::parse(request.query.as_bytes())
+        let scopes: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
             .filter(|(key, _)| key == "scope")
             .map(|(_, value)| value.into_owned())
             .collect();
@@ -416,7 +447,7 @@ impl Double {
         let token = format!("token-{}", state.next_id);
         let uses = state.faults.token_uses;
         state.tokens.insert(token.clone(), (scopes, uses));
-        Reply::new(200).body(format!(r#"{{"token":"{token}","expires_in":300}}"#))
+        Reply::new(200).body(format!(r#"{{"access_token":"{token}","expires_in":300}}"#))
     }
 
     fn upload(&self, request: &Request, repository: &str, id: &str, body: Vec<u8>) -> Reply {
@@ -1003,4 +1034,152 @@ async fn a_mount_answered_with_a_session_continues_that_session() {
     );
     assert_eq!(app.stats().blobs_mounted, 0);
     assert_eq!(app.stats().blobs_uploaded, 1);
+}
+
+async fn push_and_pull_with(double: &Double, credential: Credential) {
+    let registry = Registry::new(&double.host(), Some(credential), &options()).unwrap();
+    let app = registry.repository("app");
+    let bytes = blob(10_000, 15);
+    let digest = Digest::sha256(&bytes);
+    app.put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&app, &digest).await, bytes);
+}
+
+#[tokio::test]
+async fn identity_tokens_use_the_refresh_token_grant() {
+    let double = Double::start(Faults {
+        bearer: true,
+        ..Faults::default()
+    })
+    .await;
+    let identity = Credential::IdentityToken {
+        username: USER.into(),
+        token: REFRESH_TOKEN.into(),
+    };
+    push_and_pull_with(&double, identity).await;
+    assert_eq!(double.count("POST", "/token"), 1);
+    assert_eq!(double.count("GET", "/token"), 0);
+}
+
+#[tokio::test]
+async fn identity_tokens_fall_back_to_get_when_the_grant_is_not_offered() {
+    let double = Double::start(Faults {
+        bearer: true,
+        no_oauth_post: true,
+        ..Faults::default()
+    })
+    .await;
+    let identity = Credential::IdentityToken {
+        username: USER.into(),
+        token: REFRESH_TOKEN.into(),
+    };
+    push_and_pull_with(&double, identity).await;
+    assert_eq!(double.count("POST", "/token"), 1);
+    assert_eq!(double.count("GET", "/token"), 1);
+}
+
+#[tokio::test]
+async fn registry_tokens_are_sent_as_they_are() {
+    let double = Double::start(Faults {
+        bearer: true,
+        ..Faults::default()
+    })
+    .await;
+    double.state().tokens.insert(
+        "static-token".into(),
+        (vec!["repository:app:pull,push".into()], 0),
+    );
+    push_and_pull_with(&double, Credential::RegistryToken("static-token".into())).await;
+    assert_eq!(
+        double.count("GET", "/token") + double.count("POST", "/token"),
+        0
+    );
+    assert!(double
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/v2/app/"))
+        .all(|l| l.authorization.as_deref() == Some("Bearer static-token")));
+}
+
+/// A log sink for one test: everything at TRACE level, from every crate.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_or_errors() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let double = Double::start(Faults {
+        bearer: true,
+        token_uses: 3,
+        unavailable: 1,
+        ..Faults::default()
+    })
+    .await;
+    push_and_pull_with(&double, login().unwrap()).await;
+    let identity = Credential::IdentityToken {
+        username: USER.into(),
+        token: REFRESH_TOKEN.into(),
+    };
+    push_and_pull_with(&double, identity).await;
+    let wrong = Credential::Basic {
+        username: USER.into(),
+        password: "wrong-pass-771".into(),
+    };
+    let error = Registry::new(&double.host(), Some(wrong.clone()), &options())
+        .unwrap()
+        .repository("app")
+        .get_manifest("latest")
+        .await
+        .unwrap_err();
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("registry request"),
+        "debug logs were captured"
+    );
+    let issued: Vec<String> = double.state().tokens.keys().cloned().collect();
+    assert!(!issued.is_empty());
+    let encoded =
+        |secret: &str| base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{secret}"));
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        REFRESH_TOKEN.to_owned(),
+        "wrong-pass-771".to_owned(),
+        encoded(PASSWORD),
+        encoded(REFRESH_TOKEN),
+        encoded("wrong-pass-771"),
+    ];
+    secrets.extend(issued);
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "{secret} logged");
+        assert!(
+            !error.to_string().contains(secret.as_str()),
+            "{secret} in the error"
+        );
+        assert!(
+            !format!("{error:?}").contains(secret.as_str()),
+            "{secret} in the error"
+        );
+    }
+    assert!(!format!("{wrong:?}").contains("wrong-pass-771"));
 }

@@ -366,6 +366,24 @@ async fn unknown_manifests_and_blobs_are_not_found() {
     let error = repo.get_manifest("missing").await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
     assert!(error.to_string().contains("nothing/here"), "{error}");
+    // distribution 2.8 says MANIFEST_UNKNOWN for an unknown repository too.
+    assert!(error.to_string().contains("MANIFEST_UNKNOWN"), "{error}");
+
+    let config = Bytes::from_static(b"{}");
+    let digest = Digest::sha256(&config);
+    repo.put_blob(&digest, 2, BlobBody::Bytes(config))
+        .await
+        .unwrap();
+    let manifest = manifest(&Bytes::from_static(b"{}"), &Bytes::from_static(b"{}"));
+    repo.put_manifest("v1", &manifest, OCI_MANIFEST)
+        .await
+        .unwrap();
+    let error = repo.get_manifest("v2").await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+    assert!(
+        error.to_string().contains("manifest v2 (MANIFEST_UNKNOWN"),
+        "{error}"
+    );
     let error = match repo.get_blob(&Digest::sha256(b"x")).await {
         Err(error) => error,
         Ok(_) => panic!("a missing blob was found"),

@@ -232,6 +232,11 @@ impl Authenticator {
             message,
         };
         let realm = Url::parse(&bearer.realm).map_err(|e| fail(format!("invalid realm: {e}")))?;
+        if !http.allows(&realm) {
+            return Err(fail(
+                "refusing to send credentials to a token service over plain HTTP".into(),
+            ));
+        }
         if let Some(Login::IdentityToken { username, token }) = &self.login {
             match self
                 .refresh_token_grant(http, &realm, bearer, scopes, token, counters)

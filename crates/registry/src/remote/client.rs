@@ -35,7 +35,6 @@ pub struct Registry {
 struct Inner {
     /// `host[:port]` of the registry API.
     host: String,
-    insecure_hosts: Vec<String>,
     http: Http,
     auth: Authenticator,
     /// `scheme://host/`, known after the first successful ping.
@@ -122,7 +121,6 @@ impl Registry {
         Ok(Registry {
             inner: Arc::new(Inner {
                 host: host.to_owned(),
-                insecure_hosts: options.insecure_hosts.clone(),
                 http,
                 auth: Authenticator::new(credential),
                 base: OnceCell::new(),
@@ -164,17 +162,16 @@ impl Registry {
             .await
     }
 
-    /// Whether a URL may be requested: https, or plain HTTP where allowed.
+    /// Refuses URLs (redirects, upload locations) that would need plain HTTP where not allowed.
     pub(crate) fn check_scheme(&self, url: &Url) -> Result<(), RequestError> {
-        match url.scheme() {
-            "https" => Ok(()),
-            "http" if plain_http_allowed(url, &self.inner.insecure_hosts) => Ok(()),
-            _ => Err(RequestError::fatal(format!(
-                "refusing to follow the registry to {}://{}: plain HTTP is used only for loopback hosts and hosts named with --insecure-registry",
-                url.scheme(),
-                url.host_str().unwrap_or_default()
-            ))),
+        if self.inner.http.allows(url) {
+            return Ok(());
         }
+        Err(RequestError::fatal(format!(
+            "refusing to follow the registry to {}://{}: plain HTTP is used only for loopback hosts and hosts named with --insecure-registry",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        )))
     }
 
     /// Finds the scheme (https; plain HTTP first for loopback, as fallback for insecure hosts)
@@ -185,7 +182,7 @@ impl Registry {
             .map_err(|e| RequestError::fatal(format!("invalid registry host {host:?}: {e}")))?;
         let secure = Url::parse(&format!("https://{host}/")).expect("valid once http parsed");
         let loopback = plain_http_allowed(&plain, &[]);
-        let insecure = plain_http_allowed(&plain, &self.inner.insecure_hosts);
+        let insecure = self.inner.http.allows(&plain);
         let candidates: Vec<Url> = if loopback {
             vec![plain, secure]
         } else if insecure {

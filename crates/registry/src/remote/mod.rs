@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use client::Registry;
 pub use repository::RemoteRepository;
 pub use retry::RetryPolicy;
-pub use token::Secret;
 
 /// How layerize talks to registries.
 #[derive(Debug, Clone)]

@@ -123,6 +123,19 @@ impl RemoteRepository {
         self.error(operation, message)
     }
 
+    /// A 404, with the registry's reason when it gave one (an unknown repository reads
+    /// differently from an unknown tag).
+    async fn not_found(&self, what: String, response: Response) -> StoreError {
+        let body = response.bytes().await.unwrap_or_default();
+        StoreError::NotFound {
+            store: self.name(),
+            what: match registry_errors(&body) {
+                Some(reason) => format!("{what} ({reason})"),
+                None => what,
+            },
+        }
+    }
+
     /// HEAD on a blob: whether it is present.
     async fn head_blob(&self, digest: &Digest, scopes: &Scopes) -> Result<bool, StoreError> {
         let operation = format!("check blob {digest}");
@@ -290,6 +303,16 @@ fn registry_errors(body: &[u8]) -> Option<String> {
             match entry.detail {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::String(detail)) => text.push_str(&format!(" ({detail})")),
+                Some(serde_json::Value::Object(fields)) => {
+                    let fields: Vec<String> = fields
+                        .iter()
+                        .map(|(key, value)| match value {
+                            serde_json::Value::String(value) => format!("{key}: {value}"),
+                            value => format!("{key}: {value}"),
+                        })
+                        .collect();
+                    text.push_str(&format!(" ({})", fields.join(", ")));
+                }
                 Some(detail) => text.push_str(&format!(" ({detail})")),
             }
             text
@@ -351,10 +374,9 @@ impl Store for RemoteRepository {
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => {
-                return Err(StoreError::NotFound {
-                    store: self.name(),
-                    what: format!("manifest {reference}"),
-                })
+                return Err(self
+                    .not_found(format!("manifest {reference}"), response)
+                    .await)
             }
             _ => return Err(self.status_error(&operation, response).await),
         }
@@ -409,10 +431,7 @@ impl Store for RemoteRepository {
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => {
-                return Err(StoreError::NotFound {
-                    store: self.name(),
-                    what: format!("blob {digest}"),
-                })
+                return Err(self.not_found(format!("blob {digest}"), response).await)
             }
             _ => return Err(self.status_error(&operation, response).await),
         }
@@ -602,6 +621,11 @@ mod tests {
         assert_eq!(
             registry_errors(body).unwrap(),
             "MANIFEST_BLOB_UNKNOWN: blob unknown to registry (sha256:abc)"
+        );
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v2"}}]}"#;
+        assert_eq!(
+            registry_errors(body).unwrap(),
+            "MANIFEST_UNKNOWN: manifest unknown (Tag: v2)"
         );
         assert_eq!(registry_errors(b"<html>"), None);
         assert_eq!(registry_errors(br#"{"errors":[]}"#), None);

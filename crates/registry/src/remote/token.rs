@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A value that must never reach a log: its `Debug` prints `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

@@ -87,6 +87,7 @@ pub(crate) fn plain_http_allowed(url: &Url, insecure_hosts: &[String]) -> bool {
 pub(crate) struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
+    insecure_hosts: Vec<String>,
 }
 
 /// Why a request got no response.
@@ -136,7 +137,17 @@ impl Http {
         Ok(Http {
             client,
             retry: options.retry.clone(),
+            insecure_hosts: options.insecure_hosts.clone(),
         })
+    }
+
+    /// Whether `url` may be requested: https, or plain HTTP where allowed.
+    pub fn allows(&self, url: &Url) -> bool {
+        match url.scheme() {
+            "https" => true,
+            "http" => plain_http_allowed(url, &self.insecure_hosts),
+            _ => false,
+        }
     }
 
     pub fn retry_policy(&self) -> &RetryPolicy {
