@@ -15,8 +15,8 @@ use super::challenge::Challenge;
 use super::repository::RemoteRepository;
 use super::token::Scopes;
 use super::transport::{
-    describe_transport_error, is_certificate_error, is_plain_http_answer, plain_http_allowed, Http,
-    Payload, SendError,
+    describe_transport_error, is_certificate_error, is_plain_http_answer, named_insecure,
+    plain_http_allowed, Http, Payload, SendError,
 };
 use super::{RemoteOptions, RequestCounters};
 use crate::credentials::Credential;
@@ -110,9 +110,12 @@ impl Registry {
         credential: Option<Credential>,
         options: &RemoteOptions,
     ) -> Result<Self, StoreError> {
-        let insecure = options.insecure_hosts.iter().any(|named| {
-            named.eq_ignore_ascii_case(host) || host_without_port(host).eq_ignore_ascii_case(named)
-        });
+        let api = Url::parse(&format!("https://{host}/")).map_err(|e| StoreError::Failed {
+            store: host.to_owned(),
+            operation: "set up client".into(),
+            message: format!("invalid registry host: {e}"),
+        })?;
+        let insecure = named_insecure(&api, &options.insecure_hosts);
         let http = Http::new(options, insecure).map_err(|message| StoreError::Failed {
             store: host.to_owned(),
             operation: "set up client".into(),
@@ -390,15 +393,6 @@ pub(crate) fn redirect_target(current: &Url, headers: &HeaderMap) -> Result<Url,
         .map_err(|e| RequestError::fatal(format!("the registry sent an invalid Location: {e}")))
 }
 
-fn host_without_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
-            name
-        }
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,12 +426,5 @@ mod tests {
     fn a_missing_location_is_an_error() {
         let current = Url::parse("http://127.0.0.1:5000/v2/").unwrap();
         assert!(redirect_target(&current, &HeaderMap::new()).is_err());
-    }
-
-    #[test]
-    fn host_port_splitting() {
-        assert_eq!(host_without_port("registry.lan:5000"), "registry.lan");
-        assert_eq!(host_without_port("registry.lan"), "registry.lan");
-        assert_eq!(host_without_port("[::1]:5000"), "[::1]");
     }
 }

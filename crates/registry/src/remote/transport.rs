@@ -64,7 +64,7 @@ fn file_body(path: &PathBuf, offset: u64, len: u64) -> Result<reqwest::Body, std
 }
 
 /// Whether plain HTTP may be spoken to the host of `url`: loopback hosts (127.0.0.0/8,
-/// `localhost`, `::1`) and hosts the user named as insecure (`host` or `host:port`).
+/// `localhost`, `::1`) and hosts the user named as insecure.
 pub(crate) fn plain_http_allowed(url: &Url, insecure_hosts: &[String]) -> bool {
     let loopback = match url.host() {
         Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
@@ -72,15 +72,19 @@ pub(crate) fn plain_http_allowed(url: &Url, insecure_hosts: &[String]) -> bool {
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
+    loopback || named_insecure(url, insecure_hosts)
+}
+
+/// Whether the user named the host of `url` as insecure (`host` or `host:port`).
+pub(crate) fn named_insecure(url: &Url, insecure_hosts: &[String]) -> bool {
     let host = url.host_str().unwrap_or_default();
-    let host_port = match url.port() {
+    let host_port = match url.port_or_known_default() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    loopback
-        || insecure_hosts
-            .iter()
-            .any(|named| named.eq_ignore_ascii_case(host) || named.eq_ignore_ascii_case(&host_port))
+    insecure_hosts
+        .iter()
+        .any(|named| named.eq_ignore_ascii_case(host) || named.eq_ignore_ascii_case(&host_port))
 }
 
 /// One reqwest client (connection pool) and the retry policy for one registry.
