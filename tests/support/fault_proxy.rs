@@ -20,7 +20,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
@@ -201,6 +201,8 @@ pub struct LoggedRequest {
     pub authorization: bool,
     /// The fault that answered instead of the upstream, if any.
     pub fault: Option<FaultKind>,
+    /// When the request's head arrived, to measure how long a client waited between requests.
+    pub received: Instant,
 }
 
 impl LoggedRequest {
@@ -489,6 +491,7 @@ impl Proxy {
         side: Listener,
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Dropped> {
+        let received = Instant::now();
         let method = request.method().clone();
         let target = target_of(request.uri());
         let authorization = request.headers().contains_key(header::AUTHORIZATION);
@@ -509,6 +512,7 @@ impl Proxy {
             bytes_in: bytes_in.load(Ordering::SeqCst),
             authorization,
             fault,
+            received,
         });
         outcome
     }
