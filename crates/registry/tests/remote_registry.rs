@@ -2,6 +2,7 @@
 //! htpasswd (Basic) modes: uploads, HEAD skips, mounts, streamed copies, manifests, errors.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,14 +34,23 @@ impl TestRegistry {
     }
 
     fn start_on(listen: &str, login: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(tempfile::tempdir().unwrap(), listen, login, "")
+    }
+
+    /// `extra_http` is YAML added under `http:` (indented by four spaces).
+    fn start_with(
+        dir: tempfile::TempDir,
+        listen: &str,
+        login: Option<(&str, &str)>,
+        extra_http: &str,
+    ) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen}:{port}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen}:{port}\n{extra_http}",
             dir.path().join("data").display()
         );
         if let Some((user, password)) = login {
@@ -548,4 +558,112 @@ async fn plain_http_only_for_hosts_named_insecure_and_a_clear_error_otherwise() 
     insecure.insecure_hosts = vec![ip.to_string()];
     let allowed = RemoteRepository::new(&reference, None, &insecure).unwrap();
     assert!(!allowed.has_blob(&digest).await.unwrap());
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=layerize test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_registries_are_verified_with_extra_ca_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        dir.path().join("server.pem").display(),
+        dir.path().join("server.key").display()
+    );
+    let ca = dir.path().join("ca.pem");
+    let server = TestRegistry::start_with(dir, "127.0.0.1", None, &tls);
+    let reference = server.reference("secure/app");
+
+    let untrusting = RemoteRepository::new(&reference, None, &options()).unwrap();
+    let error = untrusting
+        .has_blob(&Digest::sha256(b""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("is not trusted") && error.contains("--ca-cert"),
+        "{error}"
+    );
+
+    let mut trusting = options();
+    trusting.ca_certs = vec![ca];
+    let repo = RemoteRepository::new(&reference, None, &trusting).unwrap();
+    let bytes = blob(100_000, 20);
+    let digest = Digest::sha256(&bytes);
+    repo.put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&repo, &digest).await, bytes);
 }
