@@ -24,7 +24,8 @@ use crate::{BlobStream, StoreError};
 /// The PATCH size registries with a cap accept (GHCR refuses more than 4 MiB).
 pub(crate) const CHUNK_CAP: u64 = 4 * 1024 * 1024;
 /// How many recently sent bytes of a stream are kept to resend after a broken PATCH.
-const REPLAY_WINDOW: u64 = 8 * 1024 * 1024;
+/// Sized for what socket buffers and a proxy can swallow on a connection that then breaks.
+const REPLAY_WINDOW: u64 = 16 * 1024 * 1024;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
@@ -227,11 +228,13 @@ pub(crate) async fn upload(
                 learn_patch_limit(repo, digest);
                 format!("PATCH of {len} bytes refused (HTTP {})", response.status())
             }
-            // A 401 here is a token that expired mid-upload (it is forgotten by now): the
-            // body cannot be replayed, so carry on from what the registry kept.
+            // A 401 here is a token that expired mid-upload (it is forgotten by now), a 416 a
+            // registry that stored more or less of a broken PATCH than it said: carry on from
+            // what the registry holds.
             Ok(response)
                 if super::retry::is_retryable_status(response.status())
-                    || response.status() == StatusCode::UNAUTHORIZED =>
+                    || response.status() == StatusCode::UNAUTHORIZED
+                    || response.status() == StatusCode::RANGE_NOT_SATISFIABLE =>
             {
                 format!("HTTP {}", response.status())
             }
