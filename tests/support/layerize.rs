@@ -67,3 +67,13 @@ pub fn run_err(command: &mut Command) -> String {
 pub fn read_report(path: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("read the report")).expect("report is JSON")
 }
+
+/// The one `error:` line of a failed run's stderr; panics unless there is exactly one.
+pub fn error_line(stderr: &str) -> &str {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line in: {stderr}");
+    errors[0]
+}

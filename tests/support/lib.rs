@@ -3,6 +3,7 @@
 
 pub mod fault_proxy;
 pub mod images;
+pub mod layerize;
 pub mod podman;
 pub mod registry;
 pub mod skopeo;

@@ -117,3 +117,20 @@ fn is_registry(reference: &str) -> bool {
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("skopeo printed JSON")
 }
+
+/// The digest that `reference` (a registry reference) resolves to, or `None` when skopeo cannot
+/// find it (unknown repository or tag): for checking that a failed push left a tag alone.
+pub fn digest_if_exists(reference: &str, creds: Option<&str>) -> Option<String> {
+    let mut command = inspect_command(creds);
+    let output = tools::output(command.arg(transport(reference)));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("manifest unknown") || stderr.contains("name unknown"),
+            "skopeo inspect {reference} failed for another reason than a missing image: {stderr}"
+        );
+        return None;
+    }
+    let inspected = parse(&String::from_utf8_lossy(&output.stdout));
+    Some(inspected["Digest"].as_str().expect("Digest").to_owned())
+}

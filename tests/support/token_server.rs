@@ -152,6 +152,9 @@ struct State {
     refresh_tokens: Mutex<HashMap<String, String>>,
     requests: AtomicU64,
     issued: Mutex<Vec<Issued>>,
+    /// Every access and refresh token handed out, kept apart from `issued` so that its Debug
+    /// output never holds a secret.
+    secrets: Mutex<Vec<String>>,
 }
 
 impl TokenServer {
@@ -182,6 +185,7 @@ impl TokenServer {
             refresh_tokens: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             issued: Mutex::new(Vec::new()),
+            secrets: Mutex::new(Vec::new()),
         });
         let thread = {
             let (http, state) = (http.clone(), state.clone());
@@ -258,6 +262,11 @@ impl TokenServer {
     /// Every token issued so far, oldest first.
     pub fn issued(&self) -> Vec<Issued> {
         self.state.issued.lock().unwrap().clone()
+    }
+
+    /// The access and refresh tokens issued so far, for tests that check no log holds one.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.state.secrets.lock().unwrap().clone()
     }
 }
 
@@ -403,6 +412,7 @@ impl State {
         let issued_at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|_| Refusal(500, "clock"))?;
+        self.secrets.lock().unwrap().push(token.clone());
         let mut body = json!({
             "token": token,
             "access_token": token,
@@ -416,6 +426,7 @@ impl State {
                     .lock()
                     .unwrap()
                     .insert(refresh.clone(), user.clone());
+                self.secrets.lock().unwrap().push(refresh.clone());
                 body["refresh_token"] = refresh.into();
                 true
             }
