@@ -984,6 +984,7 @@ fn no_log_holds_a_password_token_or_auth_value() {
                 .args(["--env", "REFUSED=1"])
                 .finish();
             assert!(!refused.output.status.success(), "{}", refused.stderr());
+            error_line(&refused.stderr());
             outputs.push((
                 format!("{mode:?} {format} wrong password"),
                 everything(&refused),
@@ -1101,4 +1102,28 @@ fn login_writes_docker_config_and_a_build_without_creds_flags_uses_it() {
         .iter()
         .any(|issued| issued.subject.as_deref() == Some(USER));
     assert!(granted_to_alice, "the build authenticated as {USER}");
+}
+
+#[test]
+fn a_target_named_by_digest_is_refused_before_anything_is_pushed() {
+    let site = Site::start(Mode::Open);
+    let base = site.push_base(Format::Oci, "base:v1");
+    let base_digest = site.tag_digest(&base).unwrap();
+    let files = AppFiles::new();
+    for target in [
+        site.reference(&format!("app@{base_digest}")),
+        site.reference(&format!("app:v1@{base_digest}")),
+    ] {
+        let error = Build::new(&base, &target).args(files.build_args()).fail();
+        assert!(
+            error.contains("--target") && error.contains("digest") && error.contains("tag"),
+            "{error}"
+        );
+    }
+    let touched_app: Vec<String> = access_log(&site.registry)
+        .into_iter()
+        .filter(|line| line.contains(" /v2/app/"))
+        .collect();
+    assert!(touched_app.is_empty(), "{touched_app:?}");
+    assert_eq!(site.tag_digest(&site.reference("app:v1")), None);
 }

@@ -158,6 +158,15 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .target
         .parse()
         .with_context(|| format!("--target {}", args.target))?;
+    if let ImageRef::Registry(reference) = &target_ref {
+        if reference.digest.is_some() {
+            // Refused before any upload: the digest of the result exists only after the build.
+            bail!(
+                "--target {}: name a tag, not a digest (the image's digest is known only once it is built)",
+                args.target
+            );
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     // Registry clients are made inside the runtime they will run on.
     let _runtime_guard = runtime.enter();
