@@ -1127,3 +1127,42 @@ fn a_target_named_by_digest_is_refused_before_anything_is_pushed() {
     assert!(touched_app.is_empty(), "{touched_app:?}");
     assert_eq!(site.tag_digest(&site.reference("app:v1")), None);
 }
+
+#[test]
+fn a_base_blob_corrupted_at_the_source_fails_the_streamed_copy() {
+    let source = Site::start(Mode::Open);
+    let destination = Site::start(Mode::Open);
+    let base = source.push_base(Format::Oci, "base:v1");
+    let target = destination.reference("app:v1");
+    let (_, base_manifest, _) = manifest_and_config(&base, None);
+    let layer = base_manifest["layers"][0]["digest"].as_str().unwrap();
+    let hex = layer.trim_start_matches("sha256:");
+    // The filesystem driver serves blob data as stored: flip bytes, keep the size.
+    let data = source
+        .registry
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&data, bytes).unwrap();
+
+    let error = Build::new(&base, &target)
+        .args(AppFiles::new().build_args())
+        .fail();
+    assert!(error.contains(layer), "{error}");
+    assert!(error.contains("digest mismatch"), "{error}");
+    assert!(error.contains(&source.registry.host()), "{error}");
+    assert_eq!(destination.tag_digest(&target), None);
+    // layerize caught it as the bytes passed: the destination never committed the blob.
+    let committed: Vec<String> = access_log(&destination.registry)
+        .into_iter()
+        .filter(|line| line.contains(hex) && line.contains("\"PUT ") && line.contains("\" 201 "))
+        .collect();
+    assert!(committed.is_empty(), "{committed:?}");
+}
