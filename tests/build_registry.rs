@@ -1166,3 +1166,37 @@ fn a_base_blob_corrupted_at_the_source_fails_the_streamed_copy() {
         .collect();
     assert!(committed.is_empty(), "{committed:?}");
 }
+
+#[test]
+fn a_token_without_push_rights_is_a_clear_error_and_leaves_the_tag_alone() {
+    const READER: (&str, &str) = ("reader", "Reader-0nly-Pa55word-5d1e");
+    let tokens = TokenServer::start(
+        &[(USER, PASSWORD), READER],
+        Policy::new()
+            .allow(USER, "*", &["*"])
+            .allow(READER.0, "*", &["pull"]),
+    )
+    .unwrap();
+    let site = Site {
+        registry: Registry::start(tokens.registry_auth()),
+        tokens: Some(tokens),
+        creds: Some(format!("{USER}:{PASSWORD}")),
+    };
+    let base = site.push_base(Format::Oci, "base:v1");
+    let target = site.reference("app:v1");
+    let previous = Build::new(&base, &target).creds_of(&site).run().digest();
+
+    // New content, so blobs must be uploaded before the manifest.
+    let reader = format!("{}:{}", READER.0, READER.1);
+    let error = Build::new(&base, &target)
+        .base_creds(Some(&reader))
+        .target_creds(Some(&reader))
+        .args(AppFiles::new().build_args())
+        .fail();
+    assert!(
+        error.contains(&format!("{}/app", site.registry.host())),
+        "{error}"
+    );
+    assert!(error.contains("push"), "{error}");
+    assert_eq!(site.tag_digest(&target), Some(previous));
+}
