@@ -145,7 +145,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
                                 layer.descriptor.size,
                             )
                             .await?;
-                        (layer, outcome)
+                        (*layer, outcome)
                     }
                     Step::Build(spec) => {
                         build_layer(endpoints.target.as_ref(), spec, layer_options, media_type)

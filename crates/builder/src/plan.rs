@@ -46,7 +46,7 @@ pub struct LayerSpec {
 /// What to do for one layer of the result.
 pub enum Step {
     /// Carry a base layer over: make its blob present in the target.
-    FromBase(Layer),
+    FromBase(Box<Layer>),
     /// Build a layer from its spec.
     Build(LayerSpec),
 }
@@ -60,7 +60,7 @@ impl Plan {
     pub fn new(base_layers: Vec<Layer>, specs: Vec<LayerSpec>) -> Self {
         let steps = base_layers
             .into_iter()
-            .map(Step::FromBase)
+            .map(|layer| Step::FromBase(Box::new(layer)))
             .chain(specs.into_iter().map(Step::Build))
             .collect();
         Plan { steps }

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image: base + new layers + config edits -> target.
-    Build(build_command::BuildArgs),
+    Build(Box<build_command::BuildArgs>),
     /// Store registry credentials in the Docker config.json, as `docker login` does.
     Login(login_command::LoginArgs),
 }
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             let sub_matches = matches
                 .subcommand_matches("build")
                 .expect("clap parsed the build subcommand");
-            build_command::run(args, sub_matches)
+            build_command::run(*args, sub_matches)
         }
         Command::Login(args) => login_command::run(args),
     };
