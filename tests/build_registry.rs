@@ -525,6 +525,40 @@ fn assert_report_matches(
     }
 }
 
+/// `--log-format json` output: every line an event; the Layerize steps all present; one step-2
+/// event per layer whose `outcome` (with `bytes` for uploads) says what the report says.
+fn assert_json_events_match_report(stderr: &str, report: &Value) {
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"))
+        })
+        .collect();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|event| event["phase"] == "build")
+        .filter_map(|event| event["step"].as_u64())
+        .collect();
+    for step in [0, 6, 1, 2, 4, 5, 7, 8] {
+        assert!(steps.contains(&step), "no step {step} in {steps:?}");
+    }
+    for layer in report["layers"].as_array().unwrap() {
+        let present: Vec<&Value> = events
+            .iter()
+            .filter(|event| event["step"] == 2 && event["layer"] == layer["name"])
+            .collect();
+        assert_eq!(present.len(), 1, "step-2 events for {}", layer["name"]);
+        let event = present[0];
+        assert_eq!(event["digest"], layer["digest"]);
+        if layer["status"] == "base" {
+            assert_eq!(event["outcome"], "Mounted", "{event}");
+        } else {
+            assert_eq!(event["outcome"], "Uploaded", "{event}");
+            assert_eq!(event["bytes"], layer["size"], "{event}");
+        }
+    }
+}
+
 /// Build and push in one auth mode, then check the result with podman, skopeo and oci-client.
 fn build_push_and_check(mode: Mode, format: Format, extra: &[&str]) {
     let site = Site::start(mode);
@@ -533,11 +567,13 @@ fn build_push_and_check(mode: Mode, format: Format, extra: &[&str]) {
     let files = AppFiles::new();
     let built = Build::new(&base, &target)
         .creds_of(&site)
+        .args(["--log-format", "json"])
         .args(files.build_args())
         .args(extra)
         .run();
     let report = built.report();
     let digest = built.digest();
+    assert_json_events_match_report(&built.stderr(), report);
 
     let (_, base_manifest, _) = manifest_and_config(&base, site.creds());
     let (raw, manifest, config) = manifest_and_config(&target, site.creds());

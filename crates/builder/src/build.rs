@@ -159,7 +159,8 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
                     layer = %layer.name,
                     digest = %layer.descriptor.digest,
                     size = layer.descriptor.size,
-                    outcome = ?outcome,
+                    outcome = outcome.name(),
+                    bytes = outcome.bytes_sent(),
                     "Layer present in target"
                 );
                 Ok::<_, BuildError>(layer)

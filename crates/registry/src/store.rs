@@ -41,6 +41,25 @@ pub enum PutOutcome {
     Uploaded { bytes: u64 },
 }
 
+impl PutOutcome {
+    /// `Existed`, `Mounted` or `Uploaded`: the `outcome` field of log events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PutOutcome::Existed => "Existed",
+            PutOutcome::Mounted => "Mounted",
+            PutOutcome::Uploaded { .. } => "Uploaded",
+        }
+    }
+
+    /// The bytes sent to make the blob present (0 unless uploaded).
+    pub fn bytes_sent(&self) -> u64 {
+        match self {
+            PutOutcome::Uploaded { bytes } => *bytes,
+            PutOutcome::Existed | PutOutcome::Mounted => 0,
+        }
+    }
+}
+
 /// Errors of any store; each names the store and the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
