@@ -35,7 +35,9 @@ pub fn open_base(
     options: &OpenOptions,
 ) -> Result<OpenedStore, StoreError> {
     match image {
-        ImageRef::Layout { path, tag } => Ok(layout_store(OciLayout::open(path, tag.clone())?, image)),
+        ImageRef::Layout { path, tag } => {
+            Ok(layout_store(OciLayout::open(path, tag.clone())?, image))
+        }
         ImageRef::Registry(reference) => {
             let registry = connect(reference.api_host(), &reference.registry, creds, options)?;
             Ok(remote_store(registry, creds, image))
