@@ -49,6 +49,10 @@ struct Faults {
     refuse_mounts: bool,
     /// Answer the OAuth2 POST to `/token` with 404 (only GET is offered).
     no_oauth_post: bool,
+    /// Tokens die this long after they were issued, whatever `expires_in` said.
+    token_lifetime: Option<Duration>,
+    /// Answer the next manifest PUT with 429 and `Retry-After` of this many seconds.
+    throttle_manifest_put: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,8 +73,8 @@ struct State {
     /// upload id -> (repository, bytes so far).
     uploads: HashMap<String, (String, Vec<u8>)>,
     manifests: HashMap<(String, String), (String, Vec<u8>)>,
-    /// token -> (scopes granted, uses left).
-    tokens: HashMap<String, (Vec<String>, usize)>,
+    /// token -> (scopes granted, uses left, when issued).
+    tokens: HashMap<String, (Vec<String>, usize, Instant)>,
     log: Vec<Logged>,
     next_id: usize,
 }
@@ -252,6 +256,13 @@ impl Double {
             faults.unavailable -= 1;
             return Some(Ok(Reply::new(503)));
         }
+        if request.method == "PUT" && request.path.contains("/manifests/") {
+            if let Some(seconds) = faults.throttle_manifest_put.take() {
+                return Some(Ok(
+                    Reply::new(429).header("Retry-After", seconds.to_string())
+                ));
+            }
+        }
         if faults.throttled > 0 {
             faults.throttled -= 1;
             return Some(Ok(Reply::new(429).header("Retry-After", "1")));
@@ -302,9 +313,13 @@ impl Double {
             return Some(challenge(""));
         };
         let uses = state.faults.token_uses;
-        let Some((granted, left)) = state.tokens.get_mut(&token) else {
+        let lifetime = state.faults.token_lifetime;
+        let Some((granted, left, issued)) = state.tokens.get_mut(&token) else {
             return Some(challenge(r#",error="invalid_token""#));
         };
+        if lifetime.is_some_and(|lifetime| issued.elapsed() > lifetime) {
+            return Some(challenge(r#",error="invalid_token""#));
+        }
         if uses > 0 {
             if *left == 0 {
                 return Some(challenge(r#",error="invalid_token""#));
@@ -446,7 +461,9 @@ impl Double {
         state.next_id += 1;
         let token = format!("token-{}", state.next_id);
         let uses = state.faults.token_uses;
-        state.tokens.insert(token.clone(), (scopes, uses));
+        state
+            .tokens
+            .insert(token.clone(), (scopes, uses, Instant::now()));
         Reply::new(200).body(format!(r#"{{"access_token":"{token}","expires_in":300}}"#))
     }
 
@@ -1089,7 +1106,7 @@ async fn registry_tokens_are_sent_as_they_are() {
     .await;
     double.state().tokens.insert(
         "static-token".into(),
-        (vec!["repository:app:pull,push".into()], 0),
+        (vec!["repository:app:pull,push".into()], 0, Instant::now()),
     );
     push_and_pull_with(&double, Credential::RegistryToken("static-token".into())).await;
     assert_eq!(
@@ -1184,4 +1201,37 @@ async fn no_secret_reaches_the_logs_or_errors() {
         );
     }
     assert!(!format!("{wrong:?}").contains("wrong-pass-771"));
+}
+
+#[tokio::test]
+async fn tokens_cut_short_by_the_registry_are_all_replaced() {
+    let double = Double::start(Faults {
+        bearer: true,
+        token_lifetime: Some(Duration::from_millis(500)),
+        throttle_manifest_put: Some(1),
+        ..Faults::default()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("app");
+    let base = registry.repository("base");
+    // Tokens for several scope sets, all obtained before the manifest PUT is held back.
+    let digest = double.seed_blob("base", blob(1000, 30));
+    assert!(base.has_blob(&digest).await.unwrap());
+    assert_eq!(
+        app.copy_blob_from(&base, &digest, 1000).await.unwrap(),
+        PutOutcome::Mounted
+    );
+    let manifest = br#"{"schemaVersion":2}"#;
+    app.put_manifest("v1", manifest, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .unwrap();
+    let puts: Vec<Option<String>> = double
+        .log()
+        .iter()
+        .filter(|l| l.method == "PUT")
+        .map(|l| l.authorization.clone())
+        .collect();
+    assert_eq!(puts.len(), 3, "429, 401 for the dead token, then accepted");
+    assert_ne!(puts[1], puts[2], "the retry carried a new token");
 }

@@ -53,7 +53,8 @@ pub(crate) enum AuthError {
 pub(crate) enum Sent {
     Nothing,
     Basic,
-    Bearer(Secret),
+    /// A token, and when it was picked for the request (just before sending).
+    Bearer(Secret, Instant),
 }
 
 impl Sent {
@@ -61,7 +62,7 @@ impl Sent {
         match self {
             Sent::Nothing => None,
             Sent::Basic => authenticator.basic_header(),
-            Sent::Bearer(token) => Some(secret_header(&format!("Bearer {}", token.expose()))),
+            Sent::Bearer(token, _) => Some(secret_header(&format!("Bearer {}", token.expose()))),
         }
     }
 }
@@ -122,7 +123,7 @@ impl Authenticator {
         counters: &RequestCounters,
     ) -> Result<Sent, AuthError> {
         if let Some(Login::RegistryToken(token)) = &self.login {
-            return Ok(Sent::Bearer(token.clone()));
+            return Ok(Sent::Bearer(token.clone(), Instant::now()));
         }
         let challenge = self
             .challenge
@@ -141,7 +142,7 @@ impl Authenticator {
                     .get_or_exchange(scopes, self.exchange(http, &bearer, scopes, counters))
                     .await;
                 match exchanged {
-                    Ok(token) => Ok(Sent::Bearer(token.value)),
+                    Ok(token) => Ok(Sent::Bearer(token.value, Instant::now())),
                     Err(error) => {
                         *self
                             .last_exchange_error
@@ -168,8 +169,9 @@ impl Authenticator {
         challenge: Option<Challenge>,
         scopes: &Scopes,
     ) -> Option<Scopes> {
-        if let Sent::Bearer(token) = sent {
-            self.tokens.forget(token);
+        if let Sent::Bearer(_, picked_at) = sent {
+            // Not only this token: any obtained before it was sent may be cut short alike.
+            self.tokens.forget_obtained_before(*picked_at);
         }
         let had_challenge = self
             .challenge
@@ -412,7 +414,7 @@ mod tests {
         auth.learn(bearer(None, &[]));
         let wanted = Scopes::repository("app", &["pull", "push"]);
         let retry = auth.refused(
-            &Sent::Bearer(Secret::new("t")),
+            &Sent::Bearer(Secret::new("t"), Instant::now()),
             Some(bearer(
                 Some("insufficient_scope"),
                 &["repository:base:pull repository:app:pull,push"],
@@ -430,7 +432,11 @@ mod tests {
         let auth = Authenticator::new(basic_login());
         auth.learn(bearer(Some("ignored"), &["repository:x:pull"]));
         let wanted = Scopes::repository("app", &["pull"]);
-        let retry = auth.refused(&Sent::Bearer(Secret::new("expired")), None, &wanted);
+        let retry = auth.refused(
+            &Sent::Bearer(Secret::new("expired"), Instant::now()),
+            None,
+            &wanted,
+        );
         assert_eq!(retry, Some(wanted));
         assert_eq!(
             *auth.challenge.read().unwrap(),

@@ -216,13 +216,19 @@ impl Registry {
                     }
                     // A TLS server answering plain HTTP says 400 ("HTTP request to an HTTPS server").
                     StatusCode::BAD_REQUEST if more => last = Some(format!("{url}: HTTP 400")),
-                    status => {
+                    status if super::retry::is_retryable_status(status) => {
                         return Err(RequestError {
                             message: format!(
-                            "{url} answers HTTP {status}: is this an OCI registry (no /v2/ API)?"
-                        ),
-                            transient: super::retry::is_retryable_status(status),
+                                "{url} answers HTTP {status} (gave up after {} attempts)",
+                                self.retry_policy().attempts
+                            ),
+                            transient: true,
                         })
+                    }
+                    status => {
+                        return Err(RequestError::fatal(format!(
+                            "{url} answers HTTP {status}: is this an OCI registry (no /v2/ API)?"
+                        )))
                     }
                 },
                 // Only a failed TLS attempt falls back to plain HTTP; a refused connection

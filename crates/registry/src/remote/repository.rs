@@ -235,7 +235,11 @@ impl RemoteRepository {
                     tracing::debug!(repository = %self.repository, %digest, size, "blob uploaded");
                     return Ok(PutOutcome::Uploaded { bytes: size });
                 }
-                Err(UploadError { error, restart }) => {
+                Err(UploadError {
+                    error,
+                    restart,
+                    retry_after,
+                }) => {
                     let policy = self.registry.retry_policy();
                     let Some(reopen) = reopen
                         .as_mut()
@@ -244,7 +248,7 @@ impl RemoteRepository {
                         return Err(error);
                     };
                     tracing::warn!(%digest, %error, attempt, "blob upload failed; starting over");
-                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    tokio::time::sleep(policy.delay(attempt, retry_after)).await;
                     attempt += 1;
                     if self.head_blob(digest, &self.push_scopes()).await? {
                         self.counters.count_skip();

@@ -61,6 +61,12 @@ pub(crate) fn is_retryable_error(error: &reqwest::Error) -> bool {
         && !is_certificate_error(error)
 }
 
+/// The `Retry-After` of a response, if it has a readable one.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date (a date in the past means "now").
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();

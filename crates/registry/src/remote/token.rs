@@ -90,6 +90,8 @@ impl Scopes {
 #[derive(Debug, Clone)]
 pub(crate) struct Token {
     pub value: Secret,
+    /// When the exchange that issued it started.
+    requested_at: Instant,
     use_until: Instant,
 }
 
@@ -107,6 +109,7 @@ impl Token {
             .max(MINIMUM_LIFETIME);
         Token {
             value,
+            requested_at,
             use_until: requested_at + lifetime - SAFETY_MARGIN,
         }
     }
@@ -167,12 +170,14 @@ impl TokenCache {
         tokens.insert(scopes, token);
     }
 
-    /// Forgets a token the registry refused, so the next request exchanges anew.
-    pub fn forget(&self, value: &Secret) {
+    /// Forgets every token obtained before `moment` (when a refused request was sent): a
+    /// registry that cut one token short refuses the others of that age too, while tokens
+    /// obtained since (by concurrent requests that met the same refusal) are kept.
+    pub fn forget_obtained_before(&self, moment: Instant) {
         self.tokens
             .lock()
             .expect("token cache poisoned")
-            .retain(|_, token| &token.value != value);
+            .retain(|_, token| token.requested_at >= moment);
     }
 }
 
@@ -269,7 +274,18 @@ mod tests {
             .unwrap();
         assert_eq!(reused.value.expose(), "t1");
 
-        cache.forget(&Secret::new("t1"));
+        // A token for other scopes obtained earlier is forgotten with the refused one.
+        let other = Scopes::repository("base", &["pull"]).union(&pull);
+        cache.insert(
+            other.clone(),
+            Token::new(
+                Secret::new("t0"),
+                None,
+                Instant::now() - Duration::from_secs(1),
+            ),
+        );
+        cache.forget_obtained_before(Instant::now());
+        assert!(cache.lookup(&other, Instant::now()).is_none());
         let renewed = cache
             .get_or_exchange(&pull, async {
                 Ok::<_, ()>(Token::new(Secret::new("t2"), None, Instant::now()))
@@ -277,5 +293,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(renewed.value.expose(), "t2");
+    }
+
+    #[test]
+    fn tokens_obtained_after_the_refused_request_was_sent_are_kept() {
+        let cache = TokenCache::default();
+        let start = Instant::now();
+        let pull = Scopes::repository("app", &["pull"]);
+        let push = Scopes::repository("app", &["pull", "push"]);
+        cache.insert(pull.clone(), Token::new(Secret::new("old"), None, start));
+        let sent_at = start + Duration::from_millis(5);
+        cache.insert(
+            push.clone(),
+            Token::new(Secret::new("new"), None, start + Duration::from_millis(10)),
+        );
+        cache.forget_obtained_before(sent_at);
+        assert_eq!(cache.lookup(&pull, start).unwrap().value.expose(), "new");
+        assert!(cache.lookup(&push, start).is_some());
     }
 }

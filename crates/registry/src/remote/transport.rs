@@ -4,15 +4,14 @@
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::RETRY_AFTER;
-use reqwest::{Request, Response};
+use reqwest::{Request, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use url::{Host, Url};
 
-use super::retry::{is_retryable_error, is_retryable_status, parse_retry_after, RetryPolicy};
+use super::retry::{is_retryable_error, is_retryable_status, retry_after, RetryPolicy};
 use super::{RemoteOptions, RequestCounters};
 
 /// What a request carries, in a form that can be sent again on a retry when possible.
@@ -174,6 +173,7 @@ impl Http {
         };
         loop {
             let (method, url) = (request.method().clone(), request.url().clone());
+            let mut retry_anyway = false;
             counters.count_request();
             let outcome = self.client.execute(request).await;
             let retry_after = match &outcome {
@@ -182,11 +182,9 @@ impl Http {
                     if !is_retryable_status(response.status()) {
                         return outcome.map_err(SendError::Transport);
                     }
-                    response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                    // A 429 refused the request unprocessed: safe to send again, whatever it is.
+                    retry_anyway = response.status() == StatusCode::TOO_MANY_REQUESTS;
+                    retry_after(response.headers())
                 }
                 Err(error) => {
                     tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), error = %describe_transport_error(error), "registry request failed");
@@ -196,7 +194,7 @@ impl Http {
                     None
                 }
             };
-            if !idempotent || attempt >= self.retry.attempts {
+            if !(idempotent || retry_anyway) || attempt >= self.retry.attempts {
                 return outcome.map_err(SendError::Transport);
             }
             let Some(next) = make() else {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -115,14 +116,11 @@ impl UploadSource {
                 replay.lock().failure = Some(error);
                 Err(replay.failure())
             }
-            Some(Ok(_)) => Err(UploadError {
-                error: StoreError::Failed {
-                    store: "source".into(),
-                    operation: "read blob".into(),
-                    message: "the stream is longer than the blob's size".into(),
-                },
-                restart: false,
-            }),
+            Some(Ok(_)) => Err(UploadError::fatal(StoreError::Failed {
+                store: "source".into(),
+                operation: "read blob".into(),
+                message: "the stream is longer than the blob's size".into(),
+            })),
         }
     }
 
@@ -141,6 +139,26 @@ impl UploadSource {
 pub(crate) struct UploadError {
     pub error: StoreError,
     pub restart: bool,
+    /// How long the registry asked us to wait (`Retry-After`) before starting over.
+    pub retry_after: Option<Duration>,
+}
+
+impl UploadError {
+    fn fatal(error: StoreError) -> Self {
+        UploadError {
+            error,
+            restart: false,
+            retry_after: None,
+        }
+    }
+
+    fn restartable(error: StoreError) -> Self {
+        UploadError {
+            error,
+            restart: true,
+            retry_after: None,
+        }
+    }
 }
 
 /// Sends `size` bytes of `source` through `session` and finalises it as `digest`.
@@ -152,9 +170,13 @@ pub(crate) async fn upload(
     mut session: Session,
 ) -> Result<(), UploadError> {
     let operation = format!("upload blob {digest}");
-    let fail = |error: RequestError| UploadError {
-        restart: error.transient,
-        error: repo.error(&operation, error.message),
+    let fail = |error: RequestError| {
+        let store_error = repo.error(&operation, error.message);
+        if error.transient {
+            UploadError::restartable(store_error)
+        } else {
+            UploadError::fatal(store_error)
+        }
     };
     let scopes = repo.push_scopes();
     let registry = repo.registry();
@@ -175,13 +197,10 @@ pub(crate) async fn upload(
             StatusCode::CREATED => Ok(()),
             StatusCode::PAYLOAD_TOO_LARGE => {
                 learn_patch_limit(repo, digest);
-                Err(UploadError {
-                    error: repo.error(
-                        &operation,
-                        "the registry refused a monolithic upload (413)".into(),
-                    ),
-                    restart: true,
-                })
+                Err(UploadError::restartable(repo.error(
+                    &operation,
+                    "the registry refused a monolithic upload (413)".into(),
+                )))
             }
             _ => Err(restartable_status(repo, &operation, response).await),
         };
@@ -211,7 +230,7 @@ pub(crate) async fn upload(
         if let Some(failure) = source.failure() {
             return Err(failure);
         }
-        let broken = match outcome {
+        let (broken, wait) = match outcome {
             Ok(response) if response.status() == StatusCode::ACCEPTED => {
                 session.location = redirect_target(&session.location, response.headers())
                     .unwrap_or(session.location);
@@ -226,7 +245,10 @@ pub(crate) async fn upload(
                     ) =>
             {
                 learn_patch_limit(repo, digest);
-                format!("PATCH of {len} bytes refused (HTTP {})", response.status())
+                (
+                    format!("PATCH of {len} bytes refused (HTTP {})", response.status()),
+                    None,
+                )
             }
             // A 401 here is a token that expired mid-upload (it is forgotten by now), a 416 a
             // registry that stored more or less of a broken PATCH than it said: carry on from
@@ -236,30 +258,25 @@ pub(crate) async fn upload(
                     || response.status() == StatusCode::UNAUTHORIZED
                     || response.status() == StatusCode::RANGE_NOT_SATISFIABLE =>
             {
-                format!("HTTP {}", response.status())
+                let wait = super::retry::retry_after(response.headers());
+                (format!("HTTP {}", response.status()), wait)
             }
             Ok(response) => return Err(restartable_status(repo, &operation, response).await),
-            Err(error) if error.transient => error.message,
+            Err(error) if error.transient => (error.message, None),
             Err(error) => return Err(fail(error)),
         };
         resumes += 1;
         if resumes >= registry.retry_policy().attempts {
-            return Err(UploadError {
-                error: repo.error(&operation, broken),
-                restart: true,
-            });
+            return Err(UploadError::restartable(repo.error(&operation, broken)));
         }
         tracing::debug!(%digest, offset, reason = %broken, "upload interrupted; asking the registry how far it got");
-        tokio::time::sleep(registry.retry_policy().backoff(resumes)).await;
+        tokio::time::sleep(registry.retry_policy().delay(resumes, wait)).await;
         offset = resume_offset(repo, &mut session).await.map_err(fail)?;
         if !source.can_resend_from(offset) {
-            return Err(UploadError {
-                error: repo.error(
-                    &operation,
-                    format!("{broken}; the registry kept {offset} bytes, and the stream cannot be rewound there"),
-                ),
-                restart: true,
-            });
+            return Err(UploadError::restartable(repo.error(
+                &operation,
+                format!("{broken}; the registry kept {offset} bytes, and the stream cannot be rewound there"),
+            )));
         }
     }
 
@@ -291,12 +308,14 @@ async fn restartable_status(
     response: Response,
 ) -> UploadError {
     let status = response.status();
+    let retry_after = super::retry::retry_after(response.headers());
     UploadError {
         restart: super::retry::is_retryable_status(status)
             || matches!(
                 status,
                 StatusCode::NOT_FOUND | StatusCode::RANGE_NOT_SATISFIABLE
             ),
+        retry_after,
         error: repo.status_error(operation, response).await,
     }
 }
@@ -392,14 +411,8 @@ impl Replay {
     fn failure(&self) -> UploadError {
         let error = self.lock().failure.take();
         match error {
-            Some(error @ StoreError::DigestMismatch { .. }) => UploadError {
-                error,
-                restart: false,
-            },
-            Some(error) => UploadError {
-                error,
-                restart: true,
-            },
+            Some(error @ StoreError::DigestMismatch { .. }) => UploadError::fatal(error),
+            Some(error) => UploadError::restartable(error),
             None => unreachable!("failure() is called after the source failed"),
         }
     }
