@@ -1091,7 +1091,10 @@ fn login_writes_docker_config_and_a_build_without_creds_flags_uses_it() {
     let error = Build::new(&base, &target)
         .env("DOCKER_CONFIG", &docker_config)
         .fail();
-    assert!(error.contains("401"), "{error}");
+    assert!(
+        error.contains("401") && error.contains("no credentials"),
+        "{error}"
+    );
 
     let mut login = command();
     login
