@@ -95,11 +95,22 @@ echo "layerize blob digest with 2 threads: $DIGEST_2_THREADS, with 1 thread: $DI
 [ "$DIGEST_2_THREADS" = "$DIGEST_1_THREAD" ] || { echo "thread count changed the blob" >&2; exit 1; }
 
 if [ "$RSS_SCALING" = 1 ]; then
+  rss_of() { # rss_of LABEL DIR
+    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "$BENCH" "$2" "$WORK/scale.tar.gz" gzip 6 2)
+    echo "  $1: peak RSS $(div "$rss" 1024) MiB, ${wall} s, ${size} bytes"
+  }
   echo
-  echo "Peak RSS of layerize by tree size (goal: flat, < 64 MiB):"
-  for mib in 20 2048; do
-    make_tree "$WORK/tree-$mib" "$mib"
-    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "$BENCH" "$WORK/tree-$mib" "$WORK/scale.tar.gz" gzip 6 2)
-    echo "  ${mib} MiB tree: peak RSS $(div "$rss" 1024) MiB, ${wall} s, ${size} bytes"
-  done
+  echo "Peak RSS of layerize by layer size (goal: flat, < 64 MiB):"
+  make_tree "$WORK/tree-2048" 2048
+  if [ ! -d "$WORK/one-file-2048" ]; then
+    mkdir -p "$WORK/one-file-2048" "$WORK/one-file-20"
+    # cat stops on SIGPIPE once head has enough.
+    { find "$WORK/tree-2048" -type f -print0 | xargs -0 cat || true; } | head -c $((2048 << 20)) >"$WORK/one-file-2048/f"
+    head -c $((20 << 20)) "$WORK/one-file-2048/f" >"$WORK/one-file-20/f"
+  fi
+  rss_of "one 20 MiB file          " "$WORK/one-file-20"
+  rss_of "one 2 GiB file           " "$WORK/one-file-2048"
+  make_tree "$WORK/tree-20" 20
+  rss_of "20 MiB tree ($(find "$WORK/tree-20" | wc -l) entries)" "$WORK/tree-20"
+  rss_of "2 GiB tree ($(find "$WORK/tree-2048" | wc -l) entries)" "$WORK/tree-2048"
 fi
