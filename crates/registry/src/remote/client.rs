@@ -193,7 +193,6 @@ impl Registry {
         } else {
             vec![secure]
         };
-        let mut last = None;
         for (i, base) in candidates.iter().enumerate() {
             let more = i + 1 < candidates.len();
             let url = base.join("v2/").expect("static path");
@@ -215,7 +214,9 @@ impl Registry {
                         return Ok(base.clone());
                     }
                     // A TLS server answering plain HTTP says 400 ("HTTP request to an HTTPS server").
-                    StatusCode::BAD_REQUEST if more => last = Some(format!("{url}: HTTP 400")),
+                    StatusCode::BAD_REQUEST if more => {
+                        tracing::debug!(%url, "HTTP 400 to plain HTTP; trying TLS");
+                    }
                     status if super::retry::is_retryable_status(status) => {
                         return Err(RequestError {
                             message: format!(
@@ -234,13 +235,14 @@ impl Registry {
                 // Only a failed TLS attempt falls back to plain HTTP; a refused connection
                 // is refused on either scheme.
                 Err(SendError::Transport(error)) if more && base.scheme() == "https" => {
-                    last = Some(describe_transport_error(&error));
+                    let error = describe_transport_error(&error);
+                    tracing::debug!(%url, %error, "TLS failed; trying plain HTTP (insecure host)");
                 }
                 Err(SendError::Transport(error)) => return Err(self.transport_error(&error)),
                 Err(SendError::Body(error)) => return Err(RequestError::fatal(error.to_string())),
             }
         }
-        Err(RequestError::fatal(last.unwrap_or_default()))
+        unreachable!("the last candidate always returns")
     }
 
     /// Explains a failure to reach the registry.
