@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Layer-building benchmark: one layer from the same ~500 MiB tree (the first 250 MiB of /usr/lib
-# and of /usr/share in path order: binaries, libraries, text, docs) with layerize,
+# and of /usr/share in path order: binaries, libraries, text, docs) with `layerize build --dir`
+# (release binary, an empty base made by umoci, an OCI layout target),
 # `tar -c | pigz -6 -p 2` and `tar -c | gzip -6`, in the same run, each RUNS times interleaved;
 # prints the medians (wall time, CPU time, peak RSS, output size) and layerize's ratios to pigz.
 # Then peak RSS of layerize for a ~20 MiB and a ~2 GiB tree (skip with RSS_SCALING=0).
 #
 # Usage: benches/layer.sh            (env: RUNS=3, TREE_MIB=500, WORK=/var/tmp/layerize-bench,
 #                                      RSS_SCALING=1, KEEP=0 keeps the trees for the next run)
-# Needs: pigz, gzip, GNU time (/usr/bin/time), python3, cargo.
+# Needs: pigz, gzip, umoci, GNU time (/usr/bin/time), python3, cargo.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -17,18 +18,34 @@ RSS_SCALING=${RSS_SCALING:-1}
 KEEP=${KEEP:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-for tool in pigz gzip /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install pigz gzip time)" >&2; exit 1; }
+for tool in pigz gzip umoci /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/install-deps)" >&2; exit 1; }
 done
 
-echo "building layer_bench (release)..." >&2
-cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p layerize-builder --example layer_bench
+echo "building layerize (release)..." >&2
+cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" -p layerize-cli
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BENCH="$TARGET_DIR/release/examples/layer_bench"
+export LAYERIZE="$TARGET_DIR/release/layerize" WORK
 
 mkdir -p "$WORK"
 [ "$KEEP" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+export EMPTY_BASE="$WORK/empty-base"
+[ -d "$EMPTY_BASE" ] || { umoci init --layout "$EMPTY_BASE" && umoci new --image "$EMPTY_BASE:base"; }
+
+# layerize_layer DIR OUT THREADS: `layerize build --dir DIR:/` on the empty base into a fresh
+# layout; OUT becomes a hard link to the built layer's blob. Prints the blob's digest.
+layerize_layer() {
+  local dir=$1 out=$2 threads=$3 target="$WORK/target-layout" digest
+  rm -rf "$target"
+  "$LAYERIZE" --log-level warn build --base "oci:$EMPTY_BASE:base" --target "oci:$target:bench" \
+    --dir "$dir:/" --threads "$threads" --report "$WORK/report.json" >/dev/null
+  digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][-1]["digest"][7:])' "$WORK/report.json")
+  ln -f "$target/blobs/sha256/$digest" "$out"
+  echo "$digest"
+}
+export -f layerize_layer
+LAYER=(bash -c 'layerize_layer "$@"' layerize_layer)
 
 # make_tree DIR MIB: copies regular files and symlinks from /usr into DIR, once: the first half
 # of MIB from /usr/share in path order, the rest from /usr/lib in path order.
@@ -68,14 +85,13 @@ RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS..." >&2
-  measure layerize "$WORK/layerize.tar.gz" "$BENCH" "$TREE" "$WORK/layerize.tar.gz" gzip 6 2 >>"$RESULTS"
+  measure layerize "$WORK/layerize.tar.gz" "${LAYER[@]}" "$TREE" "$WORK/layerize.tar.gz" 2 >>"$RESULTS"
   measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$TREE' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" >>"$RESULTS"
   measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$TREE' . | gzip -6 > '$WORK/gzip.tar.gz'" >>"$RESULTS"
 done
 gzip -t "$WORK/layerize.tar.gz" # the multi-member stream is one valid gzip file
 DIGEST_2_THREADS=$(sha256sum "$WORK/layerize.tar.gz" | cut -c1-64)
-DIGEST_1_THREAD=$("$BENCH" "$TREE" "$WORK/layerize-1.tar.gz" gzip 6 1 |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"][7:])')
+DIGEST_1_THREAD=$(layerize_layer "$TREE" "$WORK/layerize-1.tar.gz" 1)
 
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
@@ -96,7 +112,7 @@ echo "layerize blob digest with 2 threads: $DIGEST_2_THREADS, with 1 thread: $DI
 
 if [ "$RSS_SCALING" = 1 ]; then
   rss_of() { # rss_of LABEL DIR
-    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "$BENCH" "$2" "$WORK/scale.tar.gz" gzip 6 2)
+    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "${LAYER[@]}" "$2" "$WORK/scale.tar.gz" 2)
     echo "  $1: peak RSS $(div "$rss" 1024) MiB, ${wall} s, ${size} bytes"
   }
   echo
