@@ -182,9 +182,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     for edit in &edits {
         image.apply(edit)?;
     }
-    if let Some(base_name) = &endpoints.base_name {
-        image.set_base_annotations(base_name, &base.manifest_digest);
-    }
+    image.set_base_annotations(endpoints.base_name.as_deref(), &base.manifest_digest);
     for (key, value) in &annotations {
         image.set_annotation(key, value)?;
     }

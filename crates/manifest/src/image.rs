@@ -284,15 +284,30 @@ impl Image {
         Ok(())
     }
 
-    /// Records the base image in the image-spec annotations
-    /// `org.opencontainers.image.base.name` and `.base.digest`. Does nothing on a Docker v2
+    /// Records the base image in the image-spec annotations `org.opencontainers.image.base.digest`
+    /// and, when the base has a name others can pull, `.base.name`; a `.base.name` inherited from
+    /// the base's own base is removed rather than left stale. Does nothing on a Docker v2
     /// manifest, which cannot carry annotations: the base is optional provenance, not worth
     /// failing a build for.
-    pub fn set_base_annotations(&mut self, base_name: &str, base_digest: &Digest) {
-        if self.family == Family::Oci {
-            self.set_annotation(BASE_NAME_ANNOTATION, base_name)
-                .and_then(|()| self.set_annotation(BASE_DIGEST_ANNOTATION, base_digest.as_str()))
-                .expect("OCI manifests take annotations");
+    pub fn set_base_annotations(&mut self, base_name: Option<&str>, base_digest: &Digest) {
+        if self.family != Family::Oci {
+            return;
+        }
+        self.set_annotation(BASE_DIGEST_ANNOTATION, base_digest.as_str())
+            .expect("OCI manifests take annotations");
+        match base_name {
+            Some(name) => self
+                .set_annotation(BASE_NAME_ANNOTATION, name)
+                .expect("OCI manifests take annotations"),
+            None => {
+                if let Some(annotations) = self
+                    .manifest
+                    .get_mut("annotations")
+                    .and_then(Value::as_object_mut)
+                {
+                    annotations.shift_remove(BASE_NAME_ANNOTATION);
+                }
+            }
         }
     }
 

@@ -223,7 +223,7 @@ fn oci_image_keeps_unknown_fields_and_takes_annotations() {
         .unwrap();
     image.set_annotation("org.example.note", "hi").unwrap();
     let base_digest = Digest::sha256(b"base manifest");
-    image.set_base_annotations("docker.io/library/alpine:3.19", &base_digest);
+    image.set_base_annotations(Some("docker.io/library/alpine:3.19"), &base_digest);
     let finished = image.finish();
 
     let config = parse(&finished.config_bytes);
@@ -354,7 +354,7 @@ fn docker_manifests_refuse_annotations_and_ignore_base_annotations() {
         "annotations need an OCI manifest (use an oci: target or --format oci)"
     );
     let before = image.manifest_json().clone();
-    image.set_base_annotations("ubuntu:22.04", &Digest::sha256(b"x"));
+    image.set_base_annotations(Some("ubuntu:22.04"), &Digest::sha256(b"x"));
     assert_eq!(image.manifest_json(), &before);
 }
 
@@ -521,4 +521,22 @@ proptest! {
         prop_assert_eq!(names.len(), unique.len());
         prop_assert_eq!(&config["container_config"], &docker_config()["container_config"]);
     }
+}
+
+#[test]
+fn a_base_without_a_name_drops_the_inherited_base_name() {
+    let mut image = oci_image();
+    image.set_base_annotations(
+        Some("registry.example/grandparent:1"),
+        &Digest::sha256(b"gp"),
+    );
+    let parent = Digest::sha256(b"parent");
+    image.set_base_annotations(None, &parent);
+    let manifest = parse(&image.finish().manifest_bytes);
+    let annotations = &manifest["annotations"];
+    assert!(
+        annotations.get(BASE_NAME_ANNOTATION).is_none(),
+        "{annotations}"
+    );
+    assert_eq!(annotations[BASE_DIGEST_ANNOTATION], parent.as_str());
 }

@@ -1,0 +1,132 @@
+//! End-to-end: mixed base and target kinds — a multi-platform base in a registry built into an OCI
+//! layout, that layout pushed on to a registry, and bases named by digest.
+
+use serde_json::Value;
+use support::images::{self, Format, Image};
+use support::layerize::{command, read_report, run_ok};
+use support::podman::PulledImage;
+use support::registry::Registry;
+use support::{scratch_dir, skopeo, tools};
+
+/// A small host file to add, so every build makes one layer.
+fn note_file(dir: &std::path::Path) -> String {
+    let path = dir.join("note.txt");
+    std::fs::write(&path, "built across stores\n").unwrap();
+    format!("{}:/etc/note.txt:644", path.display())
+}
+
+fn build(base: &str, target: &str, extra: &[&str]) -> Value {
+    let scratch = scratch_dir();
+    let report = scratch.path().join("report.json");
+    let mut build = command();
+    build
+        .args(["build", "--base", base, "--target", target])
+        .args(["--file", &note_file(scratch.path())])
+        .args(extra)
+        .arg("--report")
+        .arg(&report);
+    run_ok(&mut build);
+    read_report(&report)
+}
+
+#[test]
+fn registry_index_to_layout_to_registry() {
+    let registry = Registry::open();
+    let list_digest = images::push(
+        Image::TwoPlatform,
+        Format::Docker,
+        &registry,
+        "base/multi:v1",
+    );
+    let base = format!("{}/base/multi:v1", registry.host());
+
+    // registry (Docker manifest list) -> OCI layout, arm64 chosen, converted to OCI media types.
+    let out = scratch_dir();
+    let layout = format!("oci:{}:app", out.path().join("layout").display());
+    let report = build(&base, &layout, &["--platform", "linux/arm64"]);
+    assert_eq!(
+        report["manifest_media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let inspected = skopeo::inspect(&layout, None);
+    assert_eq!(inspected["Architecture"], "arm64");
+    assert_eq!(inspected["Digest"], report["digest"]);
+    let raw: Value = serde_json::from_slice(&skopeo::inspect_raw(&layout, None)).unwrap();
+    for layer in raw["layers"].as_array().unwrap() {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+    }
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.name"],
+        base.as_str(),
+        "a registry base is named in the annotations"
+    );
+
+    // OCI layout -> registry, with one more layer on top.
+    let pushed = format!("{}/team/app:arm64", registry.host());
+    let report = build(&layout, &pushed, &[]);
+    let image = PulledImage::pull(&pushed, None);
+    assert_eq!(
+        std::fs::read_to_string(image.root().join("etc/note.txt")).unwrap(),
+        "built across stores\n"
+    );
+    assert_eq!(image.inspect()["Architecture"], "arm64");
+    assert_eq!(skopeo::inspect(&pushed, None)["Digest"], report["digest"]);
+    let pushed_raw: Value = serde_json::from_slice(&skopeo::inspect_raw(&pushed, None)).unwrap();
+    assert_eq!(
+        pushed_raw["annotations"]["org.opencontainers.image.base.digest"], inspected["Digest"],
+        "the layout base is recorded by digest"
+    );
+    assert!(
+        pushed_raw["annotations"]
+            .get("org.opencontainers.image.base.name")
+            .is_none(),
+        "the grandparent's name must not be inherited: {}",
+        pushed_raw["annotations"]
+    );
+
+    // The base named by the list's digest resolves like the tag did.
+    let by_digest = format!("{}/base/multi@{list_digest}", registry.host());
+    let out_by_digest = scratch_dir();
+    let layout_by_digest = format!("oci:{}:app", out_by_digest.path().join("layout").display());
+    build(
+        &by_digest,
+        &layout_by_digest,
+        &["--platform", "linux/arm64"],
+    );
+    let raw_by_digest: Value =
+        serde_json::from_slice(&skopeo::inspect_raw(&layout_by_digest, None)).unwrap();
+    assert_eq!(
+        raw_by_digest["layers"], raw["layers"],
+        "tag and digest of the same base give the same layers"
+    );
+    let base_digest = "org.opencontainers.image.base.digest";
+    assert_eq!(
+        raw_by_digest["annotations"][base_digest],
+        raw["annotations"][base_digest]
+    );
+    assert_eq!(
+        raw_by_digest["annotations"]["org.opencontainers.image.base.name"],
+        by_digest.as_str()
+    );
+}
+
+#[test]
+fn a_base_digest_that_does_not_match_is_refused() {
+    let registry = Registry::open();
+    images::push(Image::Busybox, Format::Oci, &registry, "base/bb:v1");
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let out = scratch_dir();
+    let output = tools::output(command().args([
+        "build",
+        "--base",
+        &format!("{}/base/bb@{wrong}", registry.host()),
+        "--target",
+        &format!("oci:{}:app", out.path().join("layout").display()),
+    ]));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(wrong), "{stderr}");
+}
