@@ -14,9 +14,13 @@ use futures_util::StreamExt;
 use layerize_manifest::Digest;
 use layerize_registry::credentials::Credential;
 use layerize_registry::remote::{Registry, RemoteOptions, RetryPolicy};
-use layerize_registry::{BlobBody, BlobStream, PutOutcome, Store, StoreError};
+use layerize_registry::{BlobBody, PutOutcome, Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{blob, read_all, stream_of};
+
+mod common;
 
 const USER: &str = "bob";
 const PASSWORD: &str = "correct horse";
@@ -35,6 +39,8 @@ struct Faults {
     put_cap: Option<usize>,
     /// Drop the connection of the next PATCH or body-carrying PUT after this many body bytes.
     reset_after: Option<usize>,
+    /// Drop the connection of every PATCH or body-carrying PUT after this many body bytes.
+    reset_always_after: Option<usize>,
     /// Redirect blob GETs to this base URL.
     redirect_blobs_to: Option<String>,
     /// Serve `GET /cdn/<digest>` and refuse any request carrying Authorization.
@@ -53,6 +59,16 @@ struct Faults {
     token_lifetime: Option<Duration>,
     /// Answer the next manifest PUT with 429 and `Retry-After` of this many seconds.
     throttle_manifest_put: Option<u64>,
+}
+
+impl Faults {
+    /// Bearer tokens, and nothing wrong.
+    fn bearer() -> Faults {
+        Faults {
+            bearer: true,
+            ..Faults::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -282,7 +298,7 @@ impl Double {
             return Some(Ok(Reply::new(413)));
         }
         if is_upload && matches!(request.method.as_str(), "PATCH" | "PUT") {
-            if let Some(keep) = faults.reset_after.take() {
+            if let Some(keep) = faults.reset_after.take().or(faults.reset_always_after) {
                 return Some(Err(keep.min(length)));
             }
         }
@@ -602,35 +618,19 @@ fn options() -> RemoteOptions {
     }
 }
 
+/// The refresh token a `docker login` to an OAuth2 registry leaves behind.
+fn identity_token() -> Credential {
+    Credential::IdentityToken {
+        username: USER.into(),
+        token: REFRESH_TOKEN.into(),
+    }
+}
+
 fn login() -> Option<Credential> {
     Some(Credential::Basic {
         username: USER.into(),
         password: PASSWORD.into(),
     })
-}
-
-fn blob(len: usize, seed: u64) -> Bytes {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut bytes = vec![0u8; len];
-    rng.fill(&mut bytes);
-    Bytes::from(bytes)
-}
-
-fn stream_of(bytes: Bytes, chunk: usize) -> BlobStream {
-    let chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len())
-        .step_by(chunk)
-        .map(|start| Ok(bytes.slice(start..(start + chunk).min(bytes.len()))))
-        .collect();
-    Box::pin(futures_util::stream::iter(chunks))
-}
-
-async fn read_all(store: &dyn Store, digest: &Digest) -> Vec<u8> {
-    let mut stream = store.get_blob(digest).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
 }
 
 fn stored(double: &Double, repository: &str, digest: &Digest) -> Option<Bytes> {
@@ -643,11 +643,7 @@ fn stored(double: &Double, repository: &str, digest: &Digest) -> Option<Bytes> {
 
 #[tokio::test]
 async fn concurrent_requests_share_one_bearer_token_and_mounts_ask_for_pull_on_the_source() {
-    let double = Double::start(Faults {
-        bearer: true,
-        ..Faults::default()
-    })
-    .await;
+    let double = Double::start(Faults::bearer()).await;
     let registry = Registry::new(&double.host(), login(), &options()).unwrap();
     let app = registry.repository("org/app");
     let blobs: Vec<Bytes> = (0..6).map(|i| blob(50_000, i)).collect();
@@ -702,9 +698,8 @@ async fn concurrent_requests_share_one_bearer_token_and_mounts_ask_for_pull_on_t
 #[tokio::test]
 async fn insufficient_scope_is_answered_with_one_wider_token() {
     let double = Double::start(Faults {
-        bearer: true,
         manifest_put_extra_scope: Some("repository:extra:pull".into()),
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
     let registry = Registry::new(&double.host(), login(), &options()).unwrap();
@@ -732,9 +727,8 @@ async fn insufficient_scope_is_answered_with_one_wider_token() {
 #[tokio::test]
 async fn expired_tokens_are_exchanged_again_even_mid_upload() {
     let double = Double::start(Faults {
-        bearer: true,
         token_uses: 2,
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
     let registry = Registry::new(&double.host(), login(), &options()).unwrap();
@@ -758,11 +752,7 @@ async fn expired_tokens_are_exchanged_again_even_mid_upload() {
 
 #[tokio::test]
 async fn a_failed_token_exchange_falls_back_to_basic_and_explains_a_wrong_password() {
-    let double = Double::start(Faults {
-        bearer: true,
-        ..Faults::default()
-    })
-    .await;
+    let double = Double::start(Faults::bearer()).await;
     let wrong = Credential::Basic {
         username: USER.into(),
         password: "wrong password 123".into(),
@@ -981,6 +971,47 @@ async fn a_connection_reset_during_a_monolithic_put_restarts_from_head() {
 }
 
 #[tokio::test]
+async fn a_streamed_copy_cut_forever_spends_one_retry_budget_for_the_blob() {
+    let source = Double::start(Faults::default()).await;
+    let bytes = blob(3 * 1024 * 1024, 16);
+    let digest = source.seed_blob("base", bytes.clone());
+    let target = Double::start(Faults {
+        reset_always_after: Some(1000),
+        ..Faults::default()
+    })
+    .await;
+    let base = Registry::new(&source.host(), None, &options())
+        .unwrap()
+        .repository("base");
+    let app = Registry::new(&target.host(), None, &options())
+        .unwrap()
+        .repository("app");
+    let error = app
+        .copy_blob_from(&base, &digest, bytes.len() as u64)
+        .await
+        .unwrap_err()
+        .to_string();
+    let attempts = options().retry.attempts as usize;
+    assert!(
+        error.contains(&format!("(gave up after {attempts} attempts)")),
+        "{error}"
+    );
+    assert!(error.contains(&format!("upload blob {digest}")), "{error}");
+    let cut = target
+        .log()
+        .iter()
+        .filter(|l| l.method == "PATCH" && l.body_len > 0)
+        .count();
+    assert_eq!(
+        cut,
+        attempts,
+        "resumes and restarts share the blob's tries: {:#?}",
+        target.log()
+    );
+    assert_eq!(stored(&target, "app", &digest), None);
+}
+
+#[tokio::test]
 async fn redirected_blob_reads_do_not_carry_our_authorization_to_another_host() {
     let cdn = Double::start(Faults {
         cdn: true,
@@ -988,9 +1019,8 @@ async fn redirected_blob_reads_do_not_carry_our_authorization_to_another_host() 
     })
     .await;
     let double = Double::start(Faults {
-        bearer: true,
         redirect_blobs_to: Some(format!("http://{}", cdn.addr)),
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
     let bytes = blob(100_000, 12);
@@ -1066,16 +1096,8 @@ async fn push_and_pull_with(double: &Double, credential: Credential) {
 
 #[tokio::test]
 async fn identity_tokens_use_the_refresh_token_grant() {
-    let double = Double::start(Faults {
-        bearer: true,
-        ..Faults::default()
-    })
-    .await;
-    let identity = Credential::IdentityToken {
-        username: USER.into(),
-        token: REFRESH_TOKEN.into(),
-    };
-    push_and_pull_with(&double, identity).await;
+    let double = Double::start(Faults::bearer()).await;
+    push_and_pull_with(&double, identity_token()).await;
     assert_eq!(double.count("POST", "/token"), 1);
     assert_eq!(double.count("GET", "/token"), 0);
 }
@@ -1083,27 +1105,18 @@ async fn identity_tokens_use_the_refresh_token_grant() {
 #[tokio::test]
 async fn identity_tokens_fall_back_to_get_when_the_grant_is_not_offered() {
     let double = Double::start(Faults {
-        bearer: true,
         no_oauth_post: true,
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
-    let identity = Credential::IdentityToken {
-        username: USER.into(),
-        token: REFRESH_TOKEN.into(),
-    };
-    push_and_pull_with(&double, identity).await;
+    push_and_pull_with(&double, identity_token()).await;
     assert_eq!(double.count("POST", "/token"), 1);
     assert_eq!(double.count("GET", "/token"), 1);
 }
 
 #[tokio::test]
 async fn registry_tokens_are_sent_as_they_are() {
-    let double = Double::start(Faults {
-        bearer: true,
-        ..Faults::default()
-    })
-    .await;
+    let double = Double::start(Faults::bearer()).await;
     double.state().tokens.insert(
         "static-token".into(),
         (vec!["repository:app:pull,push".into()], 0, Instant::now()),
@@ -1148,18 +1161,13 @@ async fn no_secret_reaches_the_logs_or_errors() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let double = Double::start(Faults {
-        bearer: true,
         token_uses: 3,
         unavailable: 1,
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
     push_and_pull_with(&double, login().unwrap()).await;
-    let identity = Credential::IdentityToken {
-        username: USER.into(),
-        token: REFRESH_TOKEN.into(),
-    };
-    push_and_pull_with(&double, identity).await;
+    push_and_pull_with(&double, identity_token()).await;
     let wrong = Credential::Basic {
         username: USER.into(),
         password: "wrong-pass-771".into(),
@@ -1206,10 +1214,9 @@ async fn no_secret_reaches_the_logs_or_errors() {
 #[tokio::test]
 async fn tokens_cut_short_by_the_registry_are_all_replaced() {
     let double = Double::start(Faults {
-        bearer: true,
         token_lifetime: Some(Duration::from_millis(500)),
         throttle_manifest_put: Some(1),
-        ..Faults::default()
+        ..Faults::bearer()
     })
     .await;
     let registry = Registry::new(&double.host(), login(), &options()).unwrap();

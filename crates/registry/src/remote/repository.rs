@@ -12,6 +12,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::client::{Call, Registry, RequestError};
+use super::retry::RetryBudget;
 use super::token::Scopes;
 use super::transport::Payload;
 use super::upload::{upload, Replay, Session, UploadError, UploadSource};
@@ -206,6 +207,7 @@ impl RemoteRepository {
 
     /// Uploads a blob, starting over from the HEAD check when an attempt fails in a way that
     /// a new attempt may not (`reopen` gives the bytes again; `None`: they cannot be re-read).
+    /// Restarts and the resumes within [`upload`] share one [`RetryBudget`].
     async fn upload_with_restarts<F, Fut>(
         &self,
         digest: &Digest,
@@ -220,7 +222,7 @@ impl RemoteRepository {
     {
         let operation = format!("upload blob {digest}");
         let mut source = first;
-        let mut attempt = 1;
+        let mut budget = RetryBudget::new(self.registry.retry_policy());
         loop {
             let session_now = match session.take() {
                 Some(session) => session,
@@ -229,7 +231,7 @@ impl RemoteRepository {
                     .await
                     .map_err(self.request_error(&operation))?,
             };
-            match upload(self, digest, size, &source, session_now).await {
+            match upload(self, digest, size, &source, session_now, &mut budget).await {
                 Ok(()) => {
                     self.counters.count_upload(size);
                     tracing::debug!(repository = %self.repository, %digest, size, "blob uploaded");
@@ -240,16 +242,13 @@ impl RemoteRepository {
                     restart,
                     retry_after,
                 }) => {
-                    let policy = self.registry.retry_policy();
-                    let Some(reopen) = reopen
-                        .as_mut()
-                        .filter(|_| restart && attempt < policy.attempts)
-                    else {
+                    let Some(reopen) = reopen.as_mut().filter(|_| restart) else {
                         return Err(error);
                     };
-                    tracing::warn!(%digest, %error, attempt, "blob upload failed; starting over");
-                    tokio::time::sleep(policy.delay(attempt, retry_after)).await;
-                    attempt += 1;
+                    if !budget.next_try(retry_after).await {
+                        return Err(gave_up(error, &budget));
+                    }
+                    tracing::warn!(%digest, %error, try = budget.tries(), "blob upload failed; starting over");
                     if self.head_blob(digest, &self.push_scopes()).await? {
                         self.counters.count_skip();
                         return Ok(PutOutcome::Existed);
@@ -279,6 +278,22 @@ impl RemoteRepository {
         let first = open().await?;
         self.upload_with_restarts(digest, size, first, session, Some(open))
             .await
+    }
+}
+
+/// `error` with the number of tries that led to it, once they are all spent.
+fn gave_up(error: StoreError, budget: &RetryBudget) -> StoreError {
+    match error {
+        StoreError::Failed {
+            store,
+            operation,
+            message,
+        } => StoreError::Failed {
+            store,
+            operation,
+            message: budget.gave_up(&message),
+        },
+        error => error,
     }
 }
 

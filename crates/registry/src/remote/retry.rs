@@ -48,6 +48,45 @@ impl RetryPolicy {
     }
 }
 
+/// The tries one blob upload may make, shared by resuming a broken upload and starting it over
+/// from its HEAD check, so that a blob whose uploads never get through fails after
+/// `RetryPolicy::attempts` tries in all rather than after attempts squared.
+pub(crate) struct RetryBudget {
+    policy: RetryPolicy,
+    /// Tries made so far, the first included.
+    tries: u32,
+}
+
+impl RetryBudget {
+    pub fn new(policy: &RetryPolicy) -> Self {
+        RetryBudget {
+            policy: policy.clone(),
+            tries: 1,
+        }
+    }
+
+    /// Tries made so far.
+    pub fn tries(&self) -> u32 {
+        self.tries
+    }
+
+    /// `message` for a failure after the last try.
+    pub fn gave_up(&self, message: &str) -> String {
+        format!("{message} (gave up after {} attempts)", self.tries)
+    }
+
+    /// Takes one more try, after the backoff (or the registry's `Retry-After`); `false`, at
+    /// once, when every try is spent.
+    pub async fn next_try(&mut self, retry_after: Option<Duration>) -> bool {
+        if self.tries >= self.policy.attempts {
+            return false;
+        }
+        tokio::time::sleep(self.policy.delay(self.tries, retry_after)).await;
+        self.tries += 1;
+        true
+    }
+}
+
 /// Statuses that say "try again later" rather than "this request is wrong".
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
@@ -136,6 +175,19 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(3600))),
             policy.max_delay
         );
+    }
+
+    #[tokio::test]
+    async fn a_budget_allows_the_policy_attempts_in_all() {
+        let mut budget = RetryBudget::new(&RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        });
+        assert!(budget.next_try(None).await);
+        assert!(budget.next_try(Some(Duration::ZERO)).await);
+        assert!(!budget.next_try(None).await);
+        assert_eq!(budget.tries(), 3);
     }
 
     #[test]

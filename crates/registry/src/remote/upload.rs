@@ -19,6 +19,7 @@ use url::Url;
 
 use super::client::{redirect_target, Call, RequestError};
 use super::repository::RemoteRepository;
+use super::retry::RetryBudget;
 use super::transport::Payload;
 use crate::{BlobStream, StoreError};
 
@@ -161,13 +162,16 @@ impl UploadError {
     }
 }
 
-/// Sends `size` bytes of `source` through `session` and finalises it as `digest`.
+/// Sends `size` bytes of `source` through `session` and finalises it as `digest`. Each resume
+/// after a broken PATCH takes a try from the blob's `budget`; once it is spent the upload fails
+/// for good.
 pub(crate) async fn upload(
     repo: &RemoteRepository,
     digest: &Digest,
     size: u64,
     source: &UploadSource,
     mut session: Session,
+    budget: &mut RetryBudget,
 ) -> Result<(), UploadError> {
     let operation = format!("upload blob {digest}");
     let fail = |error: RequestError| {
@@ -207,7 +211,6 @@ pub(crate) async fn upload(
     }
 
     let mut offset = 0;
-    let mut resumes = 0;
     while offset < size {
         let chunk = registry
             .patch_limit()
@@ -265,12 +268,12 @@ pub(crate) async fn upload(
             Err(error) if error.transient => (error.message, None),
             Err(error) => return Err(fail(error)),
         };
-        resumes += 1;
-        if resumes >= registry.retry_policy().attempts {
-            return Err(UploadError::restartable(repo.error(&operation, broken)));
+        if !budget.next_try(wait).await {
+            return Err(UploadError::fatal(
+                repo.error(&operation, budget.gave_up(&broken)),
+            ));
         }
         tracing::debug!(%digest, offset, reason = %broken, "upload interrupted; asking the registry how far it got");
-        tokio::time::sleep(registry.retry_policy().delay(resumes, wait)).await;
         offset = resume_offset(repo, &mut session).await.map_err(fail)?;
         if !source.can_resend_from(offset) {
             return Err(UploadError::restartable(repo.error(
