@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# Registry benchmark for issue 3: layerize against the tools a CI job would otherwise use.
+#
+#   1. Cross-registry copy: a multi-layer base of a few hundred MB from registry A to registry B,
+#      `layerize build` with no layer flags vs `skopeo copy`. Registry B is wiped and restarted
+#      before every run, so nothing can be skipped or mounted.
+#   2. Small append: one small file on top of a base that registry B already holds, pushed to a
+#      fresh repository of B: `layerize build --file` vs `buildah from` (a cold pull into empty
+#      storage, as on a CI runner without a cache) + `buildah add` + `buildah commit` +
+#      `buildah push`. Registry requests are counted from B's access log.
+#   3. Peak RSS of every timed command (/usr/bin/time).
+#
+# The base is made with tools that are not ours: `mmdebstrap --variant=minbase` plus real
+# subtrees of this machine's /usr, stacked as layers with buildah and pushed with buildah.
+# Both registries are throwaway `docker-registry` (distribution 2.8) instances on loopback;
+# buildah uses its own storage root under the work directory, never the system one.
+#
+# Usage: benches/registry.sh [--no-doc]
+#   RUNS=N           timed runs per tool and scenario (default 5; medians are reported)
+#   LOAD_WAIT=SECS   how long to wait for the 1-minute load average to drop below the core count
+#                    before measuring (default 90); the loads seen are reported either way
+#   BASE_CACHE=DIR   where the mmdebstrap tarball is kept between runs
+#                    (default ~/.cache/layerize-bench)
+#   KEEP=1           keep the work directory (registry logs, reports) for a closer look
+# Prints a summary table and, unless --no-doc, replaces the generated part of the "Registry"
+# section of docs/benchmarks.md (between the registry-bench markers) with the results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+# containers/image keeps a system-wide blob-info cache (/var/lib/containers/cache for root) that
+# remembers where blobs were seen and which compressed digest belongs to which layer; buildah
+# 1.28 ignores --root for it. A CI runner without a cache starts without one, so as root the
+# script runs in a private mount namespace with a tmpfs over that directory, emptied before every
+# buildah run. Nothing outside this process sees the tmpfs.
+blob_info_cache=/var/lib/containers/cache
+if ((EUID == 0)) && [[ -z ${LAYERIZE_BENCH_NS:-} ]]; then
+  exec env LAYERIZE_BENCH_NS=1 unshare --mount --propagation private "$repo/benches/registry.sh" "$@"
+fi
+if [[ -n ${LAYERIZE_BENCH_NS:-} ]]; then
+  mkdir -p "$blob_info_cache"
+  mount -t tmpfs layerize-bench "$blob_info_cache"
+  cache_note="empty containers/image blob-info cache before every buildah run (tmpfs in a private mount namespace)"
+else
+  cache_note="not root: buildah used the shared containers/image blob-info cache, which may spare it requests"
+fi
+
+update_doc=true
+case ${1:-} in
+  --no-doc) update_doc=false ;;
+  '') ;;
+  *) echo "usage: $0 [--no-doc]" >&2; exit 2 ;;
+esac
+runs=${RUNS:-5}
+load_wait=${LOAD_WAIT:-90}
+base_cache=${BASE_CACHE:-$HOME/.cache/layerize-bench}
+cores=$(nproc)
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+scripts/install-deps >&2
+step "Building layerize (release)"
+cargo build --release --locked -p layerize-cli >&2
+layerize=$repo/target/release/layerize
+
+work=$(mktemp -d /tmp/layerize-bench-registry.XXXXXX)
+buildah_root=$work/buildah-root
+buildah_runroot=$work/buildah-run
+cleanup() {
+  local name
+  for name in a b; do stop_registry "$name"; done
+  if [[ -d $buildah_root ]]; then
+    bah rm --all >/dev/null 2>&1 || true
+    bah rmi --all --force >/dev/null 2>&1 || true
+  fi
+  if [[ -n ${KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# buildah on the benchmark's private storage.
+buildah_cmd=(buildah --root "$buildah_root" --runroot "$buildah_runroot" --storage-driver overlay)
+bah() { "${buildah_cmd[@]}" "$@"; }
+
+wipe_buildah() {
+  if [[ -d $buildah_root ]]; then
+    bah rm --all >/dev/null
+    bah rmi --all --force >/dev/null 2>&1 || true
+  fi
+  rm -rf "$buildah_root" "$buildah_runroot"
+  if [[ -n ${LAYERIZE_BENCH_NS:-} ]]; then rm -rf "${blob_info_cache:?}"/*; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Registries: $work/NAME.{yml,port,pid,log}, data in $work/NAME-data. Access-log lines
+# (`127.0.0.1 - - [..] "METHOD URI HTTP/1.1" STATUS ..`) are what the request counts come from.
+start_registry() {
+  local name=$1 port
+  [[ -f $work/$name.port ]] || free_port >"$work/$name.port"
+  port=$(cat "$work/$name.port")
+  cat >"$work/$name.yml" <<EOF
+version: 0.1
+log: {level: info}
+storage: {filesystem: {rootdirectory: $work/$name-data}}
+http: {addr: 127.0.0.1:$port, secret: layerize-bench}
+EOF
+  docker-registry serve "$work/$name.yml" >>"$work/$name.log" 2>&1 &
+  echo $! >"$work/$name.pid"
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "registry $name did not come up on port $port" >&2
+  return 1
+}
+
+stop_registry() {
+  local name=$1 pid
+  [[ -f $work/$name.pid ]] || return 0
+  pid=$(cat "$work/$name.pid")
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$work/$name.pid"
+}
+
+# A registry with nothing in it, on the same port as before.
+reset_registry() {
+  stop_registry "$1"
+  rm -rf "$work/$1-data"
+  start_registry "$1"
+}
+
+access_lines() { grep -cE '^127\.0\.0\.1 - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) ' "$work/$1.log" || true; }
+# Access-log requests after line $2 of registry $1's log: "METHOD PATH STATUS", one a line.
+requests_since() {
+  grep -E '^127\.0\.0\.1 - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) ' "$work/$1.log" | tail -n +"$(($2 + 1))" |
+    sed -E 's/^[^"]*"([A-Z]+) ([^ ]+) [^"]*" ([0-9]+).*/\1 \2 \3/'
+}
+
+# "kind|count" lines, sorted by kind, for a file of "METHOD PATH STATUS" lines.
+kinds() {
+  awk '{
+    kind = $1 " other"
+    if ($2 == "/v2/") kind = "GET /v2/ (ping)"
+    else if ($2 ~ /\/manifests\//) kind = $1 " manifest"
+    else if ($1 == "POST" && $2 ~ /mount=/) kind = "POST mount"
+    else if ($1 == "POST") kind = "POST upload start"
+    else if ($1 == "PATCH") kind = "PATCH upload data"
+    else if ($1 == "PUT") kind = "PUT upload finish"
+    else if ($2 ~ /\/blobs\//) kind = $1 " blob"
+    print kind " " $3
+  }' "$1" | sort | uniq -c | awk '{ n = $1; $1 = ""; sub(/^ /, ""); print $0 "|" n }' | sort -t'|' -k1,1
+}
+now() { date +%s.%N; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# Median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+fmt() { printf '%.2f' "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+wait_for_quiet() {
+  local waited=0
+  while awk -v l="$(load1)" -v c="$cores" 'BEGIN { exit !(l >= c) }' && ((waited < load_wait)); do
+    echo "load $(load1) on $cores cores: waiting for other work to settle ($waited/${load_wait}s)" >&2
+    sleep 15
+    waited=$((waited + 15))
+  done
+}
+
+# Runs a command with its wall time (s) appended to $work/$1.time, its peak RSS (KiB) to
+# $work/$1.rss and the 1-minute load average at its start to $work/$1.load.
+timed() {
+  local key=$1 start end
+  shift
+  load1 >>"$work/$key.load"
+  start=$(now)
+  /usr/bin/time -f '%M' -o "$work/$key.rss1" "$@" >"$work/$key.out" 2>"$work/$key.err" || {
+    echo "failed: $*" >&2
+    cat "$work/$key.err" >&2
+    return 1
+  }
+  end=$(now)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }' >>"$work/$key.time"
+  cat "$work/$key.rss1" >>"$work/$key.rss"
+}
+
+# Like `timed`, for a sequence of commands (one shell function): summed wall time, and the
+# largest peak RSS of any of its commands (each wrapped in `rss`).
+rss() { /usr/bin/time -f '%M' -a -o "$work/seq.rss" "$@"; }
+timed_sequence() {
+  local key=$1 start end
+  shift
+  load1 >>"$work/$key.load"
+  rm -f "$work/seq.rss"
+  start=$(now)
+  "$@" >"$work/$key.out" 2>"$work/$key.err" || {
+    echo "failed: $*" >&2
+    cat "$work/$key.err" >&2
+    return 1
+  }
+  end=$(now)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }' >>"$work/$key.time"
+  sort -n "$work/seq.rss" | tail -n1 >>"$work/$key.rss"
+}
+
+med() { median <"$work/$1.$2"; }
+mib_of_kib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+
+start_registry a
+start_registry b
+A=127.0.0.1:$(cat "$work/a.port")
+B=127.0.0.1:$(cat "$work/b.port")
+
+step "Making the base image (mmdebstrap minbase + real /usr subtrees, one layer each)"
+mkdir -p "$base_cache"
+minbase=$base_cache/bookworm-minbase.tar
+if [[ ! -s $minbase ]]; then
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+  mmdebstrap --quiet --variant=minbase --format=tar bookworm "$minbase.tmp" ${mirror:+"$mirror"}
+  mv "$minbase.tmp" "$minbase"
+fi
+candidate_trees=()
+for tree in /usr/lib/gcc /usr/lib/python3.11 /usr/share/locale /usr/lib/llvm-14 /usr/lib/jvm; do
+  [[ -d $tree ]] && candidate_trees+=("$tree")
+done
+# Stop adding trees once the base is big enough (about 700 MB unpacked, a few hundred packed).
+container=$(bah from scratch)
+bah add "$container" "$minbase" / >/dev/null
+bah commit --quiet "$container" localhost/layerize-bench-base:0 >/dev/null
+bah rm "$container" >/dev/null
+layer=0 unpacked=$(($(stat -c %s "$minbase") / 1048576))
+extra_trees=()
+for tree in "${candidate_trees[@]}"; do
+  ((unpacked < 700)) || break
+  extra_trees+=("$tree")
+  container=$(bah from "localhost/layerize-bench-base:$layer")
+  bah add "$container" "$tree" "$tree" >/dev/null
+  bah commit --quiet "$container" "localhost/layerize-bench-base:$((layer + 1))" >/dev/null
+  bah rm "$container" >/dev/null
+  layer=$((layer + 1))
+  unpacked=$((unpacked + $(du -sm "$tree" | cut -f1)))
+done
+bah push --quiet --tls-verify=false "localhost/layerize-bench-base:$layer" "docker://$A/base:1"
+wipe_buildah
+base_manifest=$(skopeo inspect --raw --tls-verify=false "docker://$A/base:1")
+base_layers=$(jq '.layers | length' <<<"$base_manifest")
+base_bytes=$(jq '[.layers[].size] | add + 0' <<<"$base_manifest")
+base_mib=$(awk -v b="$base_bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+base_media_type=$(jq -r '.mediaType // "application/vnd.oci.image.manifest.v1+json"' <<<"$base_manifest")
+echo "base: $base_layers layers, $base_mib MiB compressed, ~$unpacked MiB unpacked ($base_media_type)" >&2
+
+loads_before=$(cut -d' ' -f1-3 /proc/loadavg)
+wait_for_quiet
+loads_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 1. cross-registry copy ------------------------------------------------------------------
+copy_layerize() {
+  reset_registry b
+  timed copy-layerize "$layerize" build --base "$A/base:1" --target "$B/base-copy:1" \
+    --report "$work/copy-report.json"
+  jq -r .requests "$work/copy-report.json" >>"$work/copy-layerize.requests"
+  jq -r .blobs_uploaded "$work/copy-report.json" >>"$work/copy-layerize.blobs"
+}
+copy_skopeo() {
+  reset_registry b
+  timed copy-skopeo skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$A/base:1" "docker://$B/base-copy:1"
+}
+step "1. Cross-registry copy A -> B: warm-up, then $runs runs each, interleaved"
+copy_layerize
+copy_skopeo
+for f in copy-layerize copy-skopeo; do rm -f "$work/$f".{time,rss,load,requests,blobs}; done
+for i in $(seq "$runs"); do
+  if ((i % 2)); then copy_layerize; copy_skopeo; else copy_skopeo; copy_layerize; fi
+  echo "run $i: layerize $(tail -n1 "$work/copy-layerize.time")s, skopeo $(tail -n1 "$work/copy-skopeo.time")s" >&2
+done
+# The copy must really have carried every base blob (the layers and the config).
+copied=$(sort -n "$work/copy-layerize.blobs" | head -n1)
+if ((copied < base_layers + 1)); then
+  echo "layerize copied only $copied of $((base_layers + 1)) blobs: the copy skipped something" >&2
+  exit 1
+fi
+
+# --- 2. small append -------------------------------------------------------------------------
+step "2. Small append onto $B/base:1: warm-up, then $runs runs each, interleaved"
+reset_registry b
+skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$A/base:1" "docker://$B/base:1"
+head -c 4096 /dev/urandom | base64 >"$work/small-file"
+append_n=0
+append_layerize() {
+  local before
+  append_n=$((append_n + 1))
+  before=$(access_lines b)
+  timed append-layerize "$layerize" build --base "$B/base:1" --target "$B/app-l$append_n:1" \
+    --file "$work/small-file:/app/file" --report "$work/append-report.json"
+  sleep 0.2 # the access log line is written after the response
+  requests_since b "$before" >"$work/append-layerize.log"
+  wc -l <"$work/append-layerize.log" >>"$work/append-layerize.logged"
+  jq -r .requests "$work/append-report.json" >>"$work/append-layerize.requests"
+}
+buildah_append() {
+  local target=$1 container
+  container=$(rss "${buildah_cmd[@]}" from --quiet --tls-verify=false "$B/base:1")
+  rss "${buildah_cmd[@]}" add "$container" "$work/small-file" /app/file
+  rss "${buildah_cmd[@]}" commit --quiet "$container" localhost/layerize-bench-app:1
+  rss "${buildah_cmd[@]}" push --quiet --tls-verify=false localhost/layerize-bench-app:1 "docker://$target"
+}
+append_buildah() {
+  local before
+  append_n=$((append_n + 1))
+  wipe_buildah
+  before=$(access_lines b)
+  timed_sequence append-buildah buildah_append "$B/app-b$append_n:1"
+  sleep 0.2
+  requests_since b "$before" >"$work/append-buildah.log"
+  wc -l <"$work/append-buildah.log" >>"$work/append-buildah.logged"
+}
+append_layerize
+append_buildah
+for f in append-layerize append-buildah; do rm -f "$work/$f".{time,rss,load,requests,logged}; done
+for i in $(seq "$runs"); do
+  if ((i % 2)); then append_layerize; append_buildah; else append_buildah; append_layerize; fi
+  echo "run $i: layerize $(tail -n1 "$work/append-layerize.time")s, buildah $(tail -n1 "$work/append-buildah.time")s" >&2
+done
+wipe_buildah
+
+# Request counts of the same append where the target repository already links the base layers:
+# the usual CI case (the app repository holds the previous build) and the best case (the target
+# is the base's own repository). A new file content each time, so the layer is really new.
+count_append() {
+  local target=$1 before file=$work/small-file-${1//[:\/]/-}
+  head -c 4096 /dev/urandom | base64 >"$file"
+  before=$(access_lines b)
+  "$layerize" build --base "$B/base:1" --target "$B/$target" \
+    --file "$file:/app/file" >/dev/null 2>"$work/count.err" || {
+    cat "$work/count.err" >&2
+    return 1
+  }
+  sleep 0.2
+  requests_since b "$before" | wc -l
+}
+append_req_existing=$(count_append app-l1:next)
+append_req_same_repo=$(count_append base:app)
+loads_at_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- results ---------------------------------------------------------------------------------
+copy_l=$(med copy-layerize time) copy_s=$(med copy-skopeo time)
+append_l=$(med append-layerize time) append_b=$(med append-buildah time)
+copy_ratio=$(ratio "$copy_s" "$copy_l")
+append_ratio=$(ratio "$append_b" "$append_l")
+append_req_report=$(med append-layerize requests)
+append_req_log=$(med append-layerize logged)
+append_req_buildah=$(med append-buildah logged)
+copy_req_report=$(med copy-layerize requests)
+run_loads=$(cat "$work"/{copy,append}-*.load | sort -g | awk '{ v[NR] = $1 } END { printf "%s to %s (median %s)", v[1], v[NR], (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+
+met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
+goal_copy=$(met "$copy_l <= $copy_s")
+goal_append_requests=$(met "$append_req_log <= 10 && $append_req_existing <= 10")
+goal_append_requests_best=$(met "$append_req_same_repo <= 10")
+goal_append_speed=$(met "$append_ratio >= 10")
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+mem_gib=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+layerize_version=$("$layerize" --version 2>/dev/null || echo "layerize $(git rev-parse --short HEAD)")
+layerize_commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo "+uncommitted")
+versions="$layerize_version (commit $layerize_commit); $(skopeo --version); $(buildah --version | cut -d' ' -f1-3); docker-registry $(docker-registry --version | awk '{ print $3 }')"
+
+report=$work/report.md
+{
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`benches/registry.sh\` (RUNS=$runs; medians, runs"
+  echo "interleaved, one untimed warm-up each)."
+  echo
+  echo "- Machine: $cores cores ($cpu_model), $mem_gib GiB RAM, $(uname -sr), both registries on"
+  echo "  loopback with filesystem storage on the same disk."
+  echo "- Load: 1/5/15-minute load averages $loads_before before, $loads_at_start when measuring started,"
+  echo "  $loads_at_end at the end; 1-minute load at the start of each timed run $run_loads on $cores cores."
+  echo "  A load above 1 means other work (parallel compiles) competed for the cores."
+  echo "- Versions: $versions."
+  echo "- Base: \`mmdebstrap --variant=minbase bookworm\` + this machine's ${extra_trees[*]}, one layer each:"
+  echo "  $base_layers layers, $base_mib MiB compressed (~$unpacked MiB unpacked), made and pushed with buildah"
+  echo "  ($base_media_type)."
+  echo "- buildah: own storage root (overlay), emptied before every run; $cache_note."
+  echo
+  echo "| scenario | tool | median s | runs (s) | peak RSS MiB | registry requests |"
+  echo "|---|---|---|---|---|---|"
+  echo "| copy A -> B | layerize | $(fmt "$copy_l") | $(paste -sd' ' "$work/copy-layerize.time") | $(mib_of_kib "$(med copy-layerize rss)") | $copy_req_report (report) |"
+  echo "| copy A -> B | skopeo copy | $(fmt "$copy_s") | $(paste -sd' ' "$work/copy-skopeo.time") | $(mib_of_kib "$(med copy-skopeo rss)") | |"
+  echo "| small append on B | layerize | $(fmt "$append_l") | $(paste -sd' ' "$work/append-layerize.time") | $(mib_of_kib "$(med append-layerize rss)") | $append_req_log (B's log; report: $append_req_report) |"
+  echo "| small append on B | buildah from+add+commit+push | $(fmt "$append_b") | $(paste -sd' ' "$work/append-buildah.time") | $(mib_of_kib "$(med append-buildah rss)") (largest step) | $append_req_buildah (B's log) |"
+  echo
+  echo "Goals:"
+  echo "- Cross-registry copy at least as fast as skopeo: **$goal_copy** (skopeo / layerize = ${copy_ratio}x)."
+  echo "- Small append in at most 10 registry requests: **$goal_append_requests** ($append_req_log requests into a"
+  echo "  fresh repository, $append_req_existing into an app repository that already holds the base layers from an"
+  echo "  earlier build; only in the best case, the base's own repository as target, $append_req_same_repo requests:"
+  echo "  **$goal_append_requests_best** there)."
+  echo "- Small append at least 10x faster than buildah: **$goal_append_speed** (buildah / layerize = ${append_ratio}x)."
+  echo
+  echo "Registry requests of one small append into a fresh repository, by kind (B's access log):"
+  echo
+  echo "| request | layerize | buildah |"
+  echo "|---|---|---|"
+  join -t'|' -a1 -a2 -e0 -o0,1.2,2.2 <(kinds "$work/append-layerize.log") <(kinds "$work/append-buildah.log") |
+    awk -F'|' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }'
+  echo
+  echo "layerize's requests in order (digests shortened):"
+  echo
+  echo '```'
+  sed -E 's/(sha256(:|%3A)[0-9a-f]{12})[0-9a-f]{52}/\1…/g; s/_state=[^&]*&?//; s/\?$//' "$work/append-layerize.log"
+  echo '```'
+} >"$report"
+
+step "Summary"
+cat "$report"
+
+if $update_doc; then
+  python3 - "$repo/docs/benchmarks.md" "$report" <<'EOF'
+import pathlib, sys
+doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
+begin, end = "<!-- registry-bench:begin -->", "<!-- registry-bench:end -->"
+block = f"{begin}\n{report}{end}"
+text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    text = head + block + rest.split(end, 1)[1]
+else:
+    text = text.rstrip("\n") + "\n\n## Registry\n\n" + block + "\n"
+doc.write_text(text)
+EOF
+  echo "updated docs/benchmarks.md" >&2
+fi
