@@ -1,71 +1,25 @@
 //! End-to-end: `layerize build` from OCI-layout bases made by podman/skopeo to OCI-layout
 //! targets, checked with skopeo, umoci and podman (pull + image mount).
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use support::app_image::{assert_podman_sees_the_app, App, AppFiles};
 use support::images::{self, busybox, Format, Image};
-use support::layerize::{command, read_report, run_err, run_ok};
+use support::layerize::{command, error_line, read_report, run_err, run_ok};
 use support::podman::PulledImage;
 use support::{scratch_dir, tools};
 
-/// Host files for the layer: a script, a data file, and a directory with a nested file and a
-/// symlink.
-struct AppFiles {
-    dir: tempfile::TempDir,
-}
-
-impl AppFiles {
-    fn new() -> Self {
-        let dir = scratch_dir();
-        let root = dir.path();
-        std::fs::write(
-            root.join("hello.sh"),
-            "#!/bin/sh\necho hello from layerize\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            root.join("hello.sh"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        std::fs::write(root.join("settings.conf"), "mode=test\n").unwrap();
-        std::fs::create_dir_all(root.join("site/assets")).unwrap();
-        std::fs::write(root.join("site/index.html"), "<h1>layerize</h1>\n").unwrap();
-        std::fs::write(root.join("site/assets/app.js"), "console.log(1)\n").unwrap();
-        std::os::unix::fs::symlink("index.html", root.join("site/default.html")).unwrap();
-        AppFiles { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// The flags that add these files, delete the base's motd and edit the config.
-    fn build_args(&self) -> Vec<String> {
-        [
-            "--file",
-            &format!("{}:/usr/local/bin/hello", self.path("hello.sh")),
-            "--file",
-            &format!("{}:/etc/app/settings.conf:640", self.path("settings.conf")),
-            "--dir",
-            &format!("{}:/srv/www", self.path("site")),
-            "--delete",
-            &format!("/{}", busybox::DELETABLE),
-            "--env",
-            "APP_MODE=test",
-            "--entrypoint",
-            r#"["/usr/local/bin/hello"]"#,
-            "--label",
-            "org.example.app=demo",
-        ]
-        .iter()
-        .map(|arg| arg.to_string())
-        .collect()
-    }
-}
+/// The app layer of this suite, labelled.
+const APP: App = App {
+    greeting: "layerize",
+    mode: "test",
+    asset_mode: 0o644,
+    data: false,
+    label: Some(("org.example.app", "demo")),
+};
 
 fn target_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.join("out").display())
@@ -98,78 +52,6 @@ fn skopeo_inspect(reference: &str, raw: bool) -> Value {
     serde_json::from_str(&tools::run(inspect.arg(reference))).expect("skopeo printed JSON")
 }
 
-fn mode_of(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-/// Everything a user of the result would check, through podman's eyes.
-fn assert_podman_sees_the_app(target: &str) {
-    let image = PulledImage::pull(target, None);
-    let root = image.root();
-    assert_eq!(
-        std::fs::read_to_string(root.join("usr/local/bin/hello")).unwrap(),
-        "#!/bin/sh\necho hello from layerize\n"
-    );
-    assert_eq!(mode_of(&root.join("usr/local/bin/hello")), 0o755);
-    assert_eq!(mode_of(&root.join("etc/app/settings.conf")), 0o640);
-    assert_eq!(
-        std::fs::read_to_string(root.join("srv/www/assets/app.js")).unwrap(),
-        "console.log(1)\n"
-    );
-    assert_eq!(
-        std::fs::read_link(root.join("srv/www/default.html")).unwrap(),
-        Path::new("index.html")
-    );
-    let owner = std::fs::metadata(root.join("srv/www/index.html")).unwrap();
-    assert_eq!((owner.uid(), owner.gid()), (0, 0));
-    assert!(
-        !root.join(busybox::DELETABLE).exists(),
-        "the deleted base file is still visible"
-    );
-    // The base's content and symlinks survive underneath.
-    for (path, mode) in busybox::FILES {
-        assert_eq!(mode_of(&root.join(path)), mode, "{path}");
-    }
-    for (link, target) in busybox::SYMLINKS {
-        assert_eq!(
-            std::fs::read_link(root.join(link)).unwrap(),
-            Path::new(target)
-        );
-    }
-    assert_eq!(
-        image.chroot_run(&["/usr/local/bin/hello"]),
-        "hello from layerize\n"
-    );
-
-    let config = &image.inspect()["Config"];
-    let env: Vec<&str> = config["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|value| value.as_str().unwrap())
-        .collect();
-    assert!(env.contains(&"APP_MODE=test"), "{env:?}");
-    for inherited in busybox::ENV {
-        assert!(env.contains(&inherited), "{inherited} lost: {env:?}");
-    }
-    assert_eq!(
-        config["Entrypoint"],
-        serde_json::json!(["/usr/local/bin/hello"])
-    );
-    assert_eq!(config["Cmd"], serde_json::json!(busybox::CMD));
-    assert_eq!(config["WorkingDir"], busybox::WORKDIR);
-    assert_eq!(config["Labels"]["org.example.app"], "demo");
-    assert_eq!(config["Labels"][busybox::LABEL.0], busybox::LABEL.1);
-    assert!(config["ExposedPorts"]
-        .as_object()
-        .unwrap()
-        .contains_key(busybox::EXPOSED_PORT));
-}
-
 fn umoci_unpack_reads(layout_dir: &Path, tag: &str) {
     let bundle = scratch_dir();
     let bundle_dir = bundle.path().join("bundle");
@@ -189,7 +71,7 @@ fn umoci_unpack_reads(layout_dir: &Path, tag: &str) {
 }
 
 fn check_result(base: &images::OciLayout) {
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let out = scratch_dir();
     let target = target_ref(out.path(), "app");
     let report = build_app(&base.reference(), &target, &files, &[]);
@@ -221,7 +103,7 @@ fn check_result(base: &images::OciLayout) {
     assert_eq!(raw["layers"][base_layers]["digest"], built["digest"]);
 
     umoci_unpack_reads(&out.path().join("out"), "app");
-    assert_podman_sees_the_app(&target);
+    assert_podman_sees_the_app(&APP, &target, None);
 }
 
 #[test]
@@ -248,7 +130,7 @@ fn base_config_fields_layerize_does_not_touch_survive_unchanged() {
     };
     let out = scratch_dir();
     let target = target_ref(out.path(), "app");
-    build_app(&base.reference(), &target, &AppFiles::new(), &[]);
+    build_app(&base.reference(), &target, &AppFiles::new(APP), &[]);
     let config: Value = serde_json::from_str(&tools::run(
         tools::command("skopeo").args(["inspect", "--config", &target]),
     ))
@@ -276,7 +158,7 @@ fn base_config_fields_layerize_does_not_touch_survive_unchanged() {
 #[test]
 fn platform_is_selected_from_a_two_platform_index() {
     let base = images::layout(Image::TwoPlatform, Format::Oci);
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     for (platform, architecture) in [
         ("linux/amd64", "amd64"),
         ("linux/arm64/v8", "arm64"),
@@ -329,7 +211,7 @@ fn tag_exists(layout: &Path, tag: &str) -> bool {
 #[test]
 fn same_inputs_give_the_same_digest_for_any_thread_count() {
     let base = images::oci_base_layout();
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let digests: Vec<String> = ["1", "2", "4"]
         .iter()
         .map(|threads| {
@@ -366,7 +248,7 @@ fn same_inputs_give_the_same_digest_for_any_thread_count() {
 #[test]
 fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
     let base = images::oci_base_layout();
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let tar_dir = scratch_dir();
     let tar_with_mtime = |mtime: &str, name: &str| {
         let tar = tar_dir.path().join(name);
@@ -438,7 +320,7 @@ fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
     let report = build_app(
         &base.reference(),
         &target,
-        &AppFiles::new(),
+        &AppFiles::new(APP),
         &["--compression", "zstd"],
     );
     let built = report["layers"].as_array().unwrap().last().unwrap().clone();
@@ -446,7 +328,7 @@ fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
         built["media_type"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
-    assert_podman_sees_the_app(&target);
+    assert_podman_sees_the_app(&APP, &target, None);
 }
 
 /// Runs a build that must fail, and checks its message and that no tag was written.
@@ -470,7 +352,7 @@ fn assert_build_fails(args: &[&str], expected: &[&str]) {
 
 #[test]
 fn a_path_escaping_the_root_is_refused() {
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     assert_build_fails(
         &[
             "--file",
@@ -490,16 +372,9 @@ fn a_missing_source_file_is_a_clear_error() {
 
 /// The failure is one `error:` line naming what went wrong.
 fn assert_one_error_line(stderr: &str, expected: &[&str]) {
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    let line = error_line(stderr);
     for needle in expected {
-        assert!(
-            errors[0].contains(needle),
-            "expected {needle:?} in: {stderr}"
-        );
+        assert!(line.contains(needle), "expected {needle:?} in: {stderr}");
     }
 }
 
@@ -563,7 +438,7 @@ fn bad_flags_are_clear_errors() {
 fn json_logs_carry_phase_step_and_message() {
     let base = images::oci_base_layout();
     let out = scratch_dir();
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let mut build = command();
     build
         .args(["--log-format", "json", "build", "--base", &base.reference()])

@@ -5,13 +5,13 @@
 //! any log; `layerize login`.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use support::images::{self, busybox, Format, Image};
+use support::app_image::{assert_podman_sees_the_app, mode_of, App, AppFiles};
+use support::images::{self, Format, Image};
 use support::layerize::{command, error_line, read_report};
 use support::podman::PulledImage;
 use support::registry::{Auth, Registry};
@@ -101,70 +101,15 @@ impl Site {
     }
 }
 
-/// Host files for the new layer: a script, a config file, a directory with a symlink, and a few
-/// MiB of non-repeating text so that the gzip stream has several members.
-struct AppFiles {
-    dir: tempfile::TempDir,
-}
-
-impl AppFiles {
-    fn new() -> AppFiles {
-        let dir = scratch_dir();
-        let root = dir.path();
-        let write = |name: &str, contents: &[u8], mode: u32| {
-            let path = root.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, contents).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        };
-        write("hello.sh", HELLO_SCRIPT.as_bytes(), 0o755);
-        write("settings.conf", b"mode=registry\n", 0o644);
-        write("site/index.html", b"<h1>layerize</h1>\n", 0o644);
-        write("site/assets/app.js", b"console.log(1)\n", 0o600);
-        write("data.txt", &data_text(), 0o644);
-        std::os::unix::fs::symlink("index.html", root.join("site/default.html")).unwrap();
-        AppFiles { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// Layer and config flags: files, a directory, a deletion, env and entrypoint.
-    fn build_args(&self) -> Vec<String> {
-        vec![
-            "--file".into(),
-            format!("{}:/usr/local/bin/hello", self.path("hello.sh")),
-            "--file".into(),
-            format!("{}:/etc/app/settings.conf:640", self.path("settings.conf")),
-            "--file".into(),
-            format!("{}:/opt/data/data.txt", self.path("data.txt")),
-            "--dir".into(),
-            format!("{}:/srv/www", self.path("site")),
-            "--delete".into(),
-            format!("/{}", busybox::DELETABLE),
-            "--env".into(),
-            "APP_MODE=registry".into(),
-            "--entrypoint".into(),
-            r#"["/usr/local/bin/hello"]"#.into(),
-        ]
-    }
-}
-
-const HELLO_SCRIPT: &str = "#!/bin/sh\necho hello from the registry\n";
-
-/// 3 MiB of deterministic, non-repeating text.
-fn data_text() -> Vec<u8> {
-    let mut text = Vec::with_capacity(3 << 20);
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    while text.len() < 3 << 20 {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        writeln!(text, "{:016x} {}", state, state >> 40).unwrap();
-    }
-    text
-}
+/// The app layer of this suite: 0600 assets and a few MiB of data, so the gzip stream has
+/// several members.
+const APP: App = App {
+    greeting: "the registry",
+    mode: "registry",
+    asset_mode: 0o600,
+    data: true,
+    label: None,
+};
 
 /// One `layerize build` invocation: base, target, flags, per-side credentials from environment
 /// variables (as CI would pass them) and a report file.
@@ -298,14 +243,6 @@ fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn mode_of(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
 fn as_u64(value: &Value) -> u64 {
     value
         .as_u64()
@@ -318,67 +255,6 @@ fn manifest_and_config(reference: &str, creds: Option<&str>) -> (Vec<u8>, Value,
     let manifest: Value = serde_json::from_slice(&raw).expect("manifest is JSON");
     let config = skopeo::inspect_config(reference, creds);
     (raw, manifest, config)
-}
-
-/// Everything a user of the image would check, through podman's eyes.
-fn assert_podman_sees_the_app(target: &str, creds: Option<&str>) {
-    let image = PulledImage::pull(target, creds);
-    let root = image.root();
-    assert_eq!(
-        std::fs::read_to_string(root.join("usr/local/bin/hello")).unwrap(),
-        HELLO_SCRIPT
-    );
-    assert_eq!(mode_of(&root.join("usr/local/bin/hello")), 0o755);
-    assert_eq!(
-        std::fs::read_to_string(root.join("etc/app/settings.conf")).unwrap(),
-        "mode=registry\n"
-    );
-    assert_eq!(mode_of(&root.join("etc/app/settings.conf")), 0o640);
-    assert_eq!(mode_of(&root.join("srv/www/assets/app.js")), 0o600);
-    assert_eq!(mode_of(&root.join("srv/www")), 0o755);
-    assert_eq!(
-        std::fs::read(root.join("opt/data/data.txt")).unwrap(),
-        data_text()
-    );
-    assert_eq!(
-        std::fs::read_link(root.join("srv/www/default.html")).unwrap(),
-        Path::new("index.html")
-    );
-    let meta = std::fs::metadata(root.join("srv/www/index.html")).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (0, 0));
-    assert!(
-        !root.join(busybox::DELETABLE).exists(),
-        "the deleted base file is still visible"
-    );
-    for (path, mode) in busybox::FILES {
-        assert_eq!(mode_of(&root.join(path)), mode, "{path}");
-    }
-    for (link, link_target) in busybox::SYMLINKS {
-        assert_eq!(
-            std::fs::read_link(root.join(link)).unwrap(),
-            Path::new(link_target)
-        );
-    }
-    assert_eq!(
-        image.chroot_run(&["/usr/local/bin/hello"]),
-        "hello from the registry\n"
-    );
-
-    let config = &image.inspect()["Config"];
-    let env: Vec<&str> = config["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|value| value.as_str().unwrap())
-        .collect();
-    assert!(env.contains(&"APP_MODE=registry"), "{env:?}");
-    for inherited in busybox::ENV {
-        assert!(env.contains(&inherited), "{inherited} lost: {env:?}");
-    }
-    assert_eq!(config["Entrypoint"], json!(["/usr/local/bin/hello"]));
-    assert_eq!(config["Cmd"], json!(busybox::CMD));
-    assert_eq!(config["WorkingDir"], busybox::WORKDIR);
-    assert_eq!(config["Labels"][busybox::LABEL.0], busybox::LABEL.1);
 }
 
 /// An independent client (oci-client) pulls `reference`: the manifest must hash to `digest`, and
@@ -564,7 +440,7 @@ fn build_push_and_check(mode: Mode, format: Format, extra: &[&str]) {
     let site = Site::start(mode);
     let base = site.push_base(format, "base/busybox:v1");
     let target = site.reference("team/app:v1");
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let built = Build::new(&base, &target)
         .creds_of(&site)
         .args(["--log-format", "json"])
@@ -629,7 +505,7 @@ fn build_push_and_check(mode: Mode, format: Format, extra: &[&str]) {
         );
     }
 
-    assert_podman_sees_the_app(&target, site.creds());
+    assert_podman_sees_the_app(&APP, &target, site.creds());
     assert_independent_client_verifies_diff_ids(&target, site.creds(), &digest);
 }
 
@@ -658,7 +534,7 @@ fn a_second_identical_build_uploads_no_blob_and_gives_the_same_digest() {
     let site = Site::start(Mode::Htpasswd);
     let base = site.push_base(Format::Oci, "base:v1");
     let target = site.reference("app:v1");
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let build = || {
         Build::new(&base, &target)
             .creds_of(&site)
@@ -740,7 +616,7 @@ fn base_on_another_registry_is_streamed_across_without_touching_disk() {
     let tmpdir = scratch_dir();
     let scratch = scratch_dir();
     let time_report = scratch.path().join("time.txt");
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let build = Build::new(&base, &target)
         .base_creds(source.creds())
         .target_creds(destination.creds())
@@ -811,7 +687,7 @@ fn wrong_password_is_a_clear_error_and_leaves_the_tag_alone() {
         let base = site.push_base(Format::Oci, "base:v1");
         let target = site.reference("app:v1");
         let previous = Build::new(&base, &target).creds_of(&site).run().digest();
-        let files = AppFiles::new();
+        let files = AppFiles::new(APP);
 
         // The base is readable, the push is refused.
         let error = Build::new(&base, &target)
@@ -981,7 +857,7 @@ fn docker_config_with_auth(host: &str, creds: &str) -> tempfile::TempDir {
 fn no_log_holds_a_password_token_or_auth_value() {
     const WRONG_PASSWORD: &str = "Wr0ng-Pa55word-Never-Valid-91c2";
     let wrong = format!("{USER}:{WRONG_PASSWORD}");
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     let mut outputs = Vec::new();
     let mut token_secrets = Vec::new();
     for mode in [Mode::Htpasswd, Mode::Token] {
@@ -1148,7 +1024,7 @@ fn a_target_named_by_digest_is_refused_before_anything_is_pushed() {
     let site = Site::start(Mode::Open);
     let base = site.push_base(Format::Oci, "base:v1");
     let base_digest = site.tag_digest(&base).unwrap();
-    let files = AppFiles::new();
+    let files = AppFiles::new(APP);
     for target in [
         site.reference(&format!("app@{base_digest}")),
         site.reference(&format!("app:v1@{base_digest}")),
@@ -1192,7 +1068,7 @@ fn a_base_blob_corrupted_at_the_source_fails_the_streamed_copy() {
     std::fs::write(&data, bytes).unwrap();
 
     let error = Build::new(&base, &target)
-        .args(AppFiles::new().build_args())
+        .args(AppFiles::new(APP).build_args())
         .fail();
     assert!(error.contains(layer), "{error}");
     assert!(error.contains("digest mismatch"), "{error}");
@@ -1230,7 +1106,7 @@ fn a_token_without_push_rights_is_a_clear_error_and_leaves_the_tag_alone() {
     let error = Build::new(&base, &target)
         .base_creds(Some(&reader))
         .target_creds(Some(&reader))
-        .args(AppFiles::new().build_args())
+        .args(AppFiles::new(APP).build_args())
         .fail();
     assert!(
         error.contains(&format!("{}/app", site.registry.host())),

@@ -1,6 +1,7 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
 //! with tools that are not ours, and real registries started on loopback.
 
+pub mod app_image;
 pub mod fault_proxy;
 pub mod images;
 pub mod layerize;
