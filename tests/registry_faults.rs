@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::fault_proxy::{Fault, FaultKind, FaultProxy, Listener, LoggedRequest};
 use support::images::{self, Format, Image};
-use support::layerize::{command, read_report};
+use support::layerize::{command, error_line, read_report};
 use support::registry::Registry;
 use support::scratch_dir;
 use support::token_server::{Policy, TokenServer};
@@ -118,13 +118,7 @@ impl Run {
             "layerize succeeded but should have failed:\n{}",
             self.stderr
         );
-        let errors: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|line| line.starts_with("error:"))
-            .collect();
-        assert_eq!(errors.len(), 1, "one error line expected:\n{}", self.stderr);
-        errors[0]
+        error_line(&self.stderr)
     }
 
     /// The digest of the layer this run built.
@@ -242,6 +236,37 @@ fn open_registry_behind_proxy() -> (Registry, FaultProxy) {
     (registry, proxy)
 }
 
+/// [`open_registry_behind_proxy`] and the inputs of every build made through it: a clean run and
+/// a faulty one move the same blobs into two repositories.
+struct ProxiedRegistry {
+    registry: Registry,
+    proxy: FaultProxy,
+    inputs: Inputs,
+}
+
+impl ProxiedRegistry {
+    fn new(note: &str, big_seed: Option<u64>) -> Self {
+        let (registry, proxy) = open_registry_behind_proxy();
+        ProxiedRegistry {
+            registry,
+            proxy,
+            inputs: Inputs::new(note, big_seed),
+        }
+    }
+
+    /// Builds through the proxy, on the base, into `repository:v1`.
+    fn build(&self, repository: &str) -> Run {
+        let host = self.proxy.host();
+        let target = format!("{host}/{repository}:v1");
+        build(
+            &format!("{host}/{BASE}"),
+            &target,
+            &self.inputs,
+            Creds::default(),
+        )
+    }
+}
+
 /// Pushes busybox to `registry` and builds on it, directly, `base/big:v1`: a base with a layer
 /// of [`BIG_FILE_BYTES`] for the cross-registry tests, whose base blobs are streamed.
 fn big_base(registry: &Registry) -> String {
@@ -278,15 +303,8 @@ fn is_upload_of(request: &LoggedRequest, digest: &str) -> bool {
 
 #[test]
 fn retried_503s_on_every_kind_of_request_leave_the_digest_unchanged() {
-    let (registry, proxy) = open_registry_behind_proxy();
-    let base = format!("{}/{BASE}", proxy.host());
-    let inputs = Inputs::new("503s", Some(1));
-    let clean = build(
-        &base,
-        &format!("{}/clean/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    let setup = ProxiedRegistry::new("503s", Some(1));
+    let clean = setup.build("clean/app");
     let layer = clean.built_layer();
 
     // Ping, blob HEADs, upload POSTs (mounts and fresh sessions), the layer's monolithic PUT
@@ -299,23 +317,18 @@ fn retried_503s_on_every_kind_of_request_leave_the_digest_unchanged() {
         ("PUT", upload.as_str(), 1),
         ("PUT", "/manifests/", 2),
     ] {
-        proxy.inject(
+        setup.proxy.inject(
             Fault::service_unavailable()
                 .matching(method, target)
                 .times(times),
         );
     }
-    proxy.clear_requests();
-    let faulty = build(
-        &base,
-        &format!("{}/faulty/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    setup.proxy.clear_requests();
+    let faulty = setup.build("faulty/app");
 
     assert_eq!(faulty.digest(), clean.digest());
-    assert_eq!(proxy.pending_firings(), 0, "every 503 was met");
-    let log = proxy.requests();
+    assert_eq!(setup.proxy.pending_firings(), 0, "every 503 was met");
+    let log = setup.proxy.requests();
     let mut answered = fault_answers(&log);
     answered.sort();
     let expected: Vec<(String, Option<u16>)> =
@@ -331,22 +344,15 @@ fn retried_503s_on_every_kind_of_request_leave_the_digest_unchanged() {
         .collect();
     assert_eq!(layer_puts, [Some(503), Some(201)], "uploaded again");
     assert_eq!(
-        tag_digest(&registry, "faulty/app", "v1"),
+        tag_digest(&setup.registry, "faulty/app", "v1"),
         Some(clean.digest())
     );
 }
 
 #[test]
 fn a_429_with_retry_after_is_waited_out() {
-    let (registry, proxy) = open_registry_behind_proxy();
-    let base = format!("{}/{BASE}", proxy.host());
-    let inputs = Inputs::new("429s", Some(2));
-    let clean = build(
-        &base,
-        &format!("{}/clean/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    let setup = ProxiedRegistry::new("429s", Some(2));
+    let clean = setup.build("clean/app");
     let layer = clean.built_layer();
 
     // Retry-After: 1 on a blob HEAD, on the layer's upload PUT and on the manifest PUT.
@@ -356,25 +362,22 @@ fn a_429_with_retry_after_is_waited_out() {
         ("PUT", upload.as_str()),
         ("PUT", "/manifests/"),
     ] {
-        proxy.inject(Fault::too_many_requests().matching(method, target).times(1));
+        setup
+            .proxy
+            .inject(Fault::too_many_requests().matching(method, target).times(1));
     }
-    proxy.clear_requests();
-    let faulty = build(
-        &base,
-        &format!("{}/faulty/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    setup.proxy.clear_requests();
+    let faulty = setup.build("faulty/app");
 
     assert_eq!(faulty.digest(), clean.digest());
-    assert_eq!(proxy.pending_firings(), 0);
+    assert_eq!(setup.proxy.pending_firings(), 0);
     assert!(
         faulty.elapsed >= Duration::from_secs(1),
         "{:?}",
         faulty.elapsed
     );
     // Each refused request was tried again no sooner than the registry asked.
-    let log = proxy.requests();
+    let log = setup.proxy.requests();
     let refused: Vec<&LoggedRequest> = log.iter().filter(|r| r.status == Some(429)).collect();
     assert_eq!(refused.len(), 3);
     for first in refused {
@@ -400,40 +403,29 @@ fn a_429_with_retry_after_is_waited_out() {
         );
     }
     assert_eq!(
-        tag_digest(&registry, "faulty/app", "v1"),
+        tag_digest(&setup.registry, "faulty/app", "v1"),
         Some(clean.digest())
     );
 }
 
 #[test]
 fn a_connection_reset_mid_upload_restarts_the_upload() {
-    let (registry, proxy) = open_registry_behind_proxy();
-    let base = format!("{}/{BASE}", proxy.host());
-    let inputs = Inputs::new("resets", Some(3));
-    let clean = build(
-        &base,
-        &format!("{}/clean/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    let setup = ProxiedRegistry::new("resets", Some(3));
+    let clean = setup.build("clean/app");
     let layer = clean.built_layer();
 
     // The connection drops after 64 KiB of the layer's body, twice.
-    proxy.inject(
+    setup.proxy.inject(
         Fault::reset_mid_upload()
             .matching("PUT", &upload_target(&layer))
             .times(2),
     );
-    proxy.clear_requests();
-    let faulty = build(
-        &base,
-        &format!("{}/faulty/app:v1", proxy.host()),
-        &inputs,
-        Creds::default(),
-    );
+    setup.proxy.clear_requests();
+    let faulty = setup.build("faulty/app");
 
     assert_eq!(faulty.digest(), clean.digest());
-    let uploads: Vec<(Option<u16>, u64)> = proxy
+    let uploads: Vec<(Option<u16>, u64)> = setup
+        .proxy
         .requests()
         .iter()
         .filter(|r| is_upload_of(r, &layer))
@@ -455,7 +447,7 @@ fn a_connection_reset_mid_upload_restarts_the_upload() {
     }
     assert_eq!(uploads[2], (Some(201), size));
     assert_eq!(
-        tag_digest(&registry, "faulty/app", "v1"),
+        tag_digest(&setup.registry, "faulty/app", "v1"),
         Some(clean.digest())
     );
 }
