@@ -7,11 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use layerize_manifest::Digest;
 use layerize_registry::credentials::Credential;
 use layerize_registry::remote::{Registry, RemoteOptions, RemoteRepository};
-use layerize_registry::{BlobBody, BlobStream, PutOutcome, Reference, Store, StoreError};
+use layerize_registry::{BlobBody, PutOutcome, Reference, Store, StoreError};
+
+use common::{blob, read_all, stream_of};
+
+mod common;
 
 /// A `docker-registry serve` on a free loopback port, stopped (by its pid) when dropped.
 struct TestRegistry {
@@ -109,31 +112,6 @@ impl Drop for TestRegistry {
 
 fn options() -> RemoteOptions {
     RemoteOptions::default()
-}
-
-/// Deterministic pseudo-random bytes (incompressible, so sizes mean something).
-fn blob(len: usize, seed: u64) -> Bytes {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut bytes = vec![0u8; len];
-    rng.fill(&mut bytes);
-    Bytes::from(bytes)
-}
-
-fn stream_of(bytes: Bytes, chunk: usize) -> BlobStream {
-    let chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len())
-        .step_by(chunk)
-        .map(|start| Ok(bytes.slice(start..(start + chunk).min(bytes.len()))))
-        .collect();
-    Box::pin(futures_util::stream::iter(chunks))
-}
-
-async fn read_all(store: &dyn Store, digest: &Digest) -> Vec<u8> {
-    let mut stream = store.get_blob(digest).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
 }
 
 /// A minimal image manifest whose config and layer are the given blobs.
