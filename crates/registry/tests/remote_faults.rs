@@ -41,6 +41,8 @@ struct Faults {
     reset_after: Option<usize>,
     /// Drop the connection of every PATCH or body-carrying PUT after this many body bytes.
     reset_always_after: Option<usize>,
+    /// Tokens grant `pull` only, whatever was asked for.
+    grant_only_pull: bool,
     /// Redirect blob GETs to this base URL.
     redirect_blobs_to: Option<String>,
     /// Serve `GET /cdn/<digest>` and refuse any request carrying Authorization.
@@ -474,6 +476,15 @@ impl Double {
             .map(|(_, value)| value.into_owned())
             .collect();
         let mut state = self.state();
+        let scopes = if state.faults.grant_only_pull {
+            let pull_only = |scope: &String| {
+                let (resource, _) = scope.rsplit_once(':')?;
+                Some(format!("{resource}:pull"))
+            };
+            scopes.iter().filter_map(pull_only).collect()
+        } else {
+            scopes
+        };
         state.next_id += 1;
         let token = format!("token-{}", state.next_id);
         let uses = state.faults.token_uses;
@@ -725,6 +736,43 @@ async fn insufficient_scope_is_answered_with_one_wider_token() {
 }
 
 #[tokio::test]
+async fn a_token_without_push_is_explained_and_the_repository_named_once() {
+    let double = Double::start(Faults {
+        grant_only_pull: true,
+        ..Faults::bearer()
+    })
+    .await;
+    let registry = Registry::new(&double.host(), login(), &options()).unwrap();
+    let app = registry.repository("app");
+    let bytes = blob(1000, 17);
+    let digest = Digest::sha256(&bytes);
+    let error = app
+        .put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "the credentials for {USER} are valid but the token grants no push on app"
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("refused the credentials"), "{error}");
+    assert_eq!(
+        error.matches(&format!("{}/app", double.host())).count(),
+        1,
+        "{error}"
+    );
+    assert!(
+        error.starts_with(&format!(
+            "{}/app: upload blob {digest}: start upload: HTTP 401",
+            double.host()
+        )),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn expired_tokens_are_exchanged_again_even_mid_upload() {
     let double = Double::start(Faults {
         token_uses: 2,
@@ -829,6 +877,34 @@ async fn errors_that_never_stop_fail_with_the_status_after_the_last_attempt() {
     assert!(error.contains("503"), "{error}");
     assert!(error.contains(&double.host()), "{error}");
     assert_eq!(double.log().len(), 5, "five attempts");
+}
+
+#[tokio::test]
+async fn connections_reset_every_time_fail_saying_how_often_they_were_tried() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(Mutex::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            *counted.lock().unwrap() += 1;
+            drop(stream);
+        }
+    });
+    let error = Registry::new(&host, None, &options())
+        .unwrap()
+        .repository("app")
+        .has_blob(&Digest::sha256(b""))
+        .await
+        .unwrap_err()
+        .to_string();
+    let attempts = options().retry.attempts;
+    assert!(
+        error.contains(&format!("(gave up after {attempts} attempts)")),
+        "{error}"
+    );
+    assert!(error.contains(&host), "{error}");
+    assert_eq!(*accepted.lock().unwrap(), attempts as usize);
 }
 
 #[tokio::test]

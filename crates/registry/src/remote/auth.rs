@@ -115,6 +115,44 @@ impl Authenticator {
             .clone()
     }
 
+    /// Explains an `insufficient_scope` answer to a token we hold: the token service took the
+    /// login (it issued the token) but the token lacks a scope the registry asked for. Tokens may
+    /// be opaque, so what is missing is read from the challenge's scopes (`needed`); pushing
+    /// needs pull too, and a token that lacks either reads as "no push". `None` without a login.
+    pub fn insufficient_scope_hint(&self, needed: &[String]) -> Option<String> {
+        let who = match self.login.as_ref()? {
+            Login::Basic { username, .. } | Login::IdentityToken { username, .. }
+                if !username.is_empty() =>
+            {
+                format!("the credentials for {username} are valid but the token")
+            }
+            Login::Basic { .. } | Login::IdentityToken { .. } => {
+                "the credentials are valid but the token".to_owned()
+            }
+            Login::RegistryToken(_) => "the registry token".to_owned(),
+        };
+        let lacking: Vec<String> = needed
+            .iter()
+            .flat_map(|scope| scope.split_whitespace())
+            .filter_map(|scope| {
+                let (resource, actions) = scope.rsplit_once(':')?;
+                let name = resource.strip_prefix("repository:").unwrap_or(resource);
+                let actions: Vec<&str> = actions.split(',').collect();
+                let action = if actions.contains(&"push") {
+                    "push".to_owned()
+                } else {
+                    actions.join(",")
+                };
+                Some(format!("{action} on {name}"))
+            })
+            .collect();
+        Some(if lacking.is_empty() {
+            format!("{who} does not grant what the registry asks for (insufficient_scope)")
+        } else {
+            format!("{who} grants no {}", lacking.join(", no "))
+        })
+    }
+
     /// What to send for a request needing `scopes`.
     pub async fn authorize(
         &self,
@@ -476,6 +514,29 @@ mod tests {
             Some(wanted)
         );
         assert!(auth.challenge.read().unwrap().is_some());
+    }
+
+    #[test]
+    fn insufficient_scope_is_explained_from_the_challenge_scopes() {
+        let auth = Authenticator::new(basic_login());
+        assert_eq!(
+            auth.insufficient_scope_hint(&["repository:host:5000/app:pull,push".into()])
+                .unwrap(),
+            "the credentials for u are valid but the token grants no push on host:5000/app"
+        );
+        assert_eq!(
+            auth.insufficient_scope_hint(&["repository:base:pull".into()])
+                .unwrap(),
+            "the credentials for u are valid but the token grants no pull on base"
+        );
+        let token = Authenticator::new(Some(Credential::RegistryToken("t".into())));
+        assert_eq!(
+            token
+                .insufficient_scope_hint(&["repository:app:pull,push".into()])
+                .unwrap(),
+            "the registry token grants no push on app"
+        );
+        assert_eq!(Authenticator::new(None).insufficient_scope_hint(&[]), None);
     }
 
     #[test]

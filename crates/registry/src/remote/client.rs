@@ -16,7 +16,7 @@ use super::repository::RemoteRepository;
 use super::token::Scopes;
 use super::transport::{
     describe_transport_error, is_certificate_error, is_plain_http_answer, named_insecure,
-    plain_http_allowed, Http, Payload, SendError,
+    plain_http_allowed, with_attempts, Http, Payload, SendError,
 };
 use super::{RemoteOptions, RequestCounters};
 use crate::credentials::Credential;
@@ -234,19 +234,21 @@ impl Registry {
                 },
                 // Only a failed TLS attempt falls back to plain HTTP; a refused connection
                 // is refused on either scheme.
-                Err(SendError::Transport(error)) if more && base.scheme() == "https" => {
+                Err(SendError::Transport { error, .. }) if more && base.scheme() == "https" => {
                     let error = describe_transport_error(&error);
                     tracing::debug!(%url, %error, "TLS failed; trying plain HTTP (insecure host)");
                 }
-                Err(SendError::Transport(error)) => return Err(self.transport_error(&error)),
+                Err(SendError::Transport { error, attempts }) => {
+                    return Err(self.transport_error(&error, attempts))
+                }
                 Err(SendError::Body(error)) => return Err(RequestError::fatal(error.to_string())),
             }
         }
         unreachable!("the last candidate always returns")
     }
 
-    /// Explains a failure to reach the registry.
-    fn transport_error(&self, error: &reqwest::Error) -> RequestError {
+    /// Explains a failure to reach the registry after `attempts` tries.
+    fn transport_error(&self, error: &reqwest::Error, attempts: u32) -> RequestError {
         let host = &self.inner.host;
         let detail = describe_transport_error(error);
         if is_plain_http_answer(error) {
@@ -260,7 +262,7 @@ impl Registry {
             ));
         }
         RequestError {
-            message: detail,
+            message: with_attempts(detail, attempts),
             transient: super::retry::is_retryable_error(error),
         }
     }
@@ -302,7 +304,9 @@ impl Registry {
                 .send(counters, call.idempotent, make)
                 .await
                 .map_err(|error| match error {
-                    SendError::Transport(error) => self.transport_error(&error),
+                    SendError::Transport { error, attempts } => {
+                        self.transport_error(&error, attempts)
+                    }
                     SendError::Body(error) => {
                         RequestError::fatal(format!("cannot read the body to send: {error}"))
                     }
@@ -361,11 +365,14 @@ impl Registry {
                 })
                 .await
                 .map_err(|error| match error {
-                    SendError::Transport(error) => RequestError {
-                        message: format!(
-                            "redirected to {}: {}",
-                            url.host_str().unwrap_or_default(),
-                            describe_transport_error(&error)
+                    SendError::Transport { error, attempts } => RequestError {
+                        message: with_attempts(
+                            format!(
+                                "redirected to {}: {}",
+                                url.host_str().unwrap_or_default(),
+                                describe_transport_error(&error)
+                            ),
+                            attempts,
                         ),
                         transient: super::retry::is_retryable_error(&error),
                     },
@@ -377,16 +384,27 @@ impl Registry {
         )))
     }
 
-    /// Why the registry may have refused a request: a note for 401 errors.
-    pub(crate) fn unauthorized_hint(&self) -> String {
-        match self.inner.auth.last_exchange_error() {
-            Some(exchange) => format!("authentication failed ({exchange})"),
-            None if self.inner.auth.has_login() => "the registry refused the credentials".into(),
-            None => format!(
-                "authentication required: no credentials found for {} (docker login, or --base-creds/--target-creds)",
-                self.inner.host
-            ),
+    /// Why the registry may have refused a request: a note for 401 errors, read with the
+    /// response's headers (its challenge).
+    pub(crate) fn unauthorized_hint(&self, headers: &HeaderMap) -> String {
+        let auth = &self.inner.auth;
+        if let Some(exchange) = auth.last_exchange_error() {
+            return format!("authentication failed ({exchange})");
         }
+        if let Some(Challenge::Bearer(bearer)) = Challenge::from_headers(headers) {
+            if bearer.error.as_deref() == Some("insufficient_scope") {
+                if let Some(hint) = auth.insufficient_scope_hint(&bearer.scopes) {
+                    return hint;
+                }
+            }
+        }
+        if auth.has_login() {
+            return "the registry refused the credentials".into();
+        }
+        format!(
+            "authentication required: no credentials found for {} (layerize login or docker login, or --base-creds/--target-creds)",
+            self.inner.host
+        )
     }
 }
 
@@ -427,6 +445,16 @@ mod tests {
         assert_eq!(
             location(post, "https://uploads.example/session/1?sig=a%2Fb"),
             "https://uploads.example/session/1?sig=a%2Fb"
+        );
+    }
+
+    #[test]
+    fn a_401_without_credentials_suggests_both_logins() {
+        let registry = Registry::new("127.0.0.1:5000", None, &RemoteOptions::default()).unwrap();
+        let hint = registry.unauthorized_hint(&HeaderMap::new());
+        assert_eq!(
+            hint,
+            "authentication required: no credentials found for 127.0.0.1:5000 (layerize login or docker login, or --base-creds/--target-creds)"
         );
     }
 

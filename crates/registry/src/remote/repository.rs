@@ -104,7 +104,14 @@ impl RemoteRepository {
 
     /// An error for an unexpected status, with the registry's own error code and message.
     pub(crate) async fn status_error(&self, operation: &str, response: Response) -> StoreError {
+        self.error(operation, self.status_message(response).await)
+    }
+
+    /// What went wrong in an unexpected status, without naming the repository (for errors that
+    /// are named once by the operation they are part of).
+    async fn status_message(&self, response: Response) -> String {
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
         let mut message = format!("HTTP {status}");
         if let Some(details) = registry_errors(&body) {
@@ -114,14 +121,14 @@ impl RemoteRepository {
         match status {
             StatusCode::UNAUTHORIZED => {
                 message.push_str("; ");
-                message.push_str(&self.registry.unauthorized_hint());
+                message.push_str(&self.registry.unauthorized_hint(&headers));
             }
             StatusCode::FORBIDDEN => {
                 message.push_str("; the credentials lack access to this repository")
             }
             _ => {}
         }
-        self.error(operation, message)
+        message
     }
 
     /// A 404, with the registry's reason when it gave one (an unknown repository reads
@@ -164,11 +171,10 @@ impl RemoteRepository {
             .header(CONTENT_LENGTH, 0.into());
         let response = self.send(call).await?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(RequestError::fatal(
-                self.status_error("start upload", response)
-                    .await
-                    .to_string(),
-            ));
+            return Err(RequestError::fatal(format!(
+                "start upload: {}",
+                self.status_message(response).await
+            )));
         }
         Session::from_response(&url, &response)
     }
@@ -197,11 +203,7 @@ impl RemoteRepository {
                 tracing::debug!(%digest, from, status = response.status().as_u16(), "mount refused; uploading");
                 self.start_upload().await.map(Some)
             }
-            _ => Err(RequestError::fatal(
-                self.status_error(&format!("mount blob {digest} from {from}"), response)
-                    .await
-                    .to_string(),
-            )),
+            _ => Err(RequestError::fatal(self.status_message(response).await)),
         }
     }
 

@@ -96,7 +96,11 @@ pub(crate) struct Http {
 /// Why a request got no response.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    Transport(reqwest::Error),
+    /// The last transport failure, after `attempts` tries.
+    Transport {
+        error: reqwest::Error,
+        attempts: u32,
+    },
     /// The body could not be (re)made: a file that cannot be read.
     Body(std::io::Error),
 }
@@ -104,7 +108,9 @@ pub(crate) enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Transport(error) => f.write_str(&describe_transport_error(error)),
+            SendError::Transport { error, attempts } => {
+                f.write_str(&with_attempts(describe_transport_error(error), *attempts))
+            }
             SendError::Body(error) => write!(f, "cannot read the body to send: {error}"),
         }
     }
@@ -180,7 +186,10 @@ impl Http {
                 Ok(response) => {
                     tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), status = response.status().as_u16(), "registry request");
                     if !is_retryable_status(response.status()) {
-                        return outcome.map_err(SendError::Transport);
+                        return outcome.map_err(|error| SendError::Transport {
+                            error,
+                            attempts: attempt,
+                        });
                     }
                     // A 429 refused the request unprocessed: safe to send again, whatever it is.
                     retry_anyway = response.status() == StatusCode::TOO_MANY_REQUESTS;
@@ -189,16 +198,25 @@ impl Http {
                 Err(error) => {
                     tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), error = %describe_transport_error(error), "registry request failed");
                     if !is_retryable_error(error) {
-                        return outcome.map_err(SendError::Transport);
+                        return outcome.map_err(|error| SendError::Transport {
+                            error,
+                            attempts: attempt,
+                        });
                     }
                     None
                 }
             };
             if !(idempotent || retry_anyway) || attempt >= self.retry.attempts {
-                return outcome.map_err(SendError::Transport);
+                return outcome.map_err(|error| SendError::Transport {
+                    error,
+                    attempts: attempt,
+                });
             }
             let Some(next) = make() else {
-                return outcome.map_err(SendError::Transport);
+                return outcome.map_err(|error| SendError::Transport {
+                    error,
+                    attempts: attempt,
+                });
             };
             let delay = self.retry.delay(attempt, retry_after);
             tracing::debug!(%method, path = url.path(), attempt, delay_ms = delay.as_millis() as u64, "retrying");
@@ -215,6 +233,15 @@ impl Http {
         make: impl Fn() -> Request,
     ) -> Result<Response, SendError> {
         self.send(counters, true, || Some(Ok(make()))).await
+    }
+}
+
+/// `message`, saying how many tries it took when there were several.
+pub(crate) fn with_attempts(message: String, attempts: u32) -> String {
+    if attempts > 1 {
+        format!("{message} (gave up after {attempts} attempts)")
+    } else {
+        message
     }
 }
 
