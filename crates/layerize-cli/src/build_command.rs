@@ -85,7 +85,7 @@ pub struct BuildArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Blobs transferred at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     jobs: usize,
 
     /// Write a JSON report (target, digest, layers with their status) to this file.
