@@ -1,3 +1,6 @@
+//! Tests of [`Image`]: appending layers and editing configs of Docker and OCI bases keeps every
+//! field layerize does not own, digests match the bytes, Docker-to-OCI conversion, validation.
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
