@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::app_image::{assert_podman_sees_the_app, App, AppFiles};
 use support::images::{self, busybox, Format, Image};
-use support::layerize::{command, error_line, read_report, run_err, run_ok};
+use support::layerize::{built_layers, command, error_line, read_report, run_err, run_ok};
 use support::podman::PulledImage;
 use support::{scratch_dir, tools};
 
@@ -288,12 +288,7 @@ fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
             report_path.to_str().unwrap(),
         ]));
         let report = read_report(&report_path);
-        let built: Vec<&Value> = report["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|layer| layer["status"] == "built")
-            .collect();
+        let built = built_layers(&report);
         assert_eq!(built.len(), 3, "one layer per flag");
         diff_ids.push(built[0]["diff_id"].clone());
         let image = PulledImage::pull(&target_ref(out.path(), "app"), None);

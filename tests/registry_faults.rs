@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::fault_proxy::{Fault, FaultKind, FaultProxy, Listener, LoggedRequest};
 use support::images::{self, Format, Image};
-use support::layerize::{command, error_line, read_report};
+use support::layerize::{built_layers, command, error_line, read_report};
 use support::registry::Registry;
 use support::scratch_dir;
 use support::token_server::{Policy, TokenServer};
@@ -124,12 +124,7 @@ impl Run {
     /// The digest of the layer this run built.
     fn built_layer(&self) -> String {
         let report = self.report.as_ref().expect("a report");
-        let built: Vec<&Value> = report["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|layer| layer["status"] == "built")
-            .collect();
+        let built = built_layers(report);
         assert_eq!(built.len(), 1, "{report}");
         built[0]["digest"].as_str().unwrap().to_owned()
     }

@@ -68,6 +68,16 @@ pub fn read_report(path: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("read the report")).expect("report is JSON")
 }
 
+/// The layers of a report that the build made itself (status `built`), in order.
+pub fn built_layers(report: &Value) -> Vec<&Value> {
+    report["layers"]
+        .as_array()
+        .expect("the report lists layers")
+        .iter()
+        .filter(|layer| layer["status"] == "built")
+        .collect()
+}
+
 /// The one `error:` line of a failed run's stderr; panics unless there is exactly one.
 pub fn error_line(stderr: &str) -> &str {
     let errors: Vec<&str> = stderr
