@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{layer_media_type, ConfigEdit, Descriptor, History, Platform};
 use layerize_registry::{BlobBody, PutOutcome, Store};
 use tracing::info;
@@ -143,6 +144,11 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
             let transfers = &transfers;
             async move {
                 let (layer, outcome) = match step {
+                    // Foreign (non-distributable) layers live at their descriptor's `urls`;
+                    // registries are not meant to hold them, so they are never copied.
+                    Step::FromBase(layer) if is_foreign_layer(&layer.descriptor.media_type) => {
+                        (*layer, PutOutcome::Existed)
+                    }
                     Step::FromBase(layer) => {
                         let outcome = endpoints
                             .target

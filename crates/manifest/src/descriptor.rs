@@ -46,12 +46,6 @@ impl Descriptor {
         self.annotations.insert(key.into(), value.into());
         self
     }
-
-    /// The same descriptor with a platform (for index entries).
-    pub fn with_platform(mut self, platform: Platform) -> Self {
-        self.platform = Some(platform);
-        self
-    }
 }
 
 #[cfg(test)]
