@@ -1019,6 +1019,52 @@ fn login_writes_docker_config_and_a_build_without_creds_flags_uses_it() {
     assert!(granted_to_alice, "the build authenticated as {USER}");
 }
 
+/// `layerize login HOST -u alice --password-stdin` with `password` on stdin.
+fn layerize_login(docker_config: &std::path::Path, host: &str, password: &str) -> Output {
+    let mut child = command()
+        .env("DOCKER_CONFIG", docker_config)
+        .args(["login", host, "-u", USER, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start layerize login");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn login_checks_the_password_with_the_registry_before_saving_it() {
+    for mode in [Mode::Htpasswd, Mode::Token] {
+        let site = Site::start(mode);
+        let host = site.registry.host();
+        let home = scratch_dir();
+        let docker_config = home.path().join("docker");
+        let config_path = docker_config.join("config.json");
+
+        let refused = layerize_login(&docker_config, &host, "not-the-password");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{mode:?}: {stderr}");
+        assert_eq!(
+            error_line(&stderr),
+            format!("error: login to {host} failed: wrong username or password"),
+            "{mode:?}"
+        );
+        assert!(!stderr.contains("not-the-password"), "{stderr}");
+        assert!(!config_path.exists(), "{mode:?}: nothing is written");
+
+        let accepted = layerize_login(&docker_config, &host, PASSWORD);
+        let stderr = String::from_utf8_lossy(&accepted.stderr);
+        assert!(accepted.status.success(), "{mode:?}: {stderr}");
+        let config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        assert_eq!(
+            config["auths"][&host]["auth"],
+            basic_auth_value(&format!("{USER}:{PASSWORD}")),
+            "{mode:?}"
+        );
+    }
+}
+
 #[test]
 fn a_target_named_by_digest_is_refused_before_anything_is_pushed() {
     let site = Site::start(Mode::Open);

@@ -11,6 +11,7 @@ use layerize_registry::open::{open_base, open_target, OpenOptions};
 use layerize_registry::reference::ImageRef;
 use layerize_registry::remote::RemoteOptions;
 
+use crate::connection_args::ConnectionArgs;
 use crate::layer_inputs;
 
 #[derive(Args)]
@@ -99,15 +100,11 @@ pub struct BuildArgs {
     registry: RegistryArgs,
 }
 
-/// How to reach registries.
+/// How to reach registries and whom to log in as.
 #[derive(Args)]
 pub struct RegistryArgs {
-    /// Allow plain HTTP (or unverified TLS) to this registry host; loopback hosts always may.
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
-    /// Trust this CA certificate (PEM) for registry TLS.
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Vec<PathBuf>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
     /// Credentials for the base registry: env:VAR or file:PATH holding USER:PASS.
     #[arg(long, value_name = "SOURCE")]
     base_creds: Option<String>,
@@ -172,10 +169,8 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let _runtime_guard = runtime.enter();
     let open_options = OpenOptions {
         remote: RemoteOptions {
-            insecure_hosts: args.registry.insecure_registry.clone(),
-            ca_certs: args.registry.ca_cert.clone(),
             jobs: args.jobs,
-            ..RemoteOptions::default()
+            ..args.registry.connection.remote_options()
         },
     };
     let base = open_base(

@@ -2,6 +2,7 @@
 //! library crates.
 
 mod build_command;
+mod connection_args;
 mod layer_inputs;
 mod logging;
 mod login_command;

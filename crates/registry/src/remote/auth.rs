@@ -78,6 +78,8 @@ pub(crate) struct Authenticator {
     basic_instead_of_bearer: AtomicBool,
     /// Why the last token exchange failed, to explain a 401 that follows.
     last_exchange_error: Mutex<Option<String>>,
+    /// Whether the token service last answered 401/403: it turned the login down.
+    token_service_refused: AtomicBool,
 }
 
 impl Authenticator {
@@ -88,6 +90,7 @@ impl Authenticator {
             tokens: TokenCache::default(),
             basic_instead_of_bearer: AtomicBool::new(false),
             last_exchange_error: Mutex::new(None),
+            token_service_refused: AtomicBool::new(false),
         }
     }
 
@@ -106,6 +109,12 @@ impl Authenticator {
             }),
         };
         *self.challenge.write().expect("challenge lock poisoned") = Some(general);
+    }
+
+    /// Whether the token service's last answer turned our login down (401/403), rather than
+    /// failing in some other way.
+    pub fn token_service_refused(&self) -> bool {
+        self.token_service_refused.load(Ordering::Relaxed)
     }
 
     pub fn last_exchange_error(&self) -> Option<String> {
@@ -331,7 +340,13 @@ impl Authenticator {
             })
             .await
             .map_err(|e| e.to_string())?;
+        self.note_token_answer(response.status());
         TokenResponse::read(response).await
+    }
+
+    fn note_token_answer(&self, status: StatusCode) {
+        let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+        self.token_service_refused.store(refused, Ordering::Relaxed);
     }
 
     /// The OAuth2 `refresh_token` grant; `Ok(None)` when the endpoint does not offer it (404).
@@ -370,6 +385,7 @@ impl Authenticator {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        self.note_token_answer(response.status());
         TokenResponse::read(response).await.map(Some)
     }
 }

@@ -384,6 +384,38 @@ impl Registry {
         )))
     }
 
+    /// Checks our credentials the way `docker login` does: `GET /v2/` with Basic, or with a
+    /// token exchanged for no scope at all. Other failures (no registry there, TLS, a token
+    /// service that is down) are errors.
+    pub async fn check_login(&self) -> Result<LoginCheck, StoreError> {
+        let counters = RequestCounters::default();
+        let fail = |message: String| StoreError::Failed {
+            store: self.host().to_owned(),
+            operation: "log in".into(),
+            message,
+        };
+        let url = self
+            .base(&counters)
+            .await
+            .map_err(|error| fail(error.message))?
+            .join("v2/")
+            .expect("static path");
+        let no_scope = Scopes::default();
+        let response = self
+            .execute(Call::new(Method::GET, url, &no_scope), &counters)
+            .await
+            .map_err(|error| fail(error.message))?;
+        let auth = &self.inner.auth;
+        match response.status() {
+            StatusCode::OK => Ok(LoginCheck::Accepted),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => match auth.last_exchange_error() {
+                Some(exchange) if !auth.token_service_refused() => Err(fail(exchange)),
+                _ => Ok(LoginCheck::Refused),
+            },
+            status => Err(fail(format!("GET /v2/ answered HTTP {status}"))),
+        }
+    }
+
     /// Why the registry may have refused a request: a note for 401 errors, read with the
     /// response's headers (its challenge).
     pub(crate) fn unauthorized_hint(&self, headers: &HeaderMap) -> String {
@@ -406,6 +438,14 @@ impl Registry {
             self.inner.host
         )
     }
+}
+
+/// What a registry said to our credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCheck {
+    Accepted,
+    /// Turned down: wrong username or password (or token).
+    Refused,
 }
 
 /// Resolves a `Location` header (absolute or relative) against the URL it answered.

@@ -14,7 +14,7 @@ mod verify;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use client::Registry;
+pub use client::{LoginCheck, Registry};
 pub use repository::RemoteRepository;
 pub use retry::RetryPolicy;
 
