@@ -130,3 +130,21 @@ fn a_base_digest_that_does_not_match_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(wrong), "{stderr}");
 }
+
+#[test]
+fn a_small_append_in_the_base_repository_takes_at_most_ten_requests() {
+    let registry = Registry::open();
+    images::push(Image::Busybox, Format::Oci, &registry, "team/app:base");
+    let base = format!("{}/team/app:base", registry.host());
+    let target = format!("{}/team/app:v1", registry.host());
+    let report = build(&base, &target, &[]);
+    let base_layers = report["layers"].as_array().unwrap().len() - 1;
+    assert_eq!(report["blobs_skipped"], base_layers as u64, "{report}");
+    assert_eq!(report["blobs_mounted"], 0);
+    assert_eq!(report["blobs_uploaded"], 2, "the new layer and the config");
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(requests <= 10, "{requests} requests: {report}");
+    let image = PulledImage::pull(&target, None);
+    assert!(image.root().join("etc/note.txt").is_file());
+    assert!(image.root().join("bin/busybox").is_file());
+}

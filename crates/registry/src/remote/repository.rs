@@ -554,17 +554,21 @@ impl Store for RemoteRepository {
         digest: &Digest,
         size: u64,
     ) -> Result<PutOutcome, StoreError> {
+        let same_registry = source
+            .as_any()
+            .downcast_ref::<RemoteRepository>()
+            .filter(|remote| remote.registry.host() == self.registry.host());
+        // A blob of a manifest read from this very repository is held here: the registry
+        // refuses manifests whose blobs it lacks, so no request is needed to know it.
+        if same_registry.is_some_and(|remote| remote.repository == self.repository) {
+            self.counters.count_skip();
+            return Ok(PutOutcome::Existed);
+        }
         if self.head_blob(digest, &self.push_scopes()).await? {
             self.counters.count_skip();
             return Ok(PutOutcome::Existed);
         }
-        let mountable = source
-            .as_any()
-            .downcast_ref::<RemoteRepository>()
-            .filter(|remote| {
-                remote.registry.host() == self.registry.host()
-                    && remote.repository != self.repository
-            });
+        let mountable = same_registry;
         let session = match mountable {
             Some(remote) => {
                 let operation = format!("mount blob {digest} from {}", remote.repository);
