@@ -25,9 +25,11 @@ use crate::{BlobStream, StoreError};
 
 /// The PATCH size registries with a cap accept (GHCR refuses more than 4 MiB).
 pub(crate) const CHUNK_CAP: u64 = 4 * 1024 * 1024;
-/// How many recently sent bytes of a stream are kept to resend after a broken PATCH.
-/// Sized for what socket buffers and a proxy can swallow on a connection that then breaks.
-const REPLAY_WINDOW: u64 = 16 * 1024 * 1024;
+/// How many recently sent bytes of a stream are kept to resend after a broken PATCH: twice a
+/// capped chunk, more than socket buffers and a proxy swallow on a connection that then breaks.
+/// Each concurrent copy holds this much, so it bounds a copy's memory at `--jobs` x 8 MiB; a
+/// registry further behind than this makes the upload restart from its HEAD instead.
+const REPLAY_WINDOW: u64 = 2 * CHUNK_CAP;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
