@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use layerize_manifest::Digest;
 use libdeflater::CompressionLvl;
 
-use crate::filemap::FileMap;
+use crate::filemap::{FileMap, FileMapError};
 use crate::hashing::HashingWriter;
 use crate::parallel_gzip;
 use crate::tar_writer::write_tar;
@@ -117,6 +117,9 @@ pub enum LayerError {
     },
     #[error("writing the layer: {0}")]
     Write(#[source] io::Error),
+    /// A host tree could not be walked.
+    #[error(transparent)]
+    Files(#[from] FileMapError),
 }
 
 impl From<io::Error> for LayerError {

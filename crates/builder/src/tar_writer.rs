@@ -28,10 +28,13 @@ pub(crate) fn write_tar<W: Write>(
         layer_mtime,
         buffer: vec![0; COPY_BUFFER],
     };
-    for (path, entry) in map.entries() {
+    for item in map.entries() {
+        let (path, entry) = item?;
+        let (path, entry) = (path.as_str(), &entry);
         let leader = match &entry.node {
             Node::File(_) => leaders.get(path).copied(),
-            Node::Hardlink(file) => Some(leaders[file.as_str()]),
+            // A host tree's links point at the first path of their group already.
+            Node::Hardlink(file) => Some(leaders.get(file.as_str()).copied().unwrap_or(file)),
             _ => None,
         };
         match (&entry.node, leader) {
@@ -41,7 +44,7 @@ pub(crate) fn write_tar<W: Write>(
                 writer.link(path, entry, leader)?
             }
             (Node::File(content), _) => writer.file(path, entry, content)?,
-            (Node::Hardlink(file), _) => match &map.get(file).expect("checked above").node {
+            (Node::Hardlink(file), _) => match &map.get(file)?.expect("checked above").node {
                 Node::File(content) => writer.file(path, entry, content)?,
                 _ => unreachable!("hardlink_leaders checked that targets are files"),
             },
@@ -67,14 +70,19 @@ pub(crate) fn write_tar<W: Write>(
         .map_err(LayerError::Write)
 }
 
-/// For every regular file that has hardlinks: the path of its group that comes first in tar
-/// order. Fails when a hardlink's target is no longer a regular file of the map.
+/// For every regular file added one by one that has hardlinks: the path of its group that comes
+/// first in tar order. Fails when a hardlink's target is no longer a regular file of the map.
+/// (Files of host trees are grouped while the trees are walked.)
 fn hardlink_leaders(map: &FileMap) -> Result<HashMap<&str, &str>, LayerError> {
     let mut leaders: HashMap<&str, &str> = HashMap::new();
-    for (path, entry) in map.entries() {
+    for (path, entry) in map.explicit_entries() {
         if let Node::Hardlink(file) = &entry.node {
+            if map.get(path)?.is_none() {
+                // Replaced by a host tree added later.
+                continue;
+            }
             if !matches!(
-                map.get(file).map(|target| &target.node),
+                map.get(file)?.map(|target| &target.node),
                 Some(Node::File(_))
             ) {
                 return Err(LayerError::BrokenHardlink {
