@@ -114,6 +114,67 @@ fn options() -> RemoteOptions {
     RemoteOptions::default()
 }
 
+/// An open registry and a client of its `repository`.
+fn open_repository(repository: &str) -> (TestRegistry, RemoteRepository) {
+    let server = TestRegistry::open();
+    let repo = RemoteRepository::new(&server.reference(repository), None, &options()).unwrap();
+    (server, repo)
+}
+
+/// An open registry and one client of it, whose repositories share its connections and tokens.
+fn open_registry() -> (TestRegistry, Registry) {
+    let server = TestRegistry::open();
+    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    (server, registry)
+}
+
+/// Pushes `bytes` to `repo` in one piece, returning their digest.
+async fn put_bytes(repo: &RemoteRepository, bytes: &Bytes) -> Digest {
+    let digest = Digest::sha256(bytes);
+    repo.put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
+        .await
+        .unwrap();
+    digest
+}
+
+/// Pushes `bytes` to `repo` as blob `digest`, streamed in `chunk`-sized pieces.
+async fn put_streamed(
+    repo: &RemoteRepository,
+    digest: &Digest,
+    bytes: &Bytes,
+    chunk: usize,
+) -> Result<PutOutcome, StoreError> {
+    let body = BlobBody::Stream(stream_of(bytes.clone(), chunk));
+    repo.put_blob(digest, bytes.len() as u64, body).await
+}
+
+/// `outcome` says that all of `bytes` went up, and `repo` serves them back as blob `digest`.
+async fn assert_uploaded(
+    repo: &RemoteRepository,
+    outcome: PutOutcome,
+    digest: &Digest,
+    bytes: &Bytes,
+) {
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: bytes.len() as u64
+        }
+    );
+    assert_eq!(read_all(repo, digest).await, *bytes);
+}
+
+/// `target` gets blob `digest` of `source` by a cross-repository mount.
+async fn assert_mounted(
+    target: &RemoteRepository,
+    source: &RemoteRepository,
+    digest: &Digest,
+    size: u64,
+) {
+    let outcome = target.copy_blob_from(source, digest, size).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Mounted);
+}
+
 /// A minimal image manifest whose config and layer are the given blobs.
 fn manifest(config: &Bytes, layer: &Bytes) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -137,8 +198,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 #[tokio::test]
 async fn push_and_pull_blobs_and_manifests_on_an_open_registry() {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference("team/app"), None, &options()).unwrap();
+    let (_server, repo) = open_repository("team/app");
 
     let config = Bytes::from_static(
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
@@ -164,29 +224,13 @@ async fn push_and_pull_blobs_and_manifests_on_an_open_registry() {
     // A layer larger than one PATCH chunk, streamed.
     let layer = blob(9 * 1024 * 1024 + 123, 1);
     let layer_digest = Digest::sha256(&layer);
-    let outcome = repo
-        .put_blob(
-            &layer_digest,
-            layer.len() as u64,
-            BlobBody::Stream(stream_of(layer.clone(), 64 * 1024)),
-        )
+    let outcome = put_streamed(&repo, &layer_digest, &layer, 64 * 1024)
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: layer.len() as u64
-        }
-    );
-    assert_eq!(read_all(&repo, &layer_digest).await, layer);
+    assert_uploaded(&repo, outcome, &layer_digest, &layer).await;
 
     // A second push of the same blob is skipped after its HEAD.
-    let again = repo
-        .put_blob(
-            &layer_digest,
-            layer.len() as u64,
-            BlobBody::Stream(stream_of(layer.clone(), 64 * 1024)),
-        )
+    let again = put_streamed(&repo, &layer_digest, &layer, 64 * 1024)
         .await
         .unwrap();
     assert_eq!(again, PutOutcome::Existed);
@@ -215,8 +259,7 @@ async fn push_and_pull_blobs_and_manifests_on_an_open_registry() {
 
 #[tokio::test]
 async fn file_bodies_are_uploaded_in_one_put() {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let (_server, repo) = open_repository("app");
     let layer = blob(3 * 1024 * 1024, 2);
     let digest = Digest::sha256(&layer);
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -231,34 +274,20 @@ async fn file_bodies_are_uploaded_in_one_put() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: layer.len() as u64
-        }
-    );
     // ping + HEAD + POST + PUT
     assert_eq!(repo.stats().requests - before, 4);
-    assert_eq!(read_all(&repo, &digest).await, layer);
+    assert_uploaded(&repo, outcome, &digest, &layer).await;
 }
 
 #[tokio::test]
 async fn blobs_are_mounted_across_repositories_of_one_registry() {
-    let server = TestRegistry::open();
-    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let (server, registry) = open_registry();
     let base = registry.repository("library/base");
     let app = registry.repository("org/app");
     let layer = blob(1024 * 1024, 3);
-    let digest = Digest::sha256(&layer);
-    base.put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
-        .await
-        .unwrap();
+    let digest = put_bytes(&base, &layer).await;
 
-    let outcome = app
-        .copy_blob_from(&base, &digest, layer.len() as u64)
-        .await
-        .unwrap();
-    assert_eq!(outcome, PutOutcome::Mounted);
+    assert_mounted(&app, &base, &digest, layer.len() as u64).await;
     assert_eq!(app.stats().blobs_mounted, 1);
     assert_eq!(app.stats().bytes_uploaded, 0);
     assert_eq!(read_all(&app, &digest).await, layer);
@@ -271,73 +300,43 @@ async fn blobs_are_mounted_across_repositories_of_one_registry() {
 
     // Separate clients of the same host mount too.
     let other = RemoteRepository::new(&server.reference("org/other"), None, &options()).unwrap();
-    let outcome = other
-        .copy_blob_from(&base, &digest, layer.len() as u64)
-        .await
-        .unwrap();
-    assert_eq!(outcome, PutOutcome::Mounted);
+    assert_mounted(&other, &base, &digest, layer.len() as u64).await;
 }
 
 #[tokio::test]
 async fn a_mount_of_a_blob_the_source_lacks_falls_back_to_streaming() {
-    let server = TestRegistry::open();
-    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let (_server, registry) = open_registry();
     let base = registry.repository("base");
     let app = registry.repository("app");
     let layer = blob(100_000, 4);
-    let digest = Digest::sha256(&layer);
     // The blob is in `app2`, not in `base`: distribution answers the mount with 202 and a session.
     let holder = registry.repository("app2");
-    holder
-        .put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
-        .await
-        .unwrap();
+    let digest = put_bytes(&holder, &layer).await;
     let error = app
         .copy_blob_from(&base, &digest, layer.len() as u64)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
-    let outcome = app
-        .copy_blob_from(&holder, &digest, layer.len() as u64)
-        .await
-        .unwrap();
-    assert_eq!(outcome, PutOutcome::Mounted);
+    assert_mounted(&app, &holder, &digest, layer.len() as u64).await;
 }
 
 #[tokio::test]
 async fn blobs_are_streamed_between_registries_with_their_digest_verified() {
-    let source_server = TestRegistry::open();
-    let target_server = TestRegistry::open();
-    let source = RemoteRepository::new(&source_server.reference("base"), None, &options()).unwrap();
-    let target = RemoteRepository::new(&target_server.reference("app"), None, &options()).unwrap();
+    let (_source_server, source) = open_repository("base");
+    let (_target_server, target) = open_repository("app");
     let layer = blob(6 * 1024 * 1024 + 7, 5);
-    let digest = Digest::sha256(&layer);
-    source
-        .put_blob(&digest, layer.len() as u64, BlobBody::Bytes(layer.clone()))
-        .await
-        .unwrap();
+    let digest = put_bytes(&source, &layer).await;
 
     let outcome = target
         .copy_blob_from(&source, &digest, layer.len() as u64)
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: layer.len() as u64
-        }
-    );
-    assert_eq!(read_all(&target, &digest).await, layer);
+    assert_uploaded(&target, outcome, &digest, &layer).await;
     assert_eq!(target.stats().bytes_uploaded, layer.len() as u64);
 
     // A stream whose bytes do not match the digest is refused and nothing is stored.
     let wrong = Digest::sha256(b"something else");
-    let error = target
-        .put_blob(
-            &wrong,
-            layer.len() as u64,
-            BlobBody::Stream(stream_of(layer.clone(), 1 << 20)),
-        )
+    let error = put_streamed(&target, &wrong, &layer, 1 << 20)
         .await
         .unwrap_err();
     assert!(
@@ -349,19 +348,14 @@ async fn blobs_are_streamed_between_registries_with_their_digest_verified() {
 
 #[tokio::test]
 async fn unknown_manifests_and_blobs_are_not_found() {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference("nothing/here"), None, &options()).unwrap();
+    let (_server, repo) = open_repository("nothing/here");
     let error = repo.get_manifest("missing").await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
     assert!(error.to_string().contains("nothing/here"), "{error}");
     // distribution 2.8 says MANIFEST_UNKNOWN for an unknown repository too.
     assert!(error.to_string().contains("MANIFEST_UNKNOWN"), "{error}");
 
-    let config = Bytes::from_static(b"{}");
-    let digest = Digest::sha256(&config);
-    repo.put_blob(&digest, 2, BlobBody::Bytes(config))
-        .await
-        .unwrap();
+    put_bytes(&repo, &Bytes::from_static(b"{}")).await;
     let manifest = manifest(&Bytes::from_static(b"{}"), &Bytes::from_static(b"{}"));
     repo.put_manifest("v1", &manifest, OCI_MANIFEST)
         .await
@@ -381,8 +375,7 @@ async fn unknown_manifests_and_blobs_are_not_found() {
 
 #[tokio::test]
 async fn oversized_manifests_are_refused_before_sending() {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let (_server, repo) = open_repository("app");
     let huge = vec![b' '; 5 * 1024 * 1024 + 100 * 1024];
     let error = repo
         .put_manifest("big", &huge, OCI_MANIFEST)
@@ -399,8 +392,7 @@ async fn oversized_manifests_are_refused_before_sending() {
 
 #[tokio::test]
 async fn manifests_referencing_missing_blobs_are_rejected_with_the_registry_error() {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference("app"), None, &options()).unwrap();
+    let (_server, repo) = open_repository("app");
     let manifest = manifest(&Bytes::from_static(b"{}"), &Bytes::from_static(b"layer"));
     let error = repo
         .put_manifest("v1", &manifest, OCI_MANIFEST)
@@ -425,21 +417,8 @@ async fn basic_auth_with_htpasswd() {
         RemoteRepository::new(&server.reference("private/app"), Some(login), &options()).unwrap();
     let layer = blob(200_000, 6);
     let digest = Digest::sha256(&layer);
-    let outcome = repo
-        .put_blob(
-            &digest,
-            layer.len() as u64,
-            BlobBody::Stream(stream_of(layer.clone(), 8192)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: layer.len() as u64
-        }
-    );
-    assert_eq!(read_all(&repo, &digest).await, layer);
+    let outcome = put_streamed(&repo, &digest, &layer, 8192).await.unwrap();
+    assert_uploaded(&repo, outcome, &digest, &layer).await;
 
     let wrong = Credential::Basic {
         username: "alice".into(),
@@ -473,22 +452,15 @@ async fn basic_auth_with_htpasswd() {
 
 #[tokio::test]
 async fn concurrent_uploads_share_one_client() {
-    let server = TestRegistry::open();
-    let registry = Registry::new(&server.host(), None, &options()).unwrap();
+    let (_server, registry) = open_registry();
     let repo = registry.repository("app");
     let blobs: Vec<Bytes> = (0..8).map(|i| blob(300_000 + i, 100 + i as u64)).collect();
     let uploads = blobs.iter().map(|bytes| {
         let repo = repo.clone();
         let bytes = bytes.clone();
-        tokio::spawn(async move {
-            let digest = Digest::sha256(&bytes);
-            repo.put_blob(
-                &digest,
-                bytes.len() as u64,
-                BlobBody::Stream(stream_of(bytes, 10_000)),
-            )
-            .await
-        })
+        tokio::spawn(
+            async move { put_streamed(&repo, &Digest::sha256(&bytes), &bytes, 10_000).await },
+        )
     });
     for outcome in futures_util::future::join_all(uploads).await {
         assert!(matches!(
@@ -639,9 +611,6 @@ async fn tls_registries_are_verified_with_extra_ca_certificates() {
     trusting.ca_certs = vec![ca];
     let repo = RemoteRepository::new(&reference, None, &trusting).unwrap();
     let bytes = blob(100_000, 20);
-    let digest = Digest::sha256(&bytes);
-    repo.put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
-        .await
-        .unwrap();
+    let digest = put_bytes(&repo, &bytes).await;
     assert_eq!(read_all(&repo, &digest).await, bytes);
 }
