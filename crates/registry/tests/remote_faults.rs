@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use layerize_manifest::Digest;
 use layerize_registry::credentials::Credential;
-use layerize_registry::remote::{Registry, RemoteOptions, RetryPolicy};
+use layerize_registry::remote::{Registry, RemoteOptions, RemoteRepository, RetryPolicy};
 use layerize_registry::{BlobBody, PutOutcome, Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -652,6 +652,49 @@ fn stored(double: &Double, repository: &str, digest: &Digest) -> Option<Bytes> {
         .cloned()
 }
 
+/// A double with `faults`, and an anonymous client of it.
+async fn start_anonymous(faults: Faults) -> (Double, Registry) {
+    let double = Double::start(faults).await;
+    let registry = Registry::new(&double.host(), None, &options()).unwrap();
+    (double, registry)
+}
+
+/// Pushes `bytes` as `body` to `app` (the double's `app` repository) and checks that the double
+/// stores them as sent.
+async fn put_to_app(
+    double: &Double,
+    app: &RemoteRepository,
+    bytes: &Bytes,
+    body: BlobBody,
+) -> PutOutcome {
+    let digest = Digest::sha256(bytes);
+    let outcome = app
+        .put_blob(&digest, bytes.len() as u64, body)
+        .await
+        .unwrap();
+    assert_eq!(stored(double, "app", &digest).unwrap(), *bytes);
+    outcome
+}
+
+/// [`put_to_app`] from a file holding `bytes`.
+async fn put_file_to_app(double: &Double, app: &RemoteRepository, bytes: &Bytes) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    put_to_app(double, app, bytes, BlobBody::File(file.path().to_owned())).await;
+}
+
+/// [`put_to_app`] streamed in `chunk`-sized pieces, which must all have been uploaded.
+async fn stream_to_app(double: &Double, app: &RemoteRepository, bytes: &Bytes, chunk: usize) {
+    let body = BlobBody::Stream(stream_of(bytes.clone(), chunk));
+    let outcome = put_to_app(double, app, bytes, body).await;
+    assert_eq!(
+        outcome,
+        PutOutcome::Uploaded {
+            bytes: bytes.len() as u64
+        }
+    );
+}
+
 #[tokio::test]
 async fn concurrent_requests_share_one_bearer_token_and_mounts_ask_for_pull_on_the_source() {
     let double = Double::start(Faults::bearer()).await;
@@ -782,18 +825,7 @@ async fn expired_tokens_are_exchanged_again_even_mid_upload() {
     let registry = Registry::new(&double.host(), login(), &options()).unwrap();
     let app = registry.repository("app");
     for seed in 0..3 {
-        let bytes = blob(300_000, seed);
-        let digest = Digest::sha256(&bytes);
-        let outcome = app
-            .put_blob(
-                &digest,
-                bytes.len() as u64,
-                BlobBody::Stream(stream_of(bytes.clone(), 30_000)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(outcome, PutOutcome::Uploaded { bytes: 300_000 });
-        assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+        stream_to_app(&double, &app, &blob(300_000, seed), 30_000).await;
     }
     assert!(double.count("GET", "/token") >= 4, "{:#?}", double.log());
 }
@@ -833,13 +865,12 @@ async fn a_failed_token_exchange_falls_back_to_basic_and_explains_a_wrong_passwo
 
 #[tokio::test]
 async fn transient_errors_are_retried_with_backoff_and_retry_after() {
-    let double = Double::start(Faults {
+    let (_double, registry) = start_anonymous(Faults {
         unavailable: 2,
         throttled: 1,
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let app = registry.repository("app");
     let started = Instant::now();
     let manifest =
@@ -862,12 +893,11 @@ async fn transient_errors_are_retried_with_backoff_and_retry_after() {
 
 #[tokio::test]
 async fn errors_that_never_stop_fail_with_the_status_after_the_last_attempt() {
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         unavailable: usize::MAX,
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let error = registry
         .repository("app")
         .has_blob(&Digest::sha256(b""))
@@ -910,31 +940,14 @@ async fn connections_reset_every_time_fail_saying_how_often_they_were_tried() {
 #[tokio::test]
 async fn a_capped_patch_falls_back_to_chunks() {
     let cap = 4 * 1024 * 1024;
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         patch_cap: Some(cap),
         put_cap: Some(cap),
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let app = registry.repository("app");
-    let bytes = blob(10 * 1024 * 1024 + 5, 7);
-    let digest = Digest::sha256(&bytes);
-    let outcome = app
-        .put_blob(
-            &digest,
-            bytes.len() as u64,
-            BlobBody::Stream(stream_of(bytes.clone(), 256 * 1024)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: bytes.len() as u64
-        }
-    );
-    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    stream_to_app(&double, &app, &blob(10 * 1024 * 1024 + 5, 7), 256 * 1024).await;
     let accepted: Vec<usize> = double
         .log()
         .iter()
@@ -944,37 +957,20 @@ async fn a_capped_patch_falls_back_to_chunks() {
     assert_eq!(accepted, [cap, cap, 2 * 1024 * 1024 + 5]);
 
     // A file is tried monolithically... once: the registry's cap is known by now.
-    let file_bytes = blob(5 * 1024 * 1024, 8);
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &file_bytes).unwrap();
-    let digest = Digest::sha256(&file_bytes);
-    app.put_blob(
-        &digest,
-        file_bytes.len() as u64,
-        BlobBody::File(file.path().to_owned()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(stored(&double, "app", &digest).unwrap(), file_bytes);
+    put_file_to_app(&double, &app, &blob(5 * 1024 * 1024, 8)).await;
 }
 
 #[tokio::test]
 async fn a_monolithic_upload_refused_as_too_large_is_sent_in_chunks() {
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         put_cap: Some(4 * 1024 * 1024),
         patch_cap: Some(4 * 1024 * 1024),
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let bytes = blob(9 * 1024 * 1024, 9);
-    let digest = Digest::sha256(&bytes);
-    registry
-        .repository("app")
-        .put_blob(&digest, bytes.len() as u64, BlobBody::Bytes(bytes.clone()))
-        .await
-        .unwrap();
-    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    let app = registry.repository("app");
+    put_to_app(&double, &app, &bytes, BlobBody::Bytes(bytes.clone())).await;
     assert_eq!(
         double.count("HEAD", "/blobs/"),
         2,
@@ -984,30 +980,13 @@ async fn a_monolithic_upload_refused_as_too_large_is_sent_in_chunks() {
 
 #[tokio::test]
 async fn a_connection_reset_mid_patch_resumes_from_the_registry_range() {
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         reset_after: Some(1024 * 1024),
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let app = registry.repository("app");
-    let bytes = blob(3 * 1024 * 1024, 10);
-    let digest = Digest::sha256(&bytes);
-    let outcome = app
-        .put_blob(
-            &digest,
-            bytes.len() as u64,
-            BlobBody::Stream(stream_of(bytes.clone(), 64 * 1024)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        PutOutcome::Uploaded {
-            bytes: bytes.len() as u64
-        }
-    );
-    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    stream_to_app(&double, &app, &blob(3 * 1024 * 1024, 10), 64 * 1024).await;
     let resumed = double
         .log()
         .iter()
@@ -1022,26 +1001,17 @@ async fn a_connection_reset_mid_patch_resumes_from_the_registry_range() {
 
 #[tokio::test]
 async fn a_connection_reset_during_a_monolithic_put_restarts_from_head() {
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         reset_after: Some(1000),
         ..Faults::default()
     })
     .await;
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
-    let bytes = blob(2 * 1024 * 1024, 11);
-    let digest = Digest::sha256(&bytes);
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &bytes).unwrap();
-    registry
-        .repository("app")
-        .put_blob(
-            &digest,
-            bytes.len() as u64,
-            BlobBody::File(file.path().to_owned()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(stored(&double, "app", &digest).unwrap(), bytes);
+    put_file_to_app(
+        &double,
+        &registry.repository("app"),
+        &blob(2 * 1024 * 1024, 11),
+    )
+    .await;
     assert_eq!(double.count("POST", "/blobs/uploads/"), 2);
     assert_eq!(double.count("HEAD", "/blobs/"), 2);
 }
@@ -1129,14 +1099,13 @@ async fn redirected_blob_reads_do_not_carry_our_authorization_to_another_host() 
 
 #[tokio::test]
 async fn a_mount_answered_with_a_session_continues_that_session() {
-    let double = Double::start(Faults {
+    let (double, registry) = start_anonymous(Faults {
         refuse_mounts: true,
         ..Faults::default()
     })
     .await;
     let bytes = blob(200_000, 14);
     let digest = double.seed_blob("base", bytes.clone());
-    let registry = Registry::new(&double.host(), None, &options()).unwrap();
     let app = registry.repository("app");
     let base = registry.repository("base");
     let outcome = app
