@@ -25,6 +25,16 @@ fn target_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.join("out").display())
 }
 
+/// Runs a build of `base` into the `app` tag of the layout in `out`, with `extra` arguments,
+/// that must fail; returns its stderr.
+fn build_err(base: &str, out: &Path, extra: &[&str]) -> String {
+    let mut build = command();
+    build
+        .args(["build", "--base", base, "--target", &target_ref(out, "app")])
+        .args(extra);
+    run_err(&mut build)
+}
+
 /// Runs a build of the app files on `base`, returning the report.
 fn build_app(base: &str, target: &str, files: &AppFiles, extra: &[&str]) -> Value {
     let scratch = scratch_dir();
@@ -177,15 +187,11 @@ fn platform_is_selected_from_a_two_platform_index() {
     }
 
     let out = scratch_dir();
-    let stderr = run_err(command().args([
-        "build",
-        "--base",
+    let stderr = build_err(
         &base.reference(),
-        "--target",
-        &target_ref(out.path(), "app"),
-        "--platform",
-        "linux/s390x",
-    ]));
+        out.path(),
+        &["--platform", "linux/s390x"],
+    );
     assert!(stderr.contains("linux/s390x"), "{stderr}");
     assert!(
         stderr.contains("linux/arm64"),
@@ -330,12 +336,7 @@ fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
 fn assert_build_fails(args: &[&str], expected: &[&str]) {
     let base = images::oci_base_layout();
     let out = scratch_dir();
-    let target = target_ref(out.path(), "app");
-    let mut build = command();
-    build
-        .args(["build", "--base", &base.reference(), "--target", &target])
-        .args(args);
-    let stderr = run_err(&mut build);
+    let stderr = build_err(&base.reference(), out.path(), args);
     for needle in expected {
         assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
     }
@@ -386,33 +387,19 @@ fn a_malformed_base_is_a_clear_error() {
     )
     .unwrap();
     let out = scratch_dir();
-    let stderr = run_err(command().args([
-        "build",
-        "--base",
-        &base.reference(),
-        "--target",
-        &target_ref(out.path(), "app"),
-    ]));
+    let stderr = build_err(&base.reference(), out.path(), &[]);
     assert_one_error_line(&stderr, &[&manifest_digest, "digest mismatch"]);
 
     std::fs::write(base.path().join("index.json"), b"not json").unwrap();
-    let stderr = run_err(command().args([
-        "build",
-        "--base",
-        &base.reference(),
-        "--target",
-        &target_ref(out.path(), "app"),
-    ]));
+    let stderr = build_err(&base.reference(), out.path(), &[]);
     assert_one_error_line(&stderr, &["index.json"]);
 
     let missing = scratch_dir();
-    let stderr = run_err(command().args([
-        "build",
-        "--base",
+    let stderr = build_err(
         &format!("oci:{}:base", missing.path().display()),
-        "--target",
-        &target_ref(out.path(), "app"),
-    ]));
+        out.path(),
+        &[],
+    );
     assert!(stderr.contains("not an OCI image layout"), "{stderr}");
 }
 
