@@ -1,12 +1,15 @@
 //! Running the `layerize` binary under test: found next to the test executable
-//! (`target/PROFILE/layerize`, built by `cargo test --workspace`), with helpers for the report.
+//! (`target/PROFILE/layerize`; `scripts/test` builds it before the tests, since `cargo test` does
+//! not build another package's binary), with helpers for the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// The `layerize` binary of this build; panics with the fix when it was not built.
+/// The `layerize` binary of this build; panics with the fix when it is missing or older than the
+/// sources it is built from, so a test never passes or fails on a stale binary.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
     let profile_dir = exe
@@ -15,12 +18,39 @@ pub fn binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .unwrap_or_else(|| panic!("{} is not under target/*/deps", exe.display()));
     let binary = profile_dir.join("layerize");
+    let fix = "run `cargo build -p layerize-cli` first (scripts/test does)";
+    let built = std::fs::metadata(&binary)
+        .and_then(|meta| meta.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {fix}", binary.display()));
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let newest_source = ["builder", "manifest", "registry", "layerize-cli"]
+        .iter()
+        .map(|name| newest_modification(&crates.join(name).join("src")))
+        .max()
+        .expect("four crates");
     assert!(
-        binary.is_file(),
-        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build -p layerize-cli` first)",
+        built >= newest_source,
+        "{} is older than the sources in crates/*/src: {fix}",
         binary.display()
     );
     binary
+}
+
+/// The latest modification time of any file below `dir`.
+fn newest_modification(dir: &Path) -> SystemTime {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
+        .map(|entry| {
+            let entry = entry.expect("directory entry");
+            let meta = entry.metadata().expect("metadata of a source file");
+            if meta.is_dir() {
+                newest_modification(&entry.path())
+            } else {
+                meta.modified().expect("modification time")
+            }
+        })
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// A `layerize` command with a clean, deterministic environment: no SOURCE_DATE_EPOCH, no
