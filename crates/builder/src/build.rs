@@ -2,6 +2,7 @@
 //! blobs copied or mounted, new layers built and uploaded, concurrently), write the config, verify
 //! every blob, and only then write the manifest and move the tag.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
@@ -135,8 +136,8 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     // never starts last. Results are put back in the plan's order afterwards.
     let mut steps: Vec<(usize, Step)> = plan.steps.into_iter().enumerate().collect();
     steps.sort_by_key(|(_, step)| match step {
-        Step::Build(_) => (0, 0),
-        Step::FromBase(layer) => (1, u64::MAX - layer.descriptor.size),
+        Step::Build(_) => (0, Reverse(0)),
+        Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
     });
     let mut results: Vec<(usize, Layer)> = stream::iter(steps)
         .map(|(index, step)| {
