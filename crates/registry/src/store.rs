@@ -149,7 +149,6 @@ pub async fn read_blob(
     max_bytes: usize,
 ) -> Result<Vec<u8>, StoreError> {
     use futures_util::StreamExt;
-    use sha2::{Digest as _, Sha256};
 
     let mut stream = store.get_blob(digest).await?;
     let mut bytes = Vec::new();
@@ -164,7 +163,7 @@ pub async fn read_blob(
         }
         bytes.extend_from_slice(&chunk);
     }
-    let actual = Digest::from_sha256_raw(Sha256::digest(&bytes).into());
+    let actual = Digest::sha256(&bytes);
     if &actual != digest {
         return Err(StoreError::DigestMismatch {
             store: store.name(),
