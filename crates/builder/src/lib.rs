@@ -1,21 +1,15 @@
-//! How layers are made and a build is run: file maps, the deterministic tar stream, compressors
-//! with hashing writers (diffID inside, digest outside), the [`Layer`] value, and the build
-//! orchestration (plan, report).
+//! How layers are made and a build is run, as two separate parts:
+//! - [`layer`]: making one layer blob, synchronously and without a network — file maps, the
+//!   deterministic tar stream, compressors with hashing writers (diffID inside, digest outside).
+//! - [`build`]: running a build, asynchronously — the base, the plan of [`Layer`] values,
+//!   transfers to the target, the report.
 
 pub mod build;
-pub mod filemap;
-mod hashing;
 pub mod layer;
-mod parallel_gzip;
-pub mod plan;
-pub mod report;
-pub mod resolve;
-mod tar_import;
-mod tar_writer;
 
+pub use build::plan::{Layer, LayerSpec, Origin};
+pub use build::report::{LayerReport, Report};
 pub use build::{build, BuildRequest, Endpoints};
-pub use plan::{Layer, LayerSpec, Origin};
-pub use report::{LayerReport, Report};
 
 /// Why a build failed. Every variant names what it was working on.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +21,7 @@ pub enum BuildError {
     #[error(transparent)]
     Layer(#[from] layer::LayerError),
     #[error(transparent)]
-    FileMap(#[from] filemap::FileMapError),
+    FileMap(#[from] layer::filemap::FileMapError),
     #[error("{context}: {source}")]
     Io {
         context: String,

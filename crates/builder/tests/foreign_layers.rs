@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use layerize_builder::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
 use layerize_builder::layer::LayerOptions;
 use layerize_builder::{build, BuildRequest, Endpoints, LayerSpec, Origin};
 use layerize_manifest::media_type::{DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_TAR, DOCKER_MANIFEST};

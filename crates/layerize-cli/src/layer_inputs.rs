@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::ArgMatches;
-use layerize_builder::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
 use layerize_builder::LayerSpec;
 
 /// One layer flag as given.

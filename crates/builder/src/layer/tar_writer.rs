@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use tar::{EntryType, Header};
 
-use crate::filemap::{Content, Entry, FileMap, Node, SpecialKind};
+use crate::layer::filemap::{Content, Entry, FileMap, Node, SpecialKind};
 use crate::layer::LayerError;
 
 const BLOCK: usize = 512;

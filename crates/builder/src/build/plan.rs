@@ -4,7 +4,7 @@
 use layerize_manifest::{Descriptor, Digest};
 use serde::Serialize;
 
-use crate::filemap::FileMap;
+use crate::layer::filemap::FileMap;
 
 /// Where a layer of the result comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tar::EntryType;
 
-use crate::filemap::{Content, FileMapError, Node, SpecialKind};
+use crate::layer::filemap::{Content, FileMapError, Node, SpecialKind};
 
 /// One tar member, its path and link target not yet normalised.
 pub(crate) struct Member {

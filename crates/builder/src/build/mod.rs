@@ -2,6 +2,9 @@
 //! blobs copied or mounted, new layers built and uploaded, concurrently), write the config, verify
 //! every blob, and only then write the manifest and move the tag.
 
+pub mod plan;
+pub mod report;
+pub mod resolve;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -12,10 +15,10 @@ use layerize_registry::{BlobBody, PutOutcome, Store};
 use tracing::info;
 
 use crate::layer::{write_layer, LayerOptions};
-use crate::plan::{Layer, LayerSpec, Origin, Plan, Step};
-use crate::report::{LayerReport, Report};
-use crate::resolve::resolve;
 use crate::BuildError;
+use plan::{Layer, LayerSpec, Origin, Plan, Step};
+use report::{LayerReport, Report};
+use resolve::resolve;
 
 /// Where the base comes from and where the result goes.
 pub struct Endpoints {

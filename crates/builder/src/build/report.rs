@@ -4,7 +4,7 @@
 use layerize_manifest::Digest;
 use serde::Serialize;
 
-use crate::plan::{Layer, Origin};
+use crate::build::plan::{Layer, Origin};
 
 /// The outcome of one build.
 #[derive(Debug, Clone, Serialize)]

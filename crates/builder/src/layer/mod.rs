@@ -2,16 +2,21 @@
 //! compressed (gzip on worker threads, or zstd with zstd's own workers), then hashed again
 //! (digest) on its way to the output. Memory stays flat whatever the layer's size.
 
+pub mod filemap;
+mod hashing;
+mod parallel_gzip;
+mod tar_import;
+mod tar_writer;
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use layerize_manifest::Digest;
 use libdeflater::CompressionLvl;
 
-use crate::filemap::{FileMap, FileMapError};
-use crate::hashing::HashingWriter;
-use crate::parallel_gzip;
-use crate::tar_writer::write_tar;
+use filemap::{FileMap, FileMapError};
+use hashing::HashingWriter;
+use tar_writer::write_tar;
 
 /// How a layer is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +192,7 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::filemap::{EntryMeta, FileSource};
+    use crate::layer::filemap::{EntryMeta, FileSource};
 
     fn options(compression: Compression, threads: usize) -> LayerOptions {
         LayerOptions {
