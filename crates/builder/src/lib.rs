@@ -22,6 +22,12 @@ pub enum BuildError {
     Layer(#[from] layer::LayerError),
     #[error(transparent)]
     FileMap(#[from] layer::filemap::FileMapError),
+    #[error("{layer}: {source}")]
+    Input {
+        layer: String,
+        #[source]
+        source: layer::recipe::InputError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,

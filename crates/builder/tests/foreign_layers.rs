@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::LayerOptions;
 use layerize_builder::{build, BuildRequest, Endpoints, LayerSpec, Origin};
 use layerize_manifest::media_type::{DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_TAR, DOCKER_MANIFEST};
@@ -50,14 +51,6 @@ async fn foreign_base_layers_are_referenced_not_copied() {
 
     let target_dir = dir.path().join("target");
     let target = OciLayout::create(&target_dir, Some("app".into())).unwrap();
-    let mut files = FileMap::new();
-    files
-        .add_file(
-            "/hello",
-            FileSource::Inline(b"hi\n".to_vec()),
-            EntryMeta::default(),
-        )
-        .unwrap();
     let endpoints = Endpoints {
         base: Arc::new(base),
         base_reference: "base".into(),
@@ -72,7 +65,11 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         layers: vec![LayerSpec {
             name: "hello".into(),
             created_by: "test".into(),
-            files,
+            inputs: vec![Input::File {
+                source: FileSource::Inline(b"hi\n".to_vec()),
+                dest: "/hello".into(),
+                meta: EntryMeta::default(),
+            }],
         }],
         edits: Vec::new(),
         annotations: Vec::new(),

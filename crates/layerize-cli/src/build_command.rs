@@ -121,7 +121,7 @@ enum CompressionArg {
 
 pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let inputs = layer_inputs::collect(matches)?;
-    let layers = layer_inputs::into_layers(&inputs, args.layer_per_flag)?;
+    let layers = layer_inputs::into_layers(inputs, args.layer_per_flag);
     let edits = config_edits(&args)?;
     let annotations = args
         .annotation

@@ -5,68 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::ArgMatches;
-use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::recipe::Input;
 use layerize_builder::LayerSpec;
 
-/// One layer flag as given.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LayerInput {
-    File {
-        source: PathBuf,
-        dest: String,
-        mode: Option<u32>,
-    },
-    Dir {
-        source: PathBuf,
-        dest: String,
-    },
-    Tar(PathBuf),
-    Delete(String),
-    Opaque(String),
-}
-
-impl LayerInput {
-    /// The flag as a user would write it, for the config history's `created_by`.
-    fn describe(&self) -> String {
-        match self {
-            LayerInput::File { source, dest, mode } => match mode {
-                Some(mode) => format!("--file {}:{dest}:{mode:o}", source.display()),
-                None => format!("--file {}:{dest}", source.display()),
-            },
-            LayerInput::Dir { source, dest } => format!("--dir {}:{dest}", source.display()),
-            LayerInput::Tar(path) => format!("--tar {}", path.display()),
-            LayerInput::Delete(path) => format!("--delete {path}"),
-            LayerInput::Opaque(path) => format!("--opaque {path}"),
-        }
-    }
-
-    fn add_to(&self, files: &mut FileMap) -> anyhow::Result<()> {
-        match self {
-            LayerInput::File { source, dest, mode } => {
-                let meta = EntryMeta {
-                    mode: *mode,
-                    ..EntryMeta::default()
-                };
-                files.add_file(dest, FileSource::Host(source.clone()), meta)?
-            }
-            LayerInput::Dir { source, dest } => files.add_host_dir(source, dest)?,
-            LayerInput::Tar(path) => files.add_tar(path)?,
-            LayerInput::Delete(path) => files.delete(path)?,
-            LayerInput::Opaque(path) => files.make_opaque(path)?,
-        }
-        Ok(())
-    }
-}
-
 /// Collects the layer flags in command-line order.
-pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<LayerInput>> {
-    let mut inputs: Vec<(usize, LayerInput)> = Vec::new();
+pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<Input>> {
+    let mut inputs: Vec<(usize, Input)> = Vec::new();
     for (flag, parse) in [
-        ("file", parse_file as fn(&str) -> anyhow::Result<LayerInput>),
+        ("file", parse_file as fn(&str) -> anyhow::Result<Input>),
         ("dir", parse_dir),
-        ("tar", |value| Ok(LayerInput::Tar(PathBuf::from(value)))),
-        ("delete", |value| Ok(LayerInput::Delete(value.to_owned()))),
-        ("opaque", |value| Ok(LayerInput::Opaque(value.to_owned()))),
+        ("tar", |value| Ok(Input::Tar(PathBuf::from(value)))),
+        ("delete", |value| Ok(Input::Delete(value.to_owned()))),
+        ("opaque", |value| Ok(Input::Opaque(value.to_owned()))),
     ] {
         let (Some(values), Some(indices)) =
             (matches.get_many::<String>(flag), matches.indices_of(flag))
@@ -82,36 +33,33 @@ pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<LayerInput>> {
     Ok(inputs.into_iter().map(|(_, input)| input).collect())
 }
 
-/// Groups the inputs into layers: all in one layer, or one layer per flag.
-pub fn into_layers(inputs: &[LayerInput], layer_per_flag: bool) -> anyhow::Result<Vec<LayerSpec>> {
+/// Groups the inputs into layers: all in one layer, or one layer per flag. Each layer's
+/// `created_by` is the flags that made it.
+pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
     if inputs.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let groups: Vec<&[LayerInput]> = if layer_per_flag {
-        inputs.chunks(1).collect()
+    let groups: Vec<Vec<Input>> = if layer_per_flag {
+        inputs.into_iter().map(|input| vec![input]).collect()
     } else {
         vec![inputs]
     };
     groups
         .into_iter()
         .enumerate()
-        .map(|(index, group)| {
-            let mut files = FileMap::new();
-            for input in group {
-                input.add_to(&mut files).with_context(|| input.describe())?;
-            }
-            let flags: Vec<String> = group.iter().map(LayerInput::describe).collect();
-            Ok(LayerSpec {
+        .map(|(index, inputs)| {
+            let flags: Vec<String> = inputs.iter().map(|input| format!("--{input}")).collect();
+            LayerSpec {
                 name: format!("layer-{}", index + 1),
                 created_by: format!("layerize build {}", flags.join(" ")),
-                files,
-            })
+                inputs,
+            }
         })
         .collect()
 }
 
 /// `SRC:DEST[:MODE]` with MODE in octal.
-fn parse_file(value: &str) -> anyhow::Result<LayerInput> {
+fn parse_file(value: &str) -> anyhow::Result<Input> {
     let mut parts = value.splitn(3, ':');
     let (Some(source), Some(dest)) = (parts.next(), parts.next()) else {
         bail!("expected SRC:DEST[:MODE], for example ./app:/usr/local/bin/app:755");
@@ -127,19 +75,22 @@ fn parse_file(value: &str) -> anyhow::Result<LayerInput> {
                 })
         })
         .transpose()?;
-    Ok(LayerInput::File {
-        source: non_empty_path(source)?,
+    Ok(Input::File {
+        source: FileSource::Host(non_empty_path(source)?),
         dest: non_empty(dest)?,
-        mode,
+        meta: EntryMeta {
+            mode,
+            ..EntryMeta::default()
+        },
     })
 }
 
 /// `SRC:DEST`.
-fn parse_dir(value: &str) -> anyhow::Result<LayerInput> {
+fn parse_dir(value: &str) -> anyhow::Result<Input> {
     let Some((source, dest)) = value.split_once(':') else {
         bail!("expected SRC:DEST, for example ./static:/srv/www");
     };
-    Ok(LayerInput::Dir {
+    Ok(Input::Dir {
         source: non_empty_path(source)?,
         dest: non_empty(dest)?,
     })
@@ -164,18 +115,21 @@ mod tests {
     fn file_flag_takes_an_optional_octal_mode() {
         assert_eq!(
             parse_file("a:/b:0755").unwrap(),
-            LayerInput::File {
-                source: "a".into(),
+            Input::File {
+                source: FileSource::Host("a".into()),
                 dest: "/b".into(),
-                mode: Some(0o755)
+                meta: EntryMeta {
+                    mode: Some(0o755),
+                    ..EntryMeta::default()
+                }
             }
         );
         assert_eq!(
             parse_file("a:/b").unwrap(),
-            LayerInput::File {
-                source: "a".into(),
+            Input::File {
+                source: FileSource::Host("a".into()),
                 dest: "/b".into(),
-                mode: None
+                meta: EntryMeta::default()
             }
         );
         assert!(parse_file("a:/b:9").is_err());
@@ -189,7 +143,7 @@ mod tests {
         assert!(parse_dir("src:").is_err());
         assert_eq!(
             parse_dir("src:/srv").unwrap(),
-            LayerInput::Dir {
+            Input::Dir {
                 source: "src".into(),
                 dest: "/srv".into()
             }

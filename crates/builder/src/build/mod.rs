@@ -14,9 +14,11 @@ use layerize_manifest::{layer_media_type, ConfigEdit, Descriptor, History, Platf
 use layerize_registry::{BlobBody, PutOutcome, Store};
 use tracing::info;
 
+use crate::layer::filemap::FileMap;
+use crate::layer::recipe;
 use crate::layer::{write_layer, LayerOptions};
 use crate::BuildError;
-use plan::{Layer, LayerSpec, Origin, Plan, Step};
+use plan::{Layer, LayerSpec, Origin, Plan, PreparedLayer, Step};
 use report::{LayerReport, Report};
 use resolve::resolve;
 
@@ -114,6 +116,10 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     }
     let family = image.family();
     let media_type = layer_media_type(family, layer_options.compression.kind())?;
+    // Every input is checked before any blob moves: config edits and annotations on a copy of
+    // the image (the real one gets them once its layers are appended), layer inputs as file maps.
+    check_edits(&image, &edits, &annotations)?;
+    let layers = prepare_layers(layers)?;
 
     let base_layers = image
         .layers()
@@ -164,9 +170,14 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
                             .await?;
                         (*layer, outcome)
                     }
-                    Step::Build(spec) => {
-                        build_layer(endpoints.target.as_ref(), spec, layer_options, media_type)
-                            .await?
+                    Step::Build(prepared) => {
+                        build_layer(
+                            endpoints.target.as_ref(),
+                            prepared,
+                            layer_options,
+                            media_type,
+                        )
+                        .await?
                     }
                 };
                 transfers.lock().unwrap().record(outcome);
@@ -268,19 +279,57 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     })
 }
 
+/// Applies the edits and annotations to a copy of `image`, so that a bad one fails the build
+/// before anything is transferred.
+fn check_edits(
+    image: &layerize_manifest::Image,
+    edits: &[ConfigEdit],
+    annotations: &[(String, String)],
+) -> Result<(), BuildError> {
+    let mut checked = image.clone();
+    for edit in edits {
+        checked.apply(edit)?;
+    }
+    for (key, value) in annotations {
+        checked.set_annotation(key, value)?;
+    }
+    Ok(())
+}
+
+/// Applies each layer's inputs to a file map and walks it once without reading file contents,
+/// so that a missing source or a bad tree fails the build before anything is transferred.
+fn prepare_layers(layers: Vec<LayerSpec>) -> Result<Vec<PreparedLayer>, BuildError> {
+    layers
+        .into_iter()
+        .map(|spec| {
+            let input_error = |source| BuildError::Input {
+                layer: spec.name.clone(),
+                source,
+            };
+            let mut files = FileMap::new();
+            recipe::apply(&spec.inputs, &mut files).map_err(input_error)?;
+            Ok(PreparedLayer {
+                name: spec.name,
+                created_by: spec.created_by,
+                files,
+            })
+        })
+        .collect()
+}
+
 /// Builds one layer into a spool file on a blocking thread, then puts it into the target.
 async fn build_layer(
     target: &dyn Store,
-    spec: LayerSpec,
+    prepared: PreparedLayer,
     options: Arc<LayerOptions>,
     media_type: &'static str,
 ) -> Result<(Layer, PutOutcome), BuildError> {
     let spool_dir = target.spool_dir().unwrap_or_else(std::env::temp_dir);
-    let LayerSpec {
+    let PreparedLayer {
         name,
         created_by,
         files,
-    } = spec;
+    } = prepared;
     let (written, spool) = tokio::task::spawn_blocking(move || {
         let spool = tempfile::Builder::new()
             .prefix(".layerize-spool-")

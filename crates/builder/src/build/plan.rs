@@ -5,6 +5,7 @@ use layerize_manifest::{Descriptor, Digest};
 use serde::Serialize;
 
 use crate::layer::filemap::FileMap;
+use crate::layer::recipe::Input;
 
 /// Where a layer of the result comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +41,14 @@ pub struct LayerSpec {
     pub name: String,
     /// The config history's `created_by` for this layer.
     pub created_by: String,
+    /// What goes into it, in order; destinations resolve against the base when the build runs.
+    pub inputs: Vec<Input>,
+}
+
+/// A layer to make, its inputs applied to a file map over the base and checked.
+pub struct PreparedLayer {
+    pub name: String,
+    pub created_by: String,
     pub files: FileMap,
 }
 
@@ -47,8 +56,8 @@ pub struct LayerSpec {
 pub enum Step {
     /// Carry a base layer over: make its blob present in the target.
     FromBase(Box<Layer>),
-    /// Build a layer from its spec.
-    Build(LayerSpec),
+    /// Build a layer from its checked file map.
+    Build(PreparedLayer),
 }
 
 /// The layers of the result in order: the base's first, then the ones asked for.
@@ -57,11 +66,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(base_layers: Vec<Layer>, specs: Vec<LayerSpec>) -> Self {
+    pub fn new(base_layers: Vec<Layer>, layers: Vec<PreparedLayer>) -> Self {
         let steps = base_layers
             .into_iter()
             .map(|layer| Step::FromBase(Box::new(layer)))
-            .chain(specs.into_iter().map(Step::Build))
+            .chain(layers.into_iter().map(Step::Build))
             .collect();
         Plan { steps }
     }

@@ -5,6 +5,7 @@
 pub mod filemap;
 mod hashing;
 mod parallel_gzip;
+pub mod recipe;
 mod tar_import;
 mod tar_writer;
 

@@ -19,7 +19,7 @@ pub struct EntryMeta {
 }
 
 /// Where the content of a regular file comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileSource {
     /// A file on the host, read when the layer is written.
     Host(PathBuf),

@@ -1,0 +1,87 @@
+//! What one layer is made of, as asked for: its inputs in order (host files, host trees, tars,
+//! deletions, opaque directories), turned into a file map only once the base they land on is
+//! known, so that destinations resolve against it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::layer::filemap::{EntryMeta, FileMap, FileMapError, FileSource};
+
+/// One input of a layer, applied in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A regular file at `dest`. A host file's own permission bits are used unless `meta.mode`
+    /// is set.
+    File {
+        source: FileSource,
+        dest: String,
+        meta: EntryMeta,
+    },
+    /// The tree under a host directory, at `dest`.
+    Dir { source: PathBuf, dest: String },
+    /// The entries of an existing tar (plain, gzip or zstd).
+    Tar(PathBuf),
+    /// Deletes a path of the layers below (a whiteout).
+    Delete(String),
+    /// Hides what the layers below have under a directory (an opaque whiteout).
+    Opaque(String),
+}
+
+impl Input {
+    /// Adds this input to `files`.
+    pub fn add_to(&self, files: &mut FileMap) -> Result<(), FileMapError> {
+        match self {
+            Input::File { source, dest, meta } => {
+                files.add_file(dest, source.clone(), meta.clone())
+            }
+            Input::Dir { source, dest } => files.add_host_dir(source, dest),
+            Input::Tar(path) => files.add_tar(path),
+            Input::Delete(path) => files.delete(path),
+            Input::Opaque(path) => files.make_opaque(path),
+        }
+    }
+}
+
+/// The input the way the `layerize build` flag that gives it is written, without the dashes:
+/// `file SRC:DEST[:MODE]`, `dir SRC:DEST`, `tar FILE`, `delete PATH`, `opaque DIR`.
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::File { source, dest, meta } => {
+                match source {
+                    FileSource::Host(path) => write!(f, "file {}:{dest}", path.display())?,
+                    FileSource::Inline(bytes) => write!(f, "file ({} bytes):{dest}", bytes.len())?,
+                }
+                match meta.mode {
+                    Some(mode) => write!(f, ":{mode:o}"),
+                    None => Ok(()),
+                }
+            }
+            Input::Dir { source, dest } => write!(f, "dir {}:{dest}", source.display()),
+            Input::Tar(path) => write!(f, "tar {}", path.display()),
+            Input::Delete(path) => write!(f, "delete {path}"),
+            Input::Opaque(path) => write!(f, "opaque {path}"),
+        }
+    }
+}
+
+/// Why a layer's inputs do not make a file map.
+#[derive(Debug, thiserror::Error)]
+#[error("{input}: {source}")]
+pub struct InputError {
+    /// The input as [`Input`]'s `Display` writes it.
+    pub input: String,
+    #[source]
+    pub source: FileMapError,
+}
+
+/// Applies `inputs` in order to `files`, naming the input that fails.
+pub fn apply(inputs: &[Input], files: &mut FileMap) -> Result<(), InputError> {
+    for input in inputs {
+        input.add_to(files).map_err(|source| InputError {
+            input: input.to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
