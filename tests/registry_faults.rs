@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::fault_proxy::{Fault, FaultKind, FaultProxy, Listener, LoggedRequest};
 use support::images::{self, Format, Image};
-use support::layerize::{built_layers, command, error_line, read_report};
+use support::layerize::{built_layers, error_line, read_report};
 use support::registry::Registry;
 use support::scratch_dir;
 use support::token_server::{Policy, TokenServer};
@@ -139,7 +139,7 @@ fn build(base: &str, target: &str, inputs: &Inputs, creds: Creds) -> Run {
         scratch.path().join("stdout"),
         scratch.path().join("stderr"),
     );
-    let mut layerize = command();
+    let mut layerize = support::layerize!();
     layerize
         .args(["build", "--base", base, "--target", target])
         .args(inputs.args())
