@@ -3,7 +3,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use support::app_image::{assert_podman_sees_the_app, App, AppFiles};
@@ -258,7 +257,7 @@ fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
     let tar_dir = scratch_dir();
     let tar_with_mtime = |mtime: &str, name: &str| {
         let tar = tar_dir.path().join(name);
-        tools::run(Command::new("tar").args([
+        tools::run(tools::command("tar").args([
             "--mtime",
             mtime,
             "--owner=1234",

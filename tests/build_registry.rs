@@ -623,7 +623,7 @@ fn base_on_another_registry_is_streamed_across_without_touching_disk() {
         .args(files.build_args())
         .env("TMPDIR", tmpdir.path());
     // Measure the build's own writes with /usr/bin/time, which reports them from getrusage.
-    let mut timed = Command::new(tools::require("time"));
+    let mut timed = tools::command("time");
     timed
         .args(["-v", "-o"])
         .arg(&time_report)

@@ -19,11 +19,12 @@ macro_rules! layerize {
     };
 }
 
-/// A command running the `layerize` binary at `binary`, with a clean, deterministic
-/// environment: no SOURCE_DATE_EPOCH, no ambient Docker/podman credentials from the
-/// developer's home.
+/// A command running the `layerize` binary at `binary`, dying with the test process, with a
+/// clean, deterministic environment: no SOURCE_DATE_EPOCH, no ambient Docker/podman credentials
+/// from the developer's home.
 pub fn command(binary: &Path) -> Command {
     let mut command = Command::new(binary);
+    crate::children::die_with_test_process(&mut command);
     command
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("LAYERIZE_LOG")

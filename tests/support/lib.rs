@@ -5,6 +5,7 @@
 //! they run it through [`layerize!`].
 
 pub mod app_image;
+pub mod children;
 pub mod fault_proxy;
 pub mod images;
 pub mod layerize;

@@ -1,7 +1,7 @@
 //! A real `docker-registry` (distribution 2.8) on a free loopback port with its own storage dir,
 //! open, with htpasswd (Basic) auth, or with token auth against a token server of the tests. Its
 //! log (access log included) goes to a file so tests can assert on what it saw, e.g. blob mounts;
-//! the process is killed on drop.
+//! the process is killed on drop, and with the test process however that ends.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::tools;
+use crate::{children, tools};
 
 /// How clients must authenticate.
 #[derive(Clone, Debug)]
@@ -52,14 +52,14 @@ impl Registry {
             std::fs::write(&config, config_yaml(port, dir.path(), &auth_section))
                 .expect("write registry config");
             let log = std::fs::File::create(&log_path).expect("create registry log");
-            let mut child = tools::command("docker-registry")
+            let mut serve = tools::command("docker-registry");
+            serve
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("registry log"))
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
+                .stderr(log);
+            let mut child = children::spawn(serve).expect("start docker-registry");
             if wait_until_serving(&mut child, port, &log_path) {
                 return Registry {
                     child,
@@ -86,6 +86,11 @@ impl Registry {
     /// `127.0.0.1:PORT`, the registry part of image references.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process ID of `docker-registry`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:PORT`.
