@@ -1,10 +1,13 @@
-//! The test harness cleans up after itself, also when its process is killed: child processes
-//! die with the test process (support::children).
+//! The test harness cleans up after itself, also when a test fails or its process is killed:
+//! child processes die with the test process (support::children), and podman mounts are undone
+//! when the image goes out of scope, panics included (support::podman).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::images;
+use support::podman::{self, PulledImage};
 use support::registry::Registry;
 use support::{children, scratch_dir, tools};
 
@@ -109,4 +112,40 @@ fn children_die_with_a_killed_test_process() {
             !is_running(pid)
         });
     }
+}
+
+/// The mount points below `dir`, as the kernel lists them for this process.
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    podman::mount_points()
+        .into_iter()
+        .filter(|mount| mount.starts_with(dir))
+        .collect()
+}
+
+#[test]
+fn podman_mounts_are_undone_on_drop_and_on_panic() {
+    let base = images::oci_base_layout();
+
+    let image = PulledImage::pull(&base.reference(), None);
+    let store = image.store_dir().to_owned();
+    assert!(
+        mounts_below(&store).contains(&image.root().to_owned()),
+        "the image is mounted: {:?}",
+        podman::mount_points()
+    );
+    drop(image);
+    assert_eq!(mounts_below(&store), Vec::<PathBuf>::new());
+    assert!(!store.exists(), "the store is removed");
+
+    let mut store = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let image = PulledImage::pull(&base.reference(), None);
+        store = Some(image.store_dir().to_owned());
+        assert!(image.root().join("bin/busybox").is_file());
+        panic!("a check fails while the image is mounted");
+    }));
+    assert!(failed.is_err());
+    let store = store.expect("the image was pulled");
+    assert_eq!(mounts_below(&store), Vec::<PathBuf>::new());
+    assert!(!store.exists(), "the store is removed");
 }
