@@ -124,12 +124,15 @@ impl Drop for Registry {
     }
 }
 
+/// Hang guard for a registry's start, which takes well under a second even on a busy machine.
+const START_HANG_GUARD: Duration = Duration::from_secs(120);
+
 /// True once the registry logged that it listens on `port` and answers `GET /v2/` (any status:
 /// 401 is the answer of an auth-protected one); false when it exited first (port taken).
 fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
     let host = format!("127.0.0.1:{port}");
     let listening = format!("listening on {host}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + START_HANG_GUARD;
     while Instant::now() < deadline {
         if child.try_wait().expect("poll docker-registry").is_some() {
             return false;
@@ -143,7 +146,7 @@ fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
-    panic!("docker-registry on {host} not ready in 20 s; log:\n{log}");
+    panic!("hang guard: docker-registry on {host} not ready in {START_HANG_GUARD:?}; log:\n{log}");
 }
 
 fn free_port() -> u16 {
