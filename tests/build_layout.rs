@@ -3,12 +3,11 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use support::app_image::{assert_podman_sees_the_app, App, AppFiles};
 use support::images::{self, busybox, Format, Image};
-use support::layerize::{built_layers, command, error_line, read_report, run_err, run_ok};
+use support::layerize::{built_layers, error_line, read_report, run_err, run_ok};
 use support::podman::PulledImage;
 use support::{scratch_dir, tools};
 
@@ -28,7 +27,7 @@ fn target_ref(dir: &Path, tag: &str) -> String {
 /// Runs a build of `base` into the `app` tag of the layout in `out`, with `extra` arguments,
 /// that must fail; returns its stderr.
 fn build_err(base: &str, out: &Path, extra: &[&str]) -> String {
-    let mut build = command();
+    let mut build = support::layerize!();
     build
         .args(["build", "--base", base, "--target", &target_ref(out, "app")])
         .args(extra);
@@ -39,7 +38,7 @@ fn build_err(base: &str, out: &Path, extra: &[&str]) -> String {
 fn build_app(base: &str, target: &str, files: &AppFiles, extra: &[&str]) -> Value {
     let scratch = scratch_dir();
     let report = scratch.path().join("report.json");
-    let mut build = command();
+    let mut build = support::layerize!();
     build
         .args(["build", "--base", base, "--target", target])
         .args(files.build_args())
@@ -237,7 +236,7 @@ fn same_inputs_give_the_same_digest_for_any_thread_count() {
     // SOURCE_DATE_EPOCH moves mtimes and `created`, hence the digest.
     let out = scratch_dir();
     let target = target_ref(out.path(), "app");
-    let mut build = command();
+    let mut build = support::layerize!();
     build
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["build", "--base", &base.reference(), "--target", &target])
@@ -258,7 +257,7 @@ fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
     let tar_dir = scratch_dir();
     let tar_with_mtime = |mtime: &str, name: &str| {
         let tar = tar_dir.path().join(name);
-        tools::run(Command::new("tar").args([
+        tools::run(tools::command("tar").args([
             "--mtime",
             mtime,
             "--owner=1234",
@@ -277,7 +276,7 @@ fn layer_per_flag_makes_one_layer_per_flag_and_tar_input_is_normalised() {
     for tar in [&old, &new] {
         let out = scratch_dir();
         let report_path = out.path().join("report.json");
-        run_ok(command().args([
+        run_ok(support::layerize!().args([
             "build",
             "--base",
             &base.reference(),
@@ -421,7 +420,7 @@ fn json_logs_carry_phase_step_and_message() {
     let base = images::oci_base_layout();
     let out = scratch_dir();
     let files = AppFiles::new(APP);
-    let mut build = command();
+    let mut build = support::layerize!();
     build
         .args(["--log-format", "json", "build", "--base", &base.reference()])
         .args(["--target", &target_ref(out.path(), "app")])

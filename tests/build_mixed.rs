@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use support::images::{self, Format, Image};
-use support::layerize::{command, read_report, run_ok};
+use support::layerize::{read_report, run_ok};
 use support::podman::PulledImage;
 use support::registry::Registry;
 use support::{scratch_dir, skopeo, tools};
@@ -18,7 +18,7 @@ fn note_file(dir: &std::path::Path) -> String {
 fn build(base: &str, target: &str, extra: &[&str]) -> Value {
     let scratch = scratch_dir();
     let report = scratch.path().join("report.json");
-    let mut build = command();
+    let mut build = support::layerize!();
     build
         .args(["build", "--base", base, "--target", target])
         .args(["--file", &note_file(scratch.path())])
@@ -119,7 +119,7 @@ fn a_base_digest_that_does_not_match_is_refused() {
     images::push(Image::Busybox, Format::Oci, &registry, "base/bb:v1");
     let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let out = scratch_dir();
-    let output = tools::output(command().args([
+    let output = tools::output(support::layerize!().args([
         "build",
         "--base",
         &format!("{}/base/bb@{wrong}", registry.host()),

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use support::app_image::{assert_podman_sees_the_app, mode_of, App, AppFiles};
 use support::images::{self, Format, Image};
-use support::layerize::{command, error_line, read_report};
+use support::layerize::{error_line, read_report};
 use support::podman::PulledImage;
 use support::registry::{Auth, Registry};
 use support::token_server::{Policy, TokenServer};
@@ -151,7 +151,7 @@ impl Build {
     fn new(base: &str, target: &str) -> Build {
         let scratch = scratch_dir();
         let report = scratch.path().join("report.json");
-        let mut command = command();
+        let mut command = support::layerize!();
         command
             .args(["build", "--base", base, "--target", target])
             .arg("--report")
@@ -623,7 +623,7 @@ fn base_on_another_registry_is_streamed_across_without_touching_disk() {
         .args(files.build_args())
         .env("TMPDIR", tmpdir.path());
     // Measure the build's own writes with /usr/bin/time, which reports them from getrusage.
-    let mut timed = Command::new(tools::require("time"));
+    let mut timed = tools::command("time");
     timed
         .args(["-v", "-o"])
         .arg(&time_report)
@@ -972,7 +972,7 @@ fn login_writes_docker_config_and_a_build_without_creds_flags_uses_it() {
         "{error}"
     );
 
-    let mut login = command();
+    let mut login = support::layerize!();
     login
         .env("DOCKER_CONFIG", &docker_config)
         .args([
@@ -1021,7 +1021,7 @@ fn login_writes_docker_config_and_a_build_without_creds_flags_uses_it() {
 
 /// `layerize login HOST -u alice --password-stdin` with `password` on stdin.
 fn layerize_login(docker_config: &std::path::Path, host: &str, password: &str) -> Output {
-    let mut child = command()
+    let mut child = support::layerize!()
         .env("DOCKER_CONFIG", docker_config)
         .args(["login", host, "-u", USER, "--password-stdin"])
         .stdin(Stdio::piped())

@@ -1,9 +1,11 @@
 //! Smoke tests of the test doubles that stand in for real-world registry behaviour: the token
 //! server against the real `docker-registry` in token mode (tokens accepted, policies enforced,
-//! wrong passwords refused, identity tokens, expiry), and the fault proxy in front of real
-//! registries (each fault as a client sees it, and clean forwarding of everything else).
+//! wrong passwords refused, identity tokens, tokens that die early), and the fault proxy in front
+//! of real registries (each fault as a client sees it, and clean forwarding of everything else).
 
 use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -259,14 +261,22 @@ fn token_server_tokens_are_accepted_and_enforced_by_the_real_registry() {
         401
     );
 
-    // Expiring tokens: the registry refuses one after its lifetime, despite its 60 s leeway.
-    let tokens = tokens.with_expiry(Duration::from_secs(2));
-    let short = get_token(&tokens, ALICE, "repository:org/app:pull");
-    assert_eq!(short["expires_in"], 2);
-    let short = bearer(short["token"].as_str().unwrap());
-    assert_eq!(curl(&["-H", &short, &tags]).unwrap().status, 200);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(curl(&["-H", &short, &tags]).unwrap().status, 401);
+    // Tokens that die early: the registry refuses one past its lifetime (zero here), despite its
+    // 60 s leeway and the 300 s that `expires_in` promises; once tokens no longer die, they work.
+    let dying = Arc::new(AtomicBool::new(true));
+    let tokens = tokens.with_early_expiry(Duration::ZERO, {
+        let dying = dying.clone();
+        move || dying.load(Ordering::SeqCst)
+    });
+    let dead = get_token(&tokens, ALICE, "repository:org/app:pull");
+    assert_eq!(dead["expires_in"], 300);
+    let dead = bearer(dead["token"].as_str().unwrap());
+    assert_eq!(curl(&["-H", &dead, &tags]).unwrap().status, 401);
+    dying.store(false, Ordering::SeqCst);
+    let live = get_token(&tokens, ALICE, "repository:org/app:pull");
+    let live = bearer(live["token"].as_str().unwrap());
+    assert_eq!(curl(&["-H", &live, &tags]).unwrap().status, 200);
+    assert_eq!(curl(&["-H", &dead, &tags]).unwrap().status, 401);
 
     let log = format!("{:?}", tokens.issued());
     for secret in [ALICE.1, BOB.1, BOB_IDENTITY_TOKEN, &identity, &bob_identity] {

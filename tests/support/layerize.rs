@@ -1,62 +1,30 @@
-//! Running the `layerize` binary under test: found next to the test executable
-//! (`target/PROFILE/layerize`; `scripts/test` builds it before the tests, since `cargo test` does
-//! not build another package's binary), with helpers for the report.
+//! Running the `layerize` binary under test: the one cargo built for the calling test target
+//! (its path comes from `CARGO_BIN_EXE_layerize`, through [`layerize!`](crate::layerize!)), in a
+//! clean environment, with helpers for its output and report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// The `layerize` binary of this build; panics with the fix when it is missing or older than the
-/// sources it is built from, so a test never passes or fails on a stale binary.
-pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let profile_dir = exe
-        .ancestors()
-        .find(|dir| dir.file_name().is_some_and(|name| name == "deps"))
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("{} is not under target/*/deps", exe.display()));
-    let binary = profile_dir.join("layerize");
-    let fix = "run `cargo build -p layerize-cli` first (scripts/test does)";
-    let built = std::fs::metadata(&binary)
-        .and_then(|meta| meta.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: {fix}", binary.display()));
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
-    let newest_source = ["builder", "manifest", "registry", "layerize-cli"]
-        .iter()
-        .map(|name| newest_modification(&crates.join(name).join("src")))
-        .max()
-        .expect("four crates");
-    assert!(
-        built >= newest_source,
-        "{} is older than the sources in crates/*/src: {fix}",
-        binary.display()
-    );
-    binary
+/// A `layerize` [`Command`] (see [`command`]) for the binary cargo built for this test target.
+///
+/// Cargo sets `CARGO_BIN_EXE_layerize` while compiling the tests of the `layerize-cli` package,
+/// which the end-to-end tests belong to, and builds the binary before running them; `env!`
+/// reads it where the macro is used.
+#[macro_export]
+macro_rules! layerize {
+    () => {
+        $crate::layerize::command(::std::path::Path::new(env!("CARGO_BIN_EXE_layerize")))
+    };
 }
 
-/// The latest modification time of any file below `dir`.
-fn newest_modification(dir: &Path) -> SystemTime {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
-        .map(|entry| {
-            let entry = entry.expect("directory entry");
-            let meta = entry.metadata().expect("metadata of a source file");
-            if meta.is_dir() {
-                newest_modification(&entry.path())
-            } else {
-                meta.modified().expect("modification time")
-            }
-        })
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// A `layerize` command with a clean, deterministic environment: no SOURCE_DATE_EPOCH, no
-/// ambient Docker/podman credentials from the developer's home.
-pub fn command() -> Command {
-    let mut command = Command::new(binary());
+/// A command running the `layerize` binary at `binary`, dying with the test process, with a
+/// clean, deterministic environment: no SOURCE_DATE_EPOCH, no ambient Docker/podman credentials
+/// from the developer's home.
+pub fn command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    crate::children::die_with_test_process(&mut command);
     command
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("LAYERIZE_LOG")
@@ -94,7 +62,7 @@ pub fn run_err(command: &mut Command) -> String {
 }
 
 /// Reads a `--report` file.
-pub fn read_report(path: &std::path::Path) -> Value {
+pub fn read_report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("read the report")).expect("report is JSON")
 }
 

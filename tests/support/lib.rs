@@ -1,7 +1,11 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
 //! with tools that are not ours, and real registries started on loopback.
+//!
+//! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
+//! they run it through [`layerize!`].
 
 pub mod app_image;
+pub mod children;
 pub mod fault_proxy;
 pub mod images;
 pub mod layerize;

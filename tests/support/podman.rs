@@ -2,6 +2,7 @@
 //! container store (its own root, runroot and tmpdir under a temp dir) so parallel tests never
 //! share image names, IDs or locks; [`PulledImage`] pulls a reference into one, mounts it with
 //! `podman image mount` and lets tests read files, run binaries with `chroot` and inspect the config.
+//! Mounts are undone when these go out of scope, on a panic too.
 //!
 //! `podman run` does not work on these machines (crun cannot set rlimits), which is why images are
 //! checked through the mount.
@@ -50,6 +51,11 @@ impl Podman {
         )
     }
 
+    /// The directory holding the whole store.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn graph_root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
@@ -68,8 +74,19 @@ impl Default for Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         // The overlay driver leaves a bind mount of its home behind; `system reset` removes it
-        // together with the images, so the temp dir can be deleted.
+        // together with the images and their mounts, so the temp dir can be deleted.
         let _ = self.command().args(["system", "reset", "--force"]).output();
+        // Should podman have failed, detach what it left rather than let the temp dir's removal
+        // walk into a mounted image. Deepest first: a mount may sit inside another.
+        let mut left: Vec<PathBuf> = mount_points()
+            .into_iter()
+            .filter(|point| point.starts_with(self.dir.path()))
+            .collect();
+        left.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+        for point in left {
+            eprintln!("podman left {} mounted; detaching it", point.display());
+            detach_mount(&point);
+        }
     }
 }
 
@@ -115,6 +132,11 @@ impl PulledImage {
         &self.root
     }
 
+    /// The directory of the private store the image was pulled into.
+    pub fn store_dir(&self) -> &Path {
+        self.podman.dir()
+    }
+
     /// `podman image inspect` of the image: the first (only) element of its JSON array.
     pub fn inspect(&self) -> Value {
         let text = tools::run(self.podman.command().args(["image", "inspect", &self.id]));
@@ -137,4 +159,53 @@ impl Drop for PulledImage {
             .args(["image", "unmount", &self.id])
             .output();
     }
+}
+
+/// `umount -l`: detaches the mount at `point` now; the kernel cleans it up once unused.
+fn detach_mount(point: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(point.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+        eprintln!(
+            "cannot detach {}: {}",
+            point.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Every mount point this process sees (`/proc/self/mountinfo`), for checking that none is left.
+pub fn mount_points() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mount_point(point)))
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\OOO` octal escapes.
+fn unescape_mount_point(escaped: &str) -> String {
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let octal = tail.get(..3).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (first, octal) {
+            (b'\\', Some(byte)) => {
+                bytes.push(byte);
+                rest = &tail[3..];
+            }
+            _ => {
+                bytes.push(first);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -1,7 +1,7 @@
 //! A real `docker-registry` (distribution 2.8) on a free loopback port with its own storage dir,
 //! open, with htpasswd (Basic) auth, or with token auth against a token server of the tests. Its
 //! log (access log included) goes to a file so tests can assert on what it saw, e.g. blob mounts;
-//! the process is killed on drop.
+//! the process is killed on drop, and with the test process however that ends.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::tools;
+use crate::{children, tools};
 
 /// How clients must authenticate.
 #[derive(Clone, Debug)]
@@ -52,14 +52,14 @@ impl Registry {
             std::fs::write(&config, config_yaml(port, dir.path(), &auth_section))
                 .expect("write registry config");
             let log = std::fs::File::create(&log_path).expect("create registry log");
-            let mut child = tools::command("docker-registry")
+            let mut serve = tools::command("docker-registry");
+            serve
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("registry log"))
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
+                .stderr(log);
+            let mut child = children::spawn(serve).expect("start docker-registry");
             if wait_until_serving(&mut child, port, &log_path) {
                 return Registry {
                     child,
@@ -86,6 +86,11 @@ impl Registry {
     /// `127.0.0.1:PORT`, the registry part of image references.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process ID of `docker-registry`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -119,12 +124,15 @@ impl Drop for Registry {
     }
 }
 
+/// Hang guard for a registry's start, which takes well under a second even on a busy machine.
+const START_HANG_GUARD: Duration = Duration::from_secs(120);
+
 /// True once the registry logged that it listens on `port` and answers `GET /v2/` (any status:
 /// 401 is the answer of an auth-protected one); false when it exited first (port taken).
 fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
     let host = format!("127.0.0.1:{port}");
     let listening = format!("listening on {host}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + START_HANG_GUARD;
     while Instant::now() < deadline {
         if child.try_wait().expect("poll docker-registry").is_some() {
             return false;
@@ -138,7 +146,7 @@ fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
-    panic!("docker-registry on {host} not ready in 20 s; log:\n{log}");
+    panic!("hang guard: docker-registry on {host} not ready in {START_HANG_GUARD:?}; log:\n{log}");
 }
 
 fn free_port() -> u16 {

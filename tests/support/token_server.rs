@@ -7,8 +7,9 @@
 //! (identity tokens). Tokens are JWTs whose header carries the certificate as `x5c`, and whose
 //! `access` claim is the intersection of what was asked for and what the policy allows.
 //!
-//! Every token request is counted and every issued token is logged with its requested and granted
-//! scopes, never with a password or a token.
+//! Tokens can be made to die early ([`TokenServer::with_early_expiry`]) for tests of expiry that
+//! must not race the clock. Every token request is counted and every issued token is logged with
+//! its requested and granted scopes, never with a password or a token.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub const ISSUER: &str = "layerize-test-token-server";
 /// distribution accepts a token until `exp` plus this leeway (registry/auth/token/token.go);
 /// tokens are stamped this much earlier so the registry refuses them after their lifetime.
 const REGISTRY_LEEWAY: Duration = Duration::from_secs(60);
+/// The lifetime of every token as `expires_in` states it, and as the registry sees it unless
+/// the token dies early.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Who may do what: grants of actions on repositories (glob patterns where `*` matches any
@@ -147,7 +150,7 @@ struct State {
     signer: Signer,
     users: HashMap<String, String>,
     policy: Policy,
-    lifetime: Mutex<Duration>,
+    early_expiry: Mutex<Option<EarlyExpiry>>,
     /// Identity (refresh) tokens and the user each stands for.
     refresh_tokens: Mutex<HashMap<String, String>>,
     requests: AtomicU64,
@@ -181,7 +184,7 @@ impl TokenServer {
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
             policy,
-            lifetime: Mutex::new(DEFAULT_LIFETIME),
+            early_expiry: Mutex::new(None),
             refresh_tokens: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             issued: Mutex::new(Vec::new()),
@@ -207,10 +210,22 @@ impl TokenServer {
         })
     }
 
-    /// Makes tokens issued from now on valid at the registry for `lifetime` only (and says so in
-    /// `expires_in`), compensating for the registry's 60 s leeway: for testing expiring tokens.
-    pub fn with_expiry(self, lifetime: Duration) -> Self {
-        *self.state.lifetime.lock().unwrap() = lifetime;
+    /// Makes the registry refuse each token issued while `dying()` holds once `lifetime` has
+    /// passed since it was issued (at once for zero), although its `expires_in` still promises
+    /// the default 300 s, as for a token revoked early. Tokens issued once `dying()` no longer
+    /// holds live the default lifetime.
+    ///
+    /// Tests of expiry stay free of races with the clock this way: the test decides which tokens
+    /// die, and a slow run only makes a lifetime more surely exceeded, never a live token stale.
+    pub fn with_early_expiry(
+        self,
+        lifetime: Duration,
+        dying: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        *self.state.early_expiry.lock().unwrap() = Some(EarlyExpiry {
+            lifetime,
+            dying: Box::new(dying),
+        });
         self
     }
 
@@ -277,6 +292,12 @@ impl Drop for TokenServer {
             let _ = thread.join();
         }
     }
+}
+
+/// Which tokens die before their stated lifetime, and when.
+struct EarlyExpiry {
+    lifetime: Duration,
+    dying: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Form or query parameters of a token request.
@@ -404,7 +425,10 @@ impl State {
         }
         let requested = params.scopes();
         let granted = self.grant(user.as_deref(), &requested);
-        let lifetime = *self.lifetime.lock().unwrap();
+        let lifetime = match &*self.early_expiry.lock().unwrap() {
+            Some(early) if (early.dying)() => early.lifetime,
+            _ => DEFAULT_LIFETIME,
+        };
         let token = self
             .signer
             .token(user.as_deref().unwrap_or_default(), &granted, lifetime)
@@ -416,7 +440,7 @@ impl State {
         let mut body = json!({
             "token": token,
             "access_token": token,
-            "expires_in": lifetime.as_secs().max(1),
+            "expires_in": DEFAULT_LIFETIME.as_secs(),
             "issued_at": issued_at,
         });
         let refresh_token = match (&user, with_refresh_token) {
@@ -535,7 +559,8 @@ impl Signer {
         })
     }
 
-    /// A compact JWS the registry accepts for `lifetime` from now.
+    /// A compact JWS the registry accepts for less than `lifetime` from now (not at all for
+    /// zero): `exp` counts whole seconds, so it is rounded down.
     fn token(&self, subject: &str, access: &[Access], lifetime: Duration) -> Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let header = json!({ "typ": "JWT", "alg": "ES256", "x5c": [self.cert_der_base64] });
@@ -543,7 +568,7 @@ impl Signer {
             "iss": ISSUER,
             "sub": subject,
             "aud": SERVICE,
-            "exp": (now + lifetime.as_secs()) as i64 - REGISTRY_LEEWAY.as_secs() as i64,
+            "exp": (now + lifetime.as_secs()) as i64 - REGISTRY_LEEWAY.as_secs() as i64 - 1,
             "nbf": now,
             "iat": now,
             "jti": random_hex(16)?,

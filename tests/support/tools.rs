@@ -1,6 +1,6 @@
 //! External tools the end-to-end tests drive: finding them on `PATH` (a missing tool is a test
-//! failure with the fix in the message, never a skip) and running them with failures that show
-//! the command line and its stderr.
+//! failure with the fix in the message, never a skip) and running them, as children that die
+//! with the test process, with failures that show the command line and its stderr.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -20,9 +20,12 @@ pub fn require(tool: &str) -> PathBuf {
         })
 }
 
-/// A `Command` for `tool`, checked with [`require`] first.
+/// A `Command` for `tool`, checked with [`require`] first, whose process dies with the test
+/// process ([`crate::children`]).
 pub fn command(tool: &str) -> Command {
-    Command::new(require(tool))
+    let mut command = Command::new(require(tool));
+    crate::children::die_with_test_process(&mut command);
+    command
 }
 
 /// Runs `command` and returns its stdout as text; panics with the command line, exit status and
