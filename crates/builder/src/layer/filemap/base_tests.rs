@@ -243,7 +243,7 @@ fn base_directories_and_non_directories_do_not_replace_each_other_silently() {
     let err = file(&mut map, "/etc/passwd/x").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "resolving /etc/passwd/x: /etc/passwd is not a directory"
+        "resolving /etc/passwd/x: /etc/passwd is not a directory (in the base image)"
     );
     assert!(map.is_empty());
 
@@ -297,7 +297,8 @@ fn loops_and_escapes_in_the_base_are_errors_where_they_are_followed() {
     let err = map.delete("/srv/up/x").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "resolving /srv/up/x: the symlink /srv/up -> ../../x points above the image root"
+        "resolving /srv/up/x: the symlink /srv/up -> ../../x points above the image root \
+         (in the base image)"
     );
     // The links themselves can be replaced.
     file(&mut map, "/srv/loop").unwrap();

@@ -81,7 +81,8 @@ pub enum FileMapError {
     },
     #[error("tar {path}: {message}")]
     Tar { path: PathBuf, message: String },
-    #[error(transparent)]
+    /// A destination that cannot be resolved through the base's symlinks.
+    #[error("{0} (in the base image)")]
     Resolve(#[from] layerize_basefs::ResolveError),
     #[error("/{path} is a {base} in the base image but a {layer} in this layer; delete it first (--delete /{path}) to replace it")]
     BaseConflict {
