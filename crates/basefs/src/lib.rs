@@ -9,6 +9,8 @@
 
 mod entry;
 mod index;
+mod resolve;
 
 pub use entry::{Entry, Kind, OwnedEntry};
 pub use index::FsIndex;
+pub use resolve::{ResolveError, Resolved, Resolver, MAX_SYMLINK_EXPANSIONS};

@@ -500,6 +500,76 @@ mod tests {
         );
     }
 
+    #[test]
+    fn layers_on_a_base_land_where_copy_would_put_them() {
+        use crate::layer::filemap::base_tests::debian_base;
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(rootfs.path().join("sbin")).unwrap();
+        std::fs::write(rootfs.path().join("sbin/tool"), "tool").unwrap();
+        let fill = |map: &mut FileMap| {
+            let exec = EntryMeta {
+                mode: Some(0o755),
+                ..EntryMeta::default()
+            };
+            let app = FileSource::Inline(b"app".to_vec());
+            map.add_file("/bin/app", app, exec).unwrap();
+            for dest in ["/tmp/x", "/usr/lib/y", "/usr/local/bin/z"] {
+                let content = FileSource::Inline(dest.as_bytes().to_vec());
+                map.add_file(dest, content, EntryMeta::default()).unwrap();
+            }
+            map.delete("/lib/x86_64-linux-gnu/libfoo.so.1").unwrap();
+            map.add_host_dir(rootfs.path(), "/").unwrap();
+            map.validate().unwrap();
+        };
+        let base = std::sync::Arc::new(debian_base());
+        let mut map = FileMap::on_base(base.clone());
+        fill(&mut map);
+        let (written, blob) = build(&map, &options(Compression::default(), 2));
+        assert_eq!(
+            members(&decompress(&blob)),
+            [
+                "tmp/ Directory 1777 0:0 1690000005",
+                "tmp/x Regular 644 0:0 1700000000 \"/tmp/x\"",
+                "usr/ Directory 755 0:0 1690000006",
+                "usr/bin/ Directory 755 0:0 1690000007",
+                "usr/bin/app Regular 755 0:0 1700000000 \"app\"",
+                "usr/lib/ Directory 755 0:0 1690000008",
+                "usr/lib/x86_64-linux-gnu/ Directory 755 0:0 1690000009",
+                "usr/lib/x86_64-linux-gnu/.wh.libfoo.so.1 Regular 644 0:0 1700000000",
+                "usr/lib/y Regular 644 0:0 1700000000 \"/usr/lib/y\"",
+                "usr/local/ Directory 2775 0:50 1690000011",
+                "usr/local/bin/ Directory 755 0:0 1700000000",
+                "usr/local/bin/z Regular 644 0:0 1700000000 \"/usr/local/bin/z\"",
+                "usr/sbin/ Directory 755 0:0 1690000012",
+                "usr/sbin/tool Regular 644 0:0 1700000000 \"tool\"",
+            ]
+        );
+        // What the resolution decided is in the bytes: the same base gives the same layer,
+        // none another.
+        let mut again = FileMap::on_base(base);
+        fill(&mut again);
+        assert_eq!(
+            build(&again, &options(Compression::default(), 1)).0,
+            written
+        );
+        let mut without = FileMap::new();
+        fill(&mut without);
+        assert_ne!(
+            build(&without, &options(Compression::default(), 1)).0,
+            written
+        );
+
+        // A host tree over a base directory is refused when written, too.
+        std::fs::write(rootfs.path().join("etc"), "not a directory").unwrap();
+        let mut bad = FileMap::on_base(std::sync::Arc::new(debian_base()));
+        bad.add_host_dir(rootfs.path(), "/").unwrap();
+        let err = write_layer(&bad, &options(Compression::default(), 1), Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, LayerError::Files(FileMapError::BaseConflict { .. })),
+            "{err}"
+        );
+    }
+
     /// A tar with `owner` and `mtime` on every member, its members reversed or not.
     fn input_tar(owner: u64, mtime: u64, reversed: bool) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());

@@ -68,10 +68,11 @@ impl Entries<'_> {
                         rank,
                         entry: explicit.entry.clone(),
                         linked: None,
+                        from_walk: false,
                     });
                 }
             }
-            for (index, walk) in self.walks.iter_mut().enumerate() {
+            for walk in self.walks.iter_mut() {
                 if walk.next.as_ref().is_none_or(|item| item.path != path) {
                     continue;
                 }
@@ -82,13 +83,27 @@ impl Entries<'_> {
                     seq: walk.tree.seq,
                     implicit: false,
                 };
+                // Trees of one add (a tree and its directories written through base symlinks)
+                // may share directories, nothing else.
+                if let Some(best) = best.as_ref().filter(|best| best.from_walk) {
+                    if best.rank.seq == rank.seq
+                        && !(is_dir && matches!(best.entry.node, Node::Dir))
+                    {
+                        return Err(FileMapError::HostTreeCollision {
+                            path,
+                            src: walk.tree.src.clone(),
+                            link: walk.tree.via.clone().unwrap_or_default(),
+                        });
+                    }
+                }
                 if best.as_ref().is_none_or(|best| rank.outranks(&best.rank))
                     && visible(&self.shadows, rank.seq)
                 {
                     best = Some(Candidate {
                         rank,
                         entry: item.entry,
-                        linked: item.inode.map(|inode| (index, inode)),
+                        linked: item.inode,
+                        from_walk: true,
                     });
                 }
                 if !is_dir {
@@ -96,13 +111,27 @@ impl Entries<'_> {
                 }
             }
             let Some(Candidate {
-                mut entry, linked, ..
+                rank,
+                mut entry,
+                linked,
+                from_walk,
             }) = best
             else {
                 continue;
             };
-            if let Some((index, inode)) = linked {
-                match self.walks[index].inodes.entry(inode) {
+            if from_walk {
+                // Entries added one by one were checked when they were added.
+                self.map.check_base(&path, &entry.node, rank.seq)?;
+            }
+            if let Some(inode) = linked {
+                // The trees of one add (a tree and its directories written through base
+                // symlinks) share their groups of hardlinked files, kept by the first of them.
+                let group = self
+                    .walks
+                    .iter()
+                    .position(|walk| walk.tree.seq == rank.seq)
+                    .expect("the walk of the entry");
+                match self.walks[group].inodes.entry(inode) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         entry.node = Node::Hardlink(first.get().clone())
                     }
@@ -120,6 +149,8 @@ impl Entries<'_> {
 pub(super) struct Candidate {
     pub(super) rank: Rank,
     pub(super) entry: Entry,
-    /// The walk and the inode of a host file with several links.
-    pub(super) linked: Option<(usize, Inode)>,
+    /// The inode of a host file with several links.
+    pub(super) linked: Option<Inode>,
+    /// Whether it comes from a host tree.
+    pub(super) from_walk: bool,
 }

@@ -18,6 +18,13 @@ pub(super) struct HostTree {
     pub(super) src: PathBuf,
     pub(super) dest: String,
     pub(super) seq: u64,
+    /// Layer paths of directories of the tree that are written elsewhere, as trees of their own
+    /// (where they meet a base symlink); sorted.
+    pub(super) skip: Vec<String>,
+    /// The root directory's entry when it is not the host's (the base's directory).
+    pub(super) root: Option<Entry>,
+    /// The base symlink this tree is a directory of another tree written through.
+    pub(super) via: Option<String>,
 }
 
 /// What a host tree has at a layer path, looked up without walking the tree.
@@ -30,7 +37,18 @@ pub(super) enum HostLookup {
 }
 
 impl HostTree {
+    /// Whether `path` is at or below one of the directories written elsewhere.
+    fn skips(&self, path: &str) -> bool {
+        self.skip.iter().any(|skip| {
+            path.strip_prefix(skip.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
     pub(super) fn lookup(&self, path: &str) -> Result<HostLookup, FileMapError> {
+        if self.skips(path) {
+            return Ok(HostLookup::Absent);
+        }
         let rel = if self.dest.is_empty() {
             path
         } else if path == self.dest {
@@ -130,7 +148,10 @@ impl<'a> HostWalk<'a> {
                 if !metadata.is_dir() {
                     return Err(not_a_directory(&tree.src));
                 }
-                let entry = host_entry(Node::Dir, &metadata);
+                let entry = match &tree.root {
+                    Some(root) => root.clone(),
+                    None => host_entry(Node::Dir, &metadata),
+                };
                 let path = tree.dest.clone();
                 return Ok(Some(HostItem {
                     path,
@@ -149,6 +170,9 @@ impl<'a> HostWalk<'a> {
             let name = std::str::from_utf8(name_bytes)
                 .map_err(|_| FileMapError::NonUtf8Name(src.clone()))?;
             let path = join(&frame.dest, name);
+            if self.tree.skips(&path) {
+                continue;
+            }
             if child.contents {
                 self.frames.push(Frame::read(src, path)?);
                 continue;

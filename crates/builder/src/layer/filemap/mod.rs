@@ -6,7 +6,16 @@
 //! - Destinations are normalised lexically (`/a//./b/../c` -> `a/c`); one that climbs above the
 //!   root is refused, and so is one whose parent is a symlink in the map (the tar would write
 //!   through the link).
-//! - Parent directories are created implicitly (0755, 0:0, the layer's mtime).
+//! - On a base ([`FileMap::on_base`]), destinations are then resolved as `COPY` resolves them
+//!   (see [`base`]): symlinks of the base among the parents are followed (`/bin/x` lands at
+//!   `usr/bin/x` when `bin -> usr/bin`), and so is the last component of a directory
+//!   destination (a directory, a host tree's root, an opaque directory, a tar's directory);
+//!   a file, symlink or deletion at a base symlink replaces or deletes the link itself. A
+//!   directory of the base cannot become a non-directory (or the reverse) unless an earlier add
+//!   deleted it or made it or a parent opaque. A host tree's directory that lands on a base
+//!   symlink is written at the link's target.
+//! - Parent directories are created implicitly: with the base's mode, owner and mtime where the
+//!   base has them, else 0755, 0:0, the layer's mtime.
 //! - A later add replaces an earlier entry at the same path. A directory replaced by a directory
 //!   keeps its children; replaced by anything else, its children are dropped.
 //! - File content is never loaded (except inline bytes): host files are read and tar members are
@@ -15,6 +24,9 @@
 //!   does not grow with the number of files; the result is the one a walk at add time would give.
 //!   A host file with several links can be a hardlink target only inside its own tree.
 
+mod base;
+#[cfg(test)]
+pub(crate) mod base_tests;
 mod entries;
 mod entry;
 mod host_tree;
@@ -30,12 +42,12 @@ use std::sync::Arc;
 
 use crate::layer::tar_import;
 
+use base::{Base, Follow, Hidden};
 use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk};
-pub(crate) use path::normalize;
 use path::{ancestors, check_no_nul};
 
 /// Why an entry cannot be added to a file map.
@@ -69,6 +81,21 @@ pub enum FileMapError {
     },
     #[error("tar {path}: {message}")]
     Tar { path: PathBuf, message: String },
+    /// A destination that cannot be resolved through the base's symlinks.
+    #[error("{0} (in the base image)")]
+    Resolve(#[from] layerize_basefs::ResolveError),
+    #[error("/{path} is a {base} in the base image but a {layer} in this layer; delete it first (--delete /{path}) to replace it")]
+    BaseConflict {
+        path: String,
+        base: &'static str,
+        layer: &'static str,
+    },
+    #[error("/{path} would be written twice by one host directory, once through the base's symlink /{link} (from {src})")]
+    HostTreeCollision {
+        path: String,
+        src: PathBuf,
+        link: String,
+    },
 }
 
 /// The description of one layer. See the module documentation for the rules.
@@ -87,6 +114,10 @@ pub struct FileMap {
     masks: BTreeMap<String, Mask>,
     /// The sequence number of the last add.
     last_seq: u64,
+    /// The filesystem the layer lands on (empty: none).
+    base: Base,
+    /// What the layer's whiteouts hide of the base.
+    hidden: Hidden,
 }
 
 /// An entry added one by one (or a parent directory created for one).
@@ -107,6 +138,7 @@ struct Mask {
 }
 
 impl FileMap {
+    /// An empty file map for a layer on an empty base: destinations are taken as they are.
     pub fn new() -> Self {
         Self::default()
     }
@@ -123,7 +155,7 @@ impl FileMap {
         source: FileSource,
         meta: EntryMeta,
     ) -> Result<(), FileMapError> {
-        let path = normalize(dest)?;
+        let path = self.destination(dest, Follow::Parents)?;
         let (content, default_mode) = match source {
             FileSource::Inline(bytes) => (Content::Inline(bytes.into()), FILE_MODE),
             FileSource::Host(src) => {
@@ -139,8 +171,9 @@ impl FileMap {
         self.insert(path, Node::File(content), meta, default_mode)
     }
 
+    /// Adds a directory with exactly `meta` (also where the base has one).
     pub fn add_dir(&mut self, dest: &str, meta: EntryMeta) -> Result<(), FileMapError> {
-        let path = normalize(dest)?;
+        let path = self.destination(dest, Follow::All)?;
         self.insert(path, Node::Dir, meta, DIR_MODE)
     }
 
@@ -151,7 +184,7 @@ impl FileMap {
         target: &str,
         meta: EntryMeta,
     ) -> Result<(), FileMapError> {
-        let path = normalize(dest)?;
+        let path = self.destination(dest, Follow::Parents)?;
         check_no_nul(target)?;
         self.insert(path, Node::Symlink(target.to_owned()), meta, 0o777)
     }
@@ -159,8 +192,8 @@ impl FileMap {
     /// Adds a hardlink to `target`, which must already be a regular file (or a hardlink to one)
     /// in the map. The link shares the file's metadata, as hardlinks share an inode.
     pub fn add_hardlink(&mut self, dest: &str, target: &str) -> Result<(), FileMapError> {
-        let path = normalize(dest)?;
-        let target = normalize(target)?;
+        let path = self.destination(dest, Follow::Parents)?;
+        let target = self.destination(target, Follow::Parents)?;
         let (file, entry) =
             self.resolve_hardlink(&target)?
                 .ok_or_else(|| FileMapError::HardlinkTarget {
@@ -182,7 +215,7 @@ impl FileMap {
     /// Deletes `path` of the layers below: writes the whiteout `.wh.<name>` next to it, and drops
     /// whatever this map had at or under `path`.
     pub fn delete(&mut self, path: &str) -> Result<(), FileMapError> {
-        let path = normalize(path)?;
+        let path = self.destination(path, Follow::Parents)?;
         if path.is_empty() {
             return Err(FileMapError::RootEntry);
         }
@@ -202,10 +235,11 @@ impl FileMap {
     /// Hides everything the layers below have under `dir` (an opaque whiteout
     /// `<dir>/.wh..wh..opq`); entries of this map under `dir` stay.
     pub fn make_opaque(&mut self, dir: &str) -> Result<(), FileMapError> {
-        let dir = normalize(dir)?;
+        let dir = self.destination(dir, Follow::All)?;
         let marker = if dir.is_empty() {
             ".wh..wh..opq".to_owned()
         } else {
+            self.check_base(&dir, &Node::Dir, self.last_seq + 1)?;
             format!("{dir}/.wh..wh..opq")
         };
         self.insert_whiteout(marker)
@@ -215,21 +249,20 @@ impl FileMap {
     /// is written: files, directories and symlinks (targets verbatim) keep their permission bits;
     /// ownership becomes 0:0 and times the layer's mtime; files hardlinked to each other (same
     /// device and inode) become tar hardlinks. Sockets and devices are refused then.
+    ///
+    /// On a base, the tree's root directory takes the base's metadata where the base has that
+    /// directory (the source directory's mode is incidental); everything below it keeps the
+    /// host's permission bits. A directory of the tree at a base symlink (`bin/` of a root
+    /// filesystem on a base with `bin -> usr/bin`) is written at the link's target, merged with
+    /// what the tree has there.
     pub fn add_host_dir(&mut self, src: &Path, dest: &str) -> Result<(), FileMapError> {
-        let dest = normalize(dest)?;
+        let dest = self.destination(dest, Follow::All)?;
         let metadata = std::fs::metadata(src).map_err(|source| host_error(src, source))?;
         if !metadata.is_dir() {
             return Err(not_a_directory(src));
         }
-        self.check_parents(&dest)?;
         let seq = self.next_seq();
-        self.add_implicit_parents(&dest, seq);
-        self.host_trees.push(HostTree {
-            src: src.to_owned(),
-            dest,
-            seq,
-        });
-        Ok(())
+        self.add_host_trees(src, dest, seq)
     }
 
     /// Adds the entries of an existing tar (plain, gzip or zstd, detected by magic bytes),
@@ -237,12 +270,17 @@ impl FileMap {
     /// kept. Extended attributes are dropped. Compressed input is decompressed once into an
     /// unnamed temporary file; content is never held in memory.
     pub fn add_tar(&mut self, tar: &Path) -> Result<(), FileMapError> {
+        let in_tar = |err: FileMapError| FileMapError::Tar {
+            path: tar.to_owned(),
+            message: err.to_string(),
+        };
         for member in tar_import::members(tar)? {
             let tar_import::Member { path, node, mode } = member;
-            let path = normalize(&path).map_err(|err| FileMapError::Tar {
-                path: tar.to_owned(),
-                message: err.to_string(),
-            })?;
+            let follow = match node {
+                Node::Dir => Follow::All,
+                _ => Follow::Parents,
+            };
+            let path = self.destination(&path, follow).map_err(in_tar)?;
             if path.is_empty() {
                 // `./` itself: the root is not an entry.
                 continue;
@@ -253,10 +291,7 @@ impl FileMap {
             };
             let node = match node {
                 Node::Hardlink(target) => {
-                    let target = normalize(&target).map_err(|err| FileMapError::Tar {
-                        path: tar.to_owned(),
-                        message: err.to_string(),
-                    })?;
+                    let target = self.destination(&target, Follow::Parents).map_err(in_tar)?;
                     match self.resolve_hardlink(&target)? {
                         Some((file, _)) if file != path => Node::Hardlink(file),
                         _ => {
@@ -266,7 +301,7 @@ impl FileMap {
                 }
                 node => node,
             };
-            self.insert(path, node, meta, FILE_MODE)?;
+            self.insert(path, node, meta, FILE_MODE).map_err(in_tar)?;
         }
         Ok(())
     }
@@ -287,6 +322,13 @@ impl FileMap {
         self.entries
             .iter()
             .map(|(path, explicit)| (path.as_str(), &explicit.entry))
+    }
+
+    /// Checks the whole map, host trees walked, without reading any file's content: what writing
+    /// the layer would refuse (a host entry over a base directory, an unsupported file type, a
+    /// name that is not UTF-8, ...) is found before anything is written.
+    pub fn validate(&self) -> Result<(), FileMapError> {
+        self.entries().try_for_each(|entry| entry.map(drop))
     }
 
     /// The entry added one by one at `path`, if host trees do not hide it.
@@ -405,8 +447,10 @@ impl FileMap {
             return Err(FileMapError::RootEntry);
         }
         self.check_parents(&path)?;
+        self.check_base(&path, &node, self.last_seq + 1)?;
         let seq = self.next_seq();
         self.add_implicit_parents(&path, seq);
+        self.record_whiteout(&path, seq);
         if !matches!(node, Node::Dir) {
             self.remove_children(&path);
             if !self.host_trees.is_empty() {
@@ -456,13 +500,7 @@ impl FileMap {
     fn add_implicit_parents(&mut self, path: &str, seq: u64) {
         for parent in ancestors(path) {
             if !self.entries.contains_key(parent) {
-                let entry = Entry {
-                    node: Node::Dir,
-                    mode: DIR_MODE,
-                    uid: 0,
-                    gid: 0,
-                    mtime: None,
-                };
+                let entry = self.implicit_dir(parent, seq);
                 let implicit = Explicit {
                     entry,
                     seq,

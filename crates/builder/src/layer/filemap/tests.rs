@@ -1,5 +1,6 @@
 //! Unit tests of file maps: precedence, masks, host trees, hardlinks, tar import.
 
+use super::path::normalize;
 use super::*;
 
 /// `path kind mode uid:gid` for every entry, in map (= tar) order.
@@ -7,16 +8,21 @@ fn listing(map: &FileMap) -> Vec<String> {
     map.entries()
         .map(|item| {
             let (path, entry) = item.unwrap();
-            let kind = match &entry.node {
-                Node::File(_) => "file".to_owned(),
-                Node::Dir => "dir".to_owned(),
-                Node::Symlink(target) => format!("symlink->{target}"),
-                Node::Hardlink(target) => format!("hardlink->{target}"),
-                Node::Special { .. } => "special".to_owned(),
-            };
-            format!("{path} {kind} {:o} {}:{}", entry.mode, entry.uid, entry.gid)
+            describe(&path, &entry)
         })
         .collect()
+}
+
+/// `path kind mode uid:gid` of one entry.
+pub(super) fn describe(path: &str, entry: &Entry) -> String {
+    let kind = match &entry.node {
+        Node::File(_) => "file".to_owned(),
+        Node::Dir => "dir".to_owned(),
+        Node::Symlink(target) => format!("symlink->{target}"),
+        Node::Hardlink(target) => format!("hardlink->{target}"),
+        Node::Special { .. } => "special".to_owned(),
+    };
+    format!("{path} {kind} {:o} {}:{}", entry.mode, entry.uid, entry.gid)
 }
 
 fn inline(text: &str) -> FileSource {
