@@ -1,6 +1,8 @@
 //! Writing blobs into a layout: streamed into a hidden temporary file in `blobs/` while hashed,
 //! or hard-linked from a file, verified (size and sha256) and only then renamed to the blob's
-//! name, so that a blob name never holds anything but its content.
+//! name, so that a blob name never holds anything but its content. Every blob (and metadata
+//! file) is mode 0644, as skopeo and umoci write them, whatever the umask or the mode of a file
+//! handed over.
 
 use std::fs;
 use std::io::{self, Read};
@@ -16,11 +18,25 @@ use tokio::io::AsyncWriteExt;
 use super::{OciLayout, READ_CHUNK, TEMP_PREFIX};
 use crate::store::{BlobStream, StoreError};
 
+/// The mode of blobs, `index.json` and `oci-layout`: readable by all, as other tools write them.
+const FILE_MODE: u32 = 0o644;
+
 /// How a blob came to be in place; callers turn it into the [`PutOutcome`] of their operation.
 pub(super) enum Placed {
     Linked,
     Written,
     AlreadyThere,
+}
+
+/// Whose file a blob is placed from, which decides whether a hard link may change its mode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileOrigin {
+    /// A file handed over to become the blob (a layer spooled by the builder, often 0600): it
+    /// is made 0644 when linked.
+    HandedOver,
+    /// A blob of another layout, which is not ours to change: linked only when it is 0644
+    /// already, copied otherwise.
+    OtherLayout,
 }
 
 impl OciLayout {
@@ -47,6 +63,7 @@ impl OciLayout {
             .tempfile_in(self.blobs_dir()?)
             .map_err(|e| self.io_error(operation.clone(), e))?
             .into_parts();
+        set_file_mode(&file).map_err(|e| self.io_error(operation.clone(), e))?;
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
         let mut received = 0u64;
@@ -75,19 +92,36 @@ impl OciLayout {
         self.commit(temp_path, digest, Placed::Written)
     }
 
-    /// Places the file at `source` as a blob: hard-linked when the file system allows, copied
-    /// otherwise; verified either way.
+    /// Places the file at `source` as a blob: hard-linked when the file system (and, for
+    /// another layout's blob, its mode) allows, copied otherwise; verified either way.
     pub(super) async fn place_file(
         &self,
         digest: &Digest,
         size: u64,
         source: &Path,
+        origin: FileOrigin,
     ) -> Result<Placed, StoreError> {
-        let linked =
-            temp_file_builder().make_in(self.blobs_dir()?, |temp| fs::hard_link(source, temp));
+        let read_error = |e| self.io_error(format!("read {}", source.display()), e);
+        let mode = fs::metadata(source)
+            .map_err(read_error)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        let linked = match (origin, mode == FILE_MODE) {
+            (FileOrigin::OtherLayout, false) => Err(io::Error::other(format!(
+                "its mode is {mode:o}, not {FILE_MODE:o}"
+            ))),
+            _ => temp_file_builder()
+                .make_in(self.blobs_dir()?, |temp| fs::hard_link(source, temp))
+                .and_then(|linked| {
+                    let temp_path = linked.into_temp_path();
+                    // One inode: this changes the handed-over file too, as it becomes the blob.
+                    fs::set_permissions(&temp_path, fs::Permissions::from_mode(FILE_MODE))?;
+                    Ok(temp_path)
+                }),
+        };
         match linked {
-            Ok(linked) => {
-                let temp_path = linked.into_temp_path();
+            Ok(temp_path) => {
                 let path = temp_path.to_path_buf();
                 let (actual_size, actual_digest) =
                     tokio::task::spawn_blocking(move || hash_file(&path))
@@ -101,10 +135,8 @@ impl OciLayout {
                 self.commit(temp_path, digest, Placed::Linked)
             }
             Err(error) => {
-                tracing::debug!(source = %source.display(), %error, "hard link failed, copying");
-                let file = tokio::fs::File::open(source)
-                    .await
-                    .map_err(|e| self.io_error(format!("read {}", source.display()), e))?;
+                tracing::debug!(source = %source.display(), %error, "not linked; copying");
+                let file = tokio::fs::File::open(source).await.map_err(read_error)?;
                 self.write_verified(digest, size, self.file_stream(file, source))
                     .await
             }
@@ -143,18 +175,25 @@ fn hash_file(path: &Path) -> io::Result<(u64, Digest)> {
     Ok((size, Digest::from_sha256_raw(hasher.finalize().into())))
 }
 
-/// Temporary files that become blobs or metadata: hidden, and readable by all as skopeo's are.
+/// Temporary files that become blobs or metadata: hidden, and never more open than
+/// [`FILE_MODE`] (the umask may take more away; [`set_file_mode`] puts it back).
 fn temp_file_builder() -> tempfile::Builder<'static, 'static> {
     let mut builder = tempfile::Builder::new();
     builder
         .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(0o644));
+        .permissions(fs::Permissions::from_mode(FILE_MODE));
     builder
+}
+
+/// Gives an open file [`FILE_MODE`], whatever the umask took away when it was created.
+fn set_file_mode(file: &fs::File) -> io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
 }
 
 /// Replaces `dir/name` with `bytes` so that readers see the old or the new file, never half.
 pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let mut temp = temp_file_builder().tempfile_in(dir)?;
+    set_file_mode(temp.as_file())?;
     io::Write::write_all(&mut temp, bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(dir.join(name)).map_err(|e| e.error)?;
@@ -171,6 +210,57 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use crate::store::{BlobBody, PutOutcome, Store};
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn blobs_are_readable_by_all_whatever_they_come_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout_in(&dir, "l", None);
+        let (streamed, _) = put_bytes(&layout, b"streamed bytes").await;
+        assert_eq!(mode(&layout.blob_path(&streamed)), FILE_MODE);
+        put_image(&layout, "t").await;
+        for file in [super::super::INDEX_FILE, super::super::LAYOUT_FILE] {
+            assert_eq!(mode(&layout.path().join(file)), FILE_MODE, "{file}");
+        }
+
+        // A layer spooled as the builder spools one: a temporary file, 0600.
+        let spooled = tempfile::Builder::new()
+            .tempfile_in(layout.spool_dir().unwrap())
+            .unwrap()
+            .into_temp_path();
+        fs::write(&spooled, b"a spooled layer").unwrap();
+        assert_eq!(mode(&spooled), 0o600);
+        let digest = Digest::sha256(b"a spooled layer");
+        layout
+            .put_blob(&digest, 15, BlobBody::File(spooled.to_path_buf()))
+            .await
+            .unwrap();
+        let blob = layout.blob_path(&digest);
+        assert_eq!(mode(&blob), FILE_MODE);
+        assert_eq!(
+            fs::metadata(&blob).unwrap().ino(),
+            fs::metadata(&spooled).unwrap().ino(),
+            "still linked, not copied"
+        );
+
+        // Another layout's 0600 blob is copied, and left as it was.
+        let source = layout_in(&dir, "source", None);
+        let (private, _) = put_bytes(&source, b"a private blob").await;
+        fs::set_permissions(
+            source.blob_path(&private),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let outcome = layout.copy_blob_from(&source, &private, 14).await.unwrap();
+        assert_eq!(outcome, PutOutcome::Uploaded { bytes: 14 });
+        assert_eq!(mode(&layout.blob_path(&private)), FILE_MODE);
+        assert_eq!(mode(&source.blob_path(&private)), 0o600);
+        drop(spooled);
+        assert_eq!(leftovers(&layout), Vec::<PathBuf>::new());
+    }
 
     #[tokio::test]
     async fn bad_streams_are_refused_and_leave_nothing_behind() {

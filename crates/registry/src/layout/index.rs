@@ -1,8 +1,12 @@
 //! The `index.json` model: the entries reading needs (tags, digests, sizes), choosing the entry
 //! a reference means, and editing the file in place so that other tools' entries and fields
-//! survive.
+//! survive, under a file lock so that concurrent builds into one layout all keep their tags.
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use layerize_manifest::media_type::OCI_INDEX;
 use layerize_manifest::Digest;
@@ -10,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::blob_writer::write_atomically;
-use super::{OciLayout, INDEX_FILE, REF_NAME_ANNOTATION};
+use super::{OciLayout, INDEX_FILE, INDEX_LOCK_FILE, REF_NAME_ANNOTATION};
 use crate::store::StoreError;
 
 /// The fields of `index.json` that reading needs; writing edits the JSON value instead, so
@@ -98,7 +102,8 @@ impl OciLayout {
     }
 
     /// Points `tag` (or, untagged, an entry of its own) at a manifest, keeping every other
-    /// entry and field of `index.json`.
+    /// entry and field of `index.json`. Holds the layout's index lock from reading the file to
+    /// replacing it, so that a concurrent update (from this process or another) is never lost.
     pub(super) async fn add_to_index(
         &self,
         tag: Option<&str>,
@@ -106,7 +111,11 @@ impl OciLayout {
         digest: &Digest,
         size: usize,
     ) -> Result<(), StoreError> {
-        let _guard = self.index_lock.lock().await;
+        let lock_path = self.root.join(INDEX_LOCK_FILE);
+        let _lock = tokio::task::spawn_blocking(move || lock_exclusively(&lock_path))
+            .await
+            .map_err(|e| self.failed(format!("lock {INDEX_LOCK_FILE}"), e.to_string()))?
+            .map_err(|e| self.io_error(format!("lock {INDEX_LOCK_FILE}"), e))?;
         let operation = format!("update {INDEX_FILE}");
         let bytes = tokio::fs::read(self.root.join(INDEX_FILE))
             .await
@@ -157,6 +166,19 @@ impl OciLayout {
     }
 }
 
+/// Opens (creating it if needed) and locks `path` exclusively, waiting for other holders; the
+/// lock goes with the returned file.
+fn lock_exclusively(path: &Path) -> io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Checks a tag against the OCI grammar of `org.opencontainers.image.ref.name`: components of
 /// letters and digits joined by one of `-._:@+` or `--`, separated by `/`.
 pub(crate) fn check_ref_name(name: &str) -> Result<(), String> {
@@ -198,6 +220,7 @@ fn describe_images(manifests: &[Descriptor]) -> String {
 mod tests {
     use std::fs;
     use std::path::PathBuf;
+    use std::sync::{Arc, Barrier};
 
     use super::super::test_support::*;
     use super::super::TEMP_PREFIX;
@@ -257,6 +280,51 @@ mod tests {
                 layout.name()
             )
         );
+    }
+
+    #[test]
+    fn concurrent_writers_with_layouts_of_their_own_keep_every_tag() {
+        // As two builds in two processes do: no lock in memory is shared, only the directory.
+        const PER_WRITER: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared");
+        OciLayout::create(&path, None).unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let writers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|writer| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let layout = OciLayout::open(&path, None).unwrap();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    start.wait();
+                    runtime.block_on(async {
+                        for i in 0..PER_WRITER {
+                            put_image(&layout, &format!("{writer}{i}")).await;
+                        }
+                    });
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let index = index_json(&OciLayout::open(&path, None).unwrap());
+        let mut tags: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["annotations"][REF_NAME_ANNOTATION].as_str().unwrap())
+            .collect();
+        tags.sort_unstable();
+        let mut expected: Vec<String> = ["a", "b"]
+            .iter()
+            .flat_map(|writer| (0..PER_WRITER).map(move |i| format!("{writer}{i}")))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(tags, expected);
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ pub(crate) use index::check_ref_name;
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
+/// Locked (`flock`) around every read-modify-write of `index.json`, by every layerize process:
+/// `index.json` itself is replaced by a rename, so it cannot carry the lock.
+const INDEX_LOCK_FILE: &str = "index.json.lock";
 const LAYOUT_VERSION: &str = "1.0.0";
 /// Registries refuse larger manifests, so anything bigger that a tag points at is not one.
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
@@ -44,8 +47,6 @@ pub struct OciLayout {
     root: PathBuf,
     tag: Option<String>,
     name: String,
-    /// Serialises read-modify-write cycles of `index.json` within this process.
-    index_lock: tokio::sync::Mutex<()>,
 }
 
 impl OciLayout {
@@ -78,12 +79,7 @@ impl OciLayout {
             tag: tag.clone(),
         }
         .to_string();
-        let layout = OciLayout {
-            root,
-            tag,
-            name,
-            index_lock: tokio::sync::Mutex::new(()),
-        };
+        let layout = OciLayout { root, tag, name };
         if let Some(tag) = &layout.tag {
             check_ref_name(tag).map_err(|message| layout.failed("open", message))?;
         }

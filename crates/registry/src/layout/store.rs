@@ -11,7 +11,7 @@ use futures_util::{stream, TryStreamExt};
 use layerize_manifest::{Digest, ManifestKind};
 use tokio_util::io::ReaderStream;
 
-use super::blob_writer::Placed;
+use super::blob_writer::{FileOrigin, Placed};
 use super::{check_ref_name, OciLayout, INDEX_FILE, MAX_MANIFEST_SIZE, READ_CHUNK};
 use crate::store::{BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError};
 
@@ -145,7 +145,10 @@ impl Store for OciLayout {
                 self.write_verified(digest, size, body).await?
             }
             BlobBody::Stream(body) => self.write_verified(digest, size, body).await?,
-            BlobBody::File(path) => self.place_file(digest, size, &path).await?,
+            BlobBody::File(path) => {
+                self.place_file(digest, size, &path, FileOrigin::HandedOver)
+                    .await?
+            }
         };
         // A built layer that is hard-linked in is still new content for this layout: it counts
         // as uploaded. Only blobs taken from another store count as mounted.
@@ -172,8 +175,13 @@ impl Store for OciLayout {
                         what: format!("blob {digest}"),
                     });
                 }
-                self.place_file(digest, size, &layout.blob_path(digest))
-                    .await?
+                self.place_file(
+                    digest,
+                    size,
+                    &layout.blob_path(digest),
+                    FileOrigin::OtherLayout,
+                )
+                .await?
             }
             None => {
                 let body = source.get_blob(digest).await?;
@@ -408,19 +416,35 @@ mod tests {
             }
         }
 
-        // Copy the umoci image into a layout of ours under a new tag: blobs are linked.
-        let source = OciLayout::open(&umoci_dir, Some("t".into())).unwrap();
+        // Copy the image into layouts of ours under a new tag: skopeo's blobs (0644) are
+        // linked, umoci's (0600) copied, so that ours are 0644 without changing theirs.
         let target = layout_in(&dir, "ours", Some("copied"));
-        let fetched = source.get_manifest("").await.unwrap();
-        let manifest: Value = serde_json::from_slice(&fetched.bytes).unwrap();
-        let descriptors =
-            std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap());
-        for descriptor in descriptors {
-            let digest: Digest = descriptor["digest"].as_str().unwrap().parse().unwrap();
-            let size = descriptor["size"].as_u64().unwrap();
-            let outcome = target.copy_blob_from(&source, &digest, size).await.unwrap();
-            assert_eq!(outcome, PutOutcome::Mounted);
+        let copied = layout_in(&dir, "copied", None);
+        let mut linked_image = None;
+        for (source, tag, layout, linked) in [
+            (&skopeo_dir, "s", &target, true),
+            (&umoci_dir, "t", &copied, false),
+        ] {
+            let source = OciLayout::open(source, Some(tag.into())).unwrap();
+            let manifest = source.get_manifest("").await.unwrap();
+            let parsed: Value = serde_json::from_slice(&manifest.bytes).unwrap();
+            let descriptors =
+                std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().unwrap());
+            for descriptor in descriptors {
+                let digest: Digest = descriptor["digest"].as_str().unwrap().parse().unwrap();
+                let size = descriptor["size"].as_u64().unwrap();
+                let outcome = layout.copy_blob_from(&source, &digest, size).await.unwrap();
+                let expected = match linked {
+                    true => PutOutcome::Mounted,
+                    false => PutOutcome::Uploaded { bytes: size },
+                };
+                assert_eq!(outcome, expected, "{}", source.name());
+            }
+            if linked {
+                linked_image = Some(manifest);
+            }
         }
+        let fetched = linked_image.unwrap();
         let digest = target
             .put_manifest("", &fetched.bytes, &fetched.media_type)
             .await
