@@ -67,6 +67,14 @@ impl Reference {
         if input.is_empty() {
             return Err(error("the reference is empty"));
         }
+        if let Some(hidden) = without_credentials(input) {
+            return Err(ReferenceError::new(
+                &hidden,
+                "credentials (USER:PASSWORD@) do not belong in an image reference, where \
+                 process lists and logs show them: pass them with --base-creds/--target-creds \
+                 or store them with `layerize login`",
+            ));
+        }
         let (name_and_tag, digest) = match input.split_once('@') {
             Some((rest, digest)) => {
                 let digest = digest
@@ -260,6 +268,35 @@ fn parse_layout(input: &str, rest: &str) -> Result<ImageRef, ReferenceError> {
     Ok(ImageRef::Layout {
         path: PathBuf::from(path),
         tag: tag.map(str::to_owned),
+    })
+}
+
+/// Digest algorithms a reference may name after `@` (`name:tag@sha256:...`).
+const DIGEST_ALGORITHMS: [&str; 3] = ["sha256", "sha384", "sha512"];
+
+/// `input` with its user information replaced by `<credentials>`, when it carries any as in a
+/// URL: `user:secret@host:5000/app`, `https://user:secret@host/app`, `user@host/app`. `None` for
+/// references whose `@` introduces a digest (`host/app@sha256:...`, `app:v1@sha256:...`).
+fn without_credentials(input: &str) -> Option<String> {
+    let (scheme, rest) = match input.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, input),
+    };
+    let (before, after) = rest.split_once('@')?;
+    // Repository names hold no `@`, so one after a `/` separates the digest.
+    if before.contains('/') {
+        return None;
+    }
+    let digest_like = after
+        .split_once(':')
+        .is_some_and(|(algorithm, _)| DIGEST_ALGORITHMS.contains(&algorithm));
+    let credentials = after.contains('/')
+        || scheme.is_some()
+        || (before.contains(':') && !digest_like)
+        || (!digest_like && after.contains('.'));
+    credentials.then(|| match scheme {
+        Some(scheme) => format!("{scheme}://<credentials>@{after}"),
+        None => format!("<credentials>@{after}"),
     })
 }
 
@@ -511,6 +548,57 @@ mod tests {
             );
             assert!(message.contains(reason), "{input}: {message}");
         }
+    }
+
+    #[test]
+    fn credentials_in_a_reference_are_refused_without_being_echoed() {
+        let table = [
+            (
+                "user:s3cret-pw@127.0.0.1:5000/app:v1",
+                "<credentials>@127.0.0.1:5000/app:v1",
+            ),
+            (
+                "https://user:s3cret-pw@registry.example/app",
+                "https://<credentials>@registry.example/app",
+            ),
+            (
+                "docker://user:s3cret-pw@ghcr.io/o/a",
+                "<credentials>@ghcr.io/o/a",
+            ),
+            ("user:s3cret-pw@ghcr.io", "<credentials>@ghcr.io"),
+            (
+                "user:s3cret-pw@localhost:5000",
+                "<credentials>@localhost:5000",
+            ),
+            ("s3cret-pw@ghcr.io/o/a", "<credentials>@ghcr.io/o/a"),
+            (
+                &format!("user:s3cret-pw@r.io/a@{DIGEST}"),
+                &format!("<credentials>@r.io/a@{DIGEST}"),
+            ),
+        ];
+        for (input, shown) in table {
+            let error = ImageRef::parse(input).expect_err(input);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("invalid reference {shown:?}: credentials")),
+                "{input}: {message}"
+            );
+            assert!(message.contains("--base-creds/--target-creds"), "{message}");
+            for shown in [message, format!("{error:?}")] {
+                assert!(!shown.contains("s3cret-pw"), "{input}: {shown}");
+            }
+        }
+        // An `@` that introduces a digest is no credential, even with a bad digest.
+        for input in [
+            format!("127.0.0.1:5000/app@{DIGEST}"),
+            format!("ubuntu:22.04@{DIGEST}"),
+        ] {
+            assert!(Reference::parse(&input).is_ok(), "{input}");
+        }
+        let message = Reference::parse("ubuntu:22.04@sha256:abc")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("invalid digest"), "{message}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Authorization for registry requests: which header a request needing some scopes carries
 //! (none, Basic, or a Bearer token exchanged at the challenge's realm), and what to do after a 401.
+//! A failed exchange falls back to Basic only when the token service turned the scheme or the
+//! login down; a token service that is down or unreachable is an error of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -11,8 +13,9 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::challenge::{BearerChallenge, Challenge};
+use super::retry::{is_retryable_error, is_retryable_status};
 use super::token::{Scopes, Secret, Token, TokenCache};
-use super::transport::Http;
+use super::transport::{read_capped, with_attempts, Http, SendError};
 use super::RequestCounters;
 use crate::credentials::Credential;
 
@@ -40,11 +43,87 @@ impl From<Credential> for Login {
     }
 }
 
+/// Token responses larger than this are refused: tokens are a few KiB (JWTs with many scopes).
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+
 /// Why no usable Authorization could be made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AuthError {
-    #[error("token request to {realm} failed: {message}")]
-    Exchange { realm: String, message: String },
+    #[error("token request to {realm} failed: {}", failure.message)]
+    Exchange { realm: String, failure: Failure },
+}
+
+impl AuthError {
+    /// Whether trying the whole operation again later may help (the token service was down).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AuthError::Exchange { failure, .. } => failure.kind == FailureKind::Transient,
+        }
+    }
+
+    /// Whether the token service turned the scheme or the login down, which is when Basic is
+    /// worth a try.
+    fn refused(&self) -> bool {
+        match self {
+            AuthError::Exchange { failure, .. } => failure.kind == FailureKind::Refused,
+        }
+    }
+}
+
+/// A failed token request.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    message: String,
+    kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// 401/403 (this login gets no token) or 404/405 (no token service here, or not this way).
+    Refused,
+    /// Connection failures, 408/429/5xx: retried already, and possibly better later.
+    Transient,
+    /// Anything else: a TLS failure, a 400, an answer that is no token.
+    Broken,
+}
+
+impl Failure {
+    fn broken(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            kind: FailureKind::Broken,
+        }
+    }
+
+    fn from_send(error: SendError) -> Self {
+        let kind = match &error {
+            SendError::Transport { error, .. } if is_retryable_error(error) => {
+                FailureKind::Transient
+            }
+            _ => FailureKind::Broken,
+        };
+        Failure {
+            message: error.to_string(),
+            kind,
+        }
+    }
+
+    /// The failure a token endpoint's non-success status stands for, after `attempts` tries.
+    fn from_status(status: StatusCode, attempts: u32) -> Self {
+        let kind = match status.as_u16() {
+            401 | 403 | 404 | 405 => FailureKind::Refused,
+            _ if is_retryable_status(status) => FailureKind::Transient,
+            _ => FailureKind::Broken,
+        };
+        let mut message = format!("HTTP {status}");
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            message.push_str(" (are the credentials right?)");
+        }
+        if kind == FailureKind::Transient {
+            message = with_attempts(message, attempts);
+        }
+        Failure { message, kind }
+    }
 }
 
 /// The `Authorization` header a request was sent with, remembered (in redacted form) so a 401
@@ -195,8 +274,8 @@ impl Authenticator {
                             .last_exchange_error
                             .lock()
                             .expect("exchange error lock poisoned") = Some(error.to_string());
-                        if matches!(self.login, Some(Login::Basic { .. })) {
-                            tracing::warn!(%error, "token exchange failed; trying Basic authentication instead");
+                        if error.refused() && matches!(self.login, Some(Login::Basic { .. })) {
+                            tracing::warn!(%error, "the token service refused; trying Basic authentication instead");
                             self.basic_instead_of_bearer.store(true, Ordering::Relaxed);
                             Ok(self.basic_or_nothing())
                         } else {
@@ -276,15 +355,17 @@ impl Authenticator {
         counters: &RequestCounters,
     ) -> Result<Token, AuthError> {
         let requested_at = Instant::now();
-        let fail = |message: String| AuthError::Exchange {
+        let fail = |failure: Failure| AuthError::Exchange {
             realm: bearer.realm.clone(),
-            message,
+            failure,
         };
-        let realm = Url::parse(&bearer.realm).map_err(|e| fail(format!("invalid realm: {e}")))?;
+        let realm = Url::parse(&bearer.realm)
+            .map_err(|e| fail(Failure::broken(format!("invalid realm: {e}"))))?;
         if !http.allows(&realm) {
-            return Err(fail(
-                "refusing to send credentials to a token service over plain HTTP".into(),
-            ));
+            return Err(fail(Failure::broken(
+                "refusing to send credentials to a token service over plain HTTP (only loopback \
+                 hosts and hosts named with --insecure-registry may use it)",
+            )));
         }
         if let Some(Login::IdentityToken { username, token }) = &self.login {
             match self
@@ -319,7 +400,7 @@ impl Authenticator {
         scopes: &Scopes,
         authorization: Option<HeaderValue>,
         counters: &RequestCounters,
-    ) -> Result<TokenResponse, String> {
+    ) -> Result<TokenResponse, Failure> {
         let mut url = realm.clone();
         {
             let mut query = url.query_pairs_mut();
@@ -339,9 +420,9 @@ impl Authenticator {
                 request
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::from_send)?;
         self.note_token_answer(response.status());
-        TokenResponse::read(response).await
+        TokenResponse::read(response, http.retry_policy().attempts).await
     }
 
     fn note_token_answer(&self, status: StatusCode) {
@@ -358,7 +439,7 @@ impl Authenticator {
         scopes: &Scopes,
         refresh_token: &Secret,
         counters: &RequestCounters,
-    ) -> Result<Option<TokenResponse>, String> {
+    ) -> Result<Option<TokenResponse>, Failure> {
         let body = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "refresh_token")
@@ -381,12 +462,14 @@ impl Authenticator {
                 request
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::from_send)?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         self.note_token_answer(response.status());
-        TokenResponse::read(response).await.map(Some)
+        TokenResponse::read(response, http.retry_policy().attempts)
+            .await
+            .map(Some)
     }
 }
 
@@ -407,39 +490,51 @@ fn basic_header(username: &str, password: &Secret) -> HeaderValue {
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Any JSON: a token service's idea of a number is not to be trusted (see [`lifetime`]).
+    expires_in: Option<serde_json::Value>,
 }
 
 impl TokenResponse {
-    async fn read(response: reqwest::Response) -> Result<TokenResponse, String> {
+    /// Reads a token answer (of at most [`MAX_TOKEN_RESPONSE`] bytes) after `attempts` tries.
+    async fn read(response: reqwest::Response, attempts: u32) -> Result<TokenResponse, Failure> {
         let status = response.status();
         if !status.is_success() {
-            return Err(format!(
-                "HTTP {status}{}",
-                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                    " (are the credentials right?)"
-                } else {
-                    ""
-                }
-            ));
+            return Err(Failure::from_status(status, attempts));
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable token response: {e}"))
+        let body = read_capped(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| Failure::broken(e.describe("the token response", MAX_TOKEN_RESPONSE)))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Failure::broken(format!("unreadable token response: {e}")))
     }
 
-    fn into_token(self, requested_at: Instant) -> Result<Token, String> {
+    fn into_token(self, requested_at: Instant) -> Result<Token, Failure> {
         let value = self
             .token
             .filter(|t| !t.is_empty())
             .or(self.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or("the token response holds no token")?;
+            .ok_or_else(|| Failure::broken("the token response holds no token"))?;
         Ok(Token::new(
             Secret::new(value),
-            self.expires_in,
+            self.expires_in.as_ref().and_then(lifetime),
             requested_at,
         ))
     }
+}
+
+/// Seconds of an `expires_in` value: a negative number means none left, a fraction or a number
+/// beyond `u64` is cut to what fits, and anything else counts as absent.
+fn lifetime(expires_in: &serde_json::Value) -> Option<u64> {
+    let number = expires_in.as_number()?;
+    if let Some(seconds) = number.as_u64() {
+        return Some(seconds);
+    }
+    if number.as_i64().is_some() {
+        return Some(0);
+    }
+    // `as` saturates: NaN gives 0, 1e30 gives u64::MAX.
+    number.as_f64().map(|seconds| seconds.max(0.0) as u64)
 }
 
 #[cfg(test)]
@@ -571,6 +666,52 @@ mod tests {
         );
         assert_eq!(read(r#"{"token":"","access_token":"c"}"#).unwrap(), "c");
         assert!(read(r#"{"expires_in":300}"#).is_err());
+    }
+
+    #[test]
+    fn hostile_lifetimes_are_read_without_overflow() {
+        let start = Instant::now();
+        for (expires_in, seconds) in [
+            ("300", Some(300)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("1e30", Some(u64::MAX)),
+            ("299.9", Some(299)),
+            ("-1", Some(0)),
+            ("-1e30", Some(0)),
+            ("\"300\"", None),
+            ("null", None),
+        ] {
+            let json = format!(r#"{{"token":"t","expires_in":{expires_in}}}"#);
+            let response: TokenResponse = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                response.expires_in.as_ref().and_then(lifetime),
+                seconds,
+                "{expires_in}"
+            );
+            let token = response.into_token(start).unwrap();
+            assert_eq!(token.value.expose(), "t");
+        }
+    }
+
+    #[test]
+    fn only_a_refusing_token_service_lets_basic_be_tried() {
+        for code in [401, 403, 404, 405] {
+            let failure = Failure::from_status(StatusCode::from_u16(code).unwrap(), 5);
+            assert_eq!(failure.kind, FailureKind::Refused, "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504] {
+            let failure = Failure::from_status(StatusCode::from_u16(code).unwrap(), 5);
+            assert_eq!(failure.kind, FailureKind::Transient, "{code}");
+            assert!(
+                failure.message.ends_with("(gave up after 5 attempts)"),
+                "{}",
+                failure.message
+            );
+        }
+        for code in [400, 501] {
+            let failure = Failure::from_status(StatusCode::from_u16(code).unwrap(), 5);
+            assert_eq!(failure.kind, FailureKind::Broken, "{code}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The client of one registry host: finds its scheme and challenge (the `/v2/` ping), sends
-//! authorized requests (re-authorizing once after a 401) and follows redirects without leaking
-//! our Authorization to other hosts.
+//! authorized requests (re-authorizing once after a 401) and follows redirects. Authorization
+//! goes only to the registry's own origin (and, from [`super::auth`], to its token realm): never
+//! to an upload location, mount session or redirect target on another host.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use reqwest::{Method, Request, Response, StatusCode};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::auth::Authenticator;
+use super::auth::{Authenticator, Sent};
 use super::challenge::Challenge;
 use super::repository::RemoteRepository;
 use super::token::Scopes;
 use super::transport::{
-    describe_transport_error, is_certificate_error, is_plain_http_answer, named_insecure,
-    plain_http_allowed, with_attempts, Http, Payload, SendError,
+    describe_transport_error, is_certificate_error, is_plain_http_answer, plain_http_allowed,
+    with_attempts, Http, Payload, SendError,
 };
 use super::{RemoteOptions, RequestCounters};
 use crate::credentials::Credential;
@@ -110,13 +111,12 @@ impl Registry {
         credential: Option<Credential>,
         options: &RemoteOptions,
     ) -> Result<Self, StoreError> {
-        let api = Url::parse(&format!("https://{host}/")).map_err(|e| StoreError::Failed {
+        Url::parse(&format!("https://{host}/")).map_err(|e| StoreError::Failed {
             store: host.to_owned(),
             operation: "set up client".into(),
             message: format!("invalid registry host: {e}"),
         })?;
-        let insecure = named_insecure(&api, &options.insecure_hosts);
-        let http = Http::new(options, insecure).map_err(|message| StoreError::Failed {
+        let http = Http::new(options).map_err(|message| StoreError::Failed {
             store: host.to_owned(),
             operation: "set up client".into(),
             message,
@@ -274,16 +274,32 @@ impl Registry {
         call: Call<'_>,
         counters: &RequestCounters,
     ) -> Result<Response, RequestError> {
-        self.base(counters).await?;
+        let origin = self.base(counters).await?.origin();
         self.check_scheme(&call.url)?;
+        // An upload location or mount session may be on another host (a storage service the
+        // registry hands uploads to): it gets no credentials of ours, and no 401 from it
+        // teaches us a challenge.
+        let ours = call.url.origin() == origin;
+        if !ours {
+            tracing::debug!(
+                host = call.url.host_str().unwrap_or_default(),
+                "request to another host than the registry: sent without Authorization"
+            );
+        }
         let auth = &self.inner.auth;
         let mut scopes = call.scopes.clone();
-        let mut reauthorized = false;
+        let mut may_reauthorize = ours;
         loop {
-            let sent = auth
-                .authorize(&self.inner.http, &scopes, counters)
-                .await
-                .map_err(|e| RequestError::fatal(e.to_string()))?;
+            let sent = match ours {
+                true => auth
+                    .authorize(&self.inner.http, &scopes, counters)
+                    .await
+                    .map_err(|error| RequestError {
+                        message: error.to_string(),
+                        transient: error.is_transient(),
+                    })?,
+                false => Sent::Nothing,
+            };
             let authorization = sent.header(auth);
             let make = || {
                 call.payload.body().map(|body| {
@@ -311,8 +327,8 @@ impl Registry {
                         RequestError::fatal(format!("cannot read the body to send: {error}"))
                     }
                 })?;
-            if response.status() == StatusCode::UNAUTHORIZED && !reauthorized {
-                reauthorized = true;
+            if response.status() == StatusCode::UNAUTHORIZED && may_reauthorize {
+                may_reauthorize = false;
                 let challenge = Challenge::from_headers(response.headers());
                 if let Some(wider) = auth.refused(&sent, challenge, &scopes) {
                     if call.payload.can_replay() {

@@ -21,7 +21,9 @@ pub use retry::RetryPolicy;
 /// How layerize talks to registries.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
-    /// Hosts (`host` or `host:port`) that may be spoken to over plain HTTP or unverified TLS.
+    /// Hosts (`host` or `host:port`) that may be spoken to over plain HTTP or unverified TLS;
+    /// a token realm, redirect target or upload location on any other host is held to the
+    /// usual rules.
     pub insecure_hosts: Vec<String>,
     /// PEM files of extra certificate authorities to trust.
     pub ca_certs: Vec<PathBuf>,

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use layerize_manifest::Digest;
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
@@ -14,7 +14,7 @@ use url::Url;
 use super::client::{Call, Registry, RequestError};
 use super::retry::RetryBudget;
 use super::token::Scopes;
-use super::transport::Payload;
+use super::transport::{read_capped, read_prefix, Payload};
 use super::upload::{upload, Replay, Session, UploadError, UploadSource};
 use super::verify::verified;
 use super::{RemoteOptions, RequestCounters, RequestStats};
@@ -24,6 +24,8 @@ use crate::{BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError
 
 /// Registries refuse manifests over 4 MiB (distribution answers 400).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// How much of an error answer is read to summarise it; the rest is not read at all.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Every manifest kind layerize reads: with a Docker-only Accept, distribution answers 404 for
 /// an OCI manifest.
@@ -112,7 +114,7 @@ impl RemoteRepository {
     async fn status_message(&self, response: Response) -> String {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_prefix(response, MAX_ERROR_BODY).await;
         let mut message = format!("HTTP {status}");
         if let Some(details) = registry_errors(&body) {
             message.push_str(": ");
@@ -134,7 +136,7 @@ impl RemoteRepository {
     /// A 404, with the registry's reason when it gave one (an unknown repository reads
     /// differently from an unknown tag).
     async fn not_found(&self, what: String, response: Response) -> StoreError {
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_prefix(response, MAX_ERROR_BODY).await;
         StoreError::NotFound {
             store: self.name(),
             what: match registry_errors(&body) {
@@ -406,15 +408,10 @@ impl Store for RemoteRepository {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut bytes = Vec::new();
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| self.error(&operation, e.to_string()))?;
-            if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                return Err(self.error(&operation, "the manifest is larger than 4 MiB".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| self.error(&operation, e.describe("the manifest", MAX_MANIFEST_BYTES)))?
+            .to_vec();
         let digest = Digest::sha256(&bytes);
         if let Ok(expected) = reference.parse::<Digest>() {
             if expected != digest {

@@ -97,6 +97,9 @@ pub(crate) struct Token {
 
 /// Registries that omit `expires_in` mean 60 seconds; shorter values are not to be believed.
 const MINIMUM_LIFETIME: Duration = Duration::from_secs(60);
+/// Longer lifetimes are cut to this: no run lasts as long, and `Instant` arithmetic stays far
+/// from overflow whatever a token service answers (`expires_in` of 2^64-1).
+const MAXIMUM_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Stop offering a token this long before it expires, so it does not die in flight.
 const SAFETY_MARGIN: Duration = Duration::from_secs(10);
 
@@ -106,7 +109,7 @@ impl Token {
         let lifetime = expires_in
             .map(Duration::from_secs)
             .unwrap_or(MINIMUM_LIFETIME)
-            .max(MINIMUM_LIFETIME);
+            .clamp(MINIMUM_LIFETIME, MAXIMUM_LIFETIME);
         Token {
             value,
             requested_at,
@@ -240,6 +243,15 @@ mod tests {
         let long = Token::new(Secret::new("t"), Some(300), start);
         assert!(long.is_fresh(start + Duration::from_secs(289)));
         assert!(!long.is_fresh(start + Duration::from_secs(290)));
+    }
+
+    #[test]
+    fn huge_lifetimes_are_cut_to_a_day_without_overflow() {
+        let start = Instant::now();
+        let token = Token::new(Secret::new("t"), Some(u64::MAX), start);
+        let day = Duration::from_secs(24 * 60 * 60);
+        assert!(token.is_fresh(start + day - SAFETY_MARGIN - Duration::from_secs(1)));
+        assert!(!token.is_fresh(start + day));
     }
 
     #[tokio::test]

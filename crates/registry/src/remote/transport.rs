@@ -1,12 +1,15 @@
-//! HTTP under the registry client: the reqwest client with layerize's TLS rules, retries of
-//! idempotent requests, request logging and counting, and the bodies a request can be replayed with.
+//! HTTP under the registry client: the reqwest clients with layerize's TLS rules (certificates
+//! verified, except for the hosts named with `--insecure-registry`), retries of idempotent
+//! requests, request logging and counting, the bodies a request can be replayed with, and reading
+//! answers with a size cap.
 
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use reqwest::{Request, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use url::{Host, Url};
@@ -75,7 +78,7 @@ pub(crate) fn plain_http_allowed(url: &Url, insecure_hosts: &[String]) -> bool {
 }
 
 /// Whether the user named the host of `url` as insecure (`host` or `host:port`).
-pub(crate) fn named_insecure(url: &Url, insecure_hosts: &[String]) -> bool {
+fn named_insecure(url: &Url, insecure_hosts: &[String]) -> bool {
     let host = url.host_str().unwrap_or_default();
     let host_port = match url.port_or_known_default() {
         Some(port) => format!("{host}:{port}"),
@@ -86,9 +89,13 @@ pub(crate) fn named_insecure(url: &Url, insecure_hosts: &[String]) -> bool {
         .any(|named| named.eq_ignore_ascii_case(host) || named.eq_ignore_ascii_case(&host_port))
 }
 
-/// One reqwest client (connection pool) and the retry policy for one registry.
+/// The reqwest clients (connection pools) and the retry policy for one registry.
 pub(crate) struct Http {
-    client: reqwest::Client,
+    /// Verifies every certificate: for every host not named as insecure, whatever pointed
+    /// there (the registry itself, its token realm, a redirect, an upload location).
+    verified: reqwest::Client,
+    /// Accepts any certificate; only ever used for URLs on a host named as insecure.
+    unverified: Option<reqwest::Client>,
     retry: RetryPolicy,
     insecure_hosts: Vec<String>,
 }
@@ -117,15 +124,7 @@ impl std::fmt::Display for SendError {
 }
 
 impl Http {
-    /// `accept_invalid_certs` is only ever set for hosts the user named as insecure.
-    pub fn new(options: &RemoteOptions, accept_invalid_certs: bool) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(options.user_agent.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(options.jobs.max(1) * 2)
-            .read_timeout(Duration::from_secs(300))
-            .tls_danger_accept_invalid_certs(accept_invalid_certs);
+    pub fn new(options: &RemoteOptions) -> Result<Self, String> {
         let mut certificates = Vec::new();
         for path in &options.ca_certs {
             let pem = std::fs::read(path)
@@ -137,17 +136,41 @@ impl Http {
             }
             certificates.extend(bundle);
         }
-        if !certificates.is_empty() {
-            builder = builder.tls_certs_merge(certificates);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let client = |accept_invalid_certs: bool| {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(options.user_agent.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(options.jobs.max(1) * 2)
+                .read_timeout(Duration::from_secs(300))
+                .tls_danger_accept_invalid_certs(accept_invalid_certs);
+            if !certificates.is_empty() {
+                builder = builder.tls_certs_merge(certificates.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        };
+        let unverified = match options.insecure_hosts.is_empty() {
+            true => None,
+            false => Some(client(true)?),
+        };
         Ok(Http {
-            client,
+            verified: client(false)?,
+            unverified,
             retry: options.retry.clone(),
             insecure_hosts: options.insecure_hosts.clone(),
         })
+    }
+
+    /// The client for `url`: one that skips certificate checks only for a host named as
+    /// insecure, so that naming a registry never relaxes TLS towards its token service, a CDN
+    /// it redirects to or an upload location elsewhere.
+    fn client_for(&self, url: &Url) -> &reqwest::Client {
+        match &self.unverified {
+            Some(unverified) if named_insecure(url, &self.insecure_hosts) => unverified,
+            _ => &self.verified,
+        }
     }
 
     /// Whether `url` may be requested: https, or plain HTTP where allowed.
@@ -181,7 +204,7 @@ impl Http {
             let (method, url) = (request.method().clone(), request.url().clone());
             let mut retry_anyway = false;
             counters.count_request();
-            let outcome = self.client.execute(request).await;
+            let outcome = self.client_for(&url).execute(request).await;
             let retry_after = match &outcome {
                 Ok(response) => {
                     tracing::debug!(%method, host = url.host_str().unwrap_or_default(), path = url.path(), status = response.status().as_u16(), "registry request");
@@ -233,6 +256,72 @@ impl Http {
         make: impl Fn() -> Request,
     ) -> Result<Response, SendError> {
         self.send(counters, true, || Some(Ok(make()))).await
+    }
+}
+
+/// Why an answer's body was not read whole.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The body is (or says it is) larger than the cap.
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+impl BodyError {
+    /// Says what was being read: "the manifest is larger than 4 MiB", or the transport error.
+    pub fn describe(&self, what: &str, limit: usize) -> String {
+        match self {
+            BodyError::TooLarge => format!("{what} is larger than {}", describe_size(limit)),
+            BodyError::Transport(error) => {
+                format!("reading {what}: {}", describe_transport_error(error))
+            }
+        }
+    }
+}
+
+/// The body of `response`, at most `limit` bytes: a larger declared `Content-Length` is refused
+/// before reading, and reading stops as soon as more arrives, so an answer that never ends
+/// costs no more memory than the cap.
+pub(crate) async fn read_capped(response: Response, limit: usize) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Transport)?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Up to the first `limit` bytes of the body of `response`, for error answers that are read
+/// only to be summarised: the rest, and a body that breaks off, are dropped.
+pub(crate) async fn read_prefix(response: Response, limit: usize) -> Bytes {
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == limit {
+            break;
+        }
+    }
+    body.freeze()
+}
+
+/// `4 MiB`, `64 KiB`, `100 bytes`.
+fn describe_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -307,6 +396,38 @@ mod tests {
             "http://registry.lan:5001/v2/",
             &["registry.lan:5000"]
         ));
+    }
+
+    #[test]
+    fn only_named_hosts_get_the_client_that_skips_certificate_checks() {
+        let options = RemoteOptions {
+            insecure_hosts: vec!["registry.lan:5000".into()],
+            ..RemoteOptions::default()
+        };
+        let http = Http::new(&options).unwrap();
+        let unverified = http.unverified.as_ref().unwrap();
+        let client = |url: &str| http.client_for(&Url::parse(url).unwrap()) as *const _;
+        assert_eq!(
+            client("https://registry.lan:5000/v2/"),
+            unverified as *const _
+        );
+        for other in [
+            "https://registry.lan/token",
+            "https://registry.lan:5001/v2/",
+            "https://auth.registry.lan:5000/token",
+            "https://cdn.example/blob",
+        ] {
+            assert_eq!(client(other), &http.verified as *const _, "{other}");
+        }
+        let strict = Http::new(&RemoteOptions::default()).unwrap();
+        assert!(strict.unverified.is_none());
+    }
+
+    #[test]
+    fn sizes_are_described_in_round_units() {
+        assert_eq!(describe_size(4 << 20), "4 MiB");
+        assert_eq!(describe_size(64 << 10), "64 KiB");
+        assert_eq!(describe_size(1000), "1000 bytes");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Blob upload sessions, from the POST (or a mount's 202) to the finalising PUT: a monolithic
 //! PUT when the bytes can be read again, one streamed PATCH otherwise, chunks once the registry
 //! refused a large PATCH; after a broken PATCH the upload resumes where the registry's `Range`
-//! says it stopped.
+//! says it stopped. A `Range` that stays behind what was sent costs a try of the blob's budget,
+//! one beyond it ends the upload: a registry cannot keep an upload going forever.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub(crate) const CHUNK_CAP: u64 = 4 * 1024 * 1024;
 /// Each concurrent copy holds this much, so it bounds a copy's memory at `--jobs` x 8 MiB; a
 /// registry further behind than this makes the upload restart from its HEAD instead.
 const REPLAY_WINDOW: u64 = 2 * CHUNK_CAP;
+/// The largest chunk gathered in memory, whatever `OCI-Chunk-Min-Length` asks for.
+const MAX_CHUNK: u64 = 64 * 1024 * 1024;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
@@ -216,8 +219,9 @@ pub(crate) async fn upload(
     while offset < size {
         let chunk = registry
             .patch_limit()
-            .map(|limit| limit.max(session.min_chunk));
+            .map(|limit| limit.max(session.min_chunk.min(MAX_CHUNK)));
         let len = chunk.map_or(size - offset, |chunk| chunk.min(size - offset));
+        let sent_to = offset + len;
         let payload = source.payload(offset, len, chunk.is_some()).await?;
         let mut call = Call::new(Method::PATCH, session.location.clone(), &scopes)
             .idempotent(false)
@@ -225,7 +229,7 @@ pub(crate) async fn upload(
             .header(CONTENT_LENGTH, len.into())
             .payload(payload);
         if chunk.is_some() || offset > 0 {
-            let range = format!("{offset}-{}", offset + len - 1);
+            let range = format!("{offset}-{}", sent_to - 1);
             call = call.header(
                 reqwest::header::CONTENT_RANGE,
                 HeaderValue::from_str(&range).expect("digits and a dash"),
@@ -239,8 +243,20 @@ pub(crate) async fn upload(
             Ok(response) if response.status() == StatusCode::ACCEPTED => {
                 session.location = redirect_target(&session.location, response.headers())
                     .unwrap_or(session.location);
-                offset = received(response.headers()).unwrap_or(offset + len);
-                continue;
+                let held = held_after_patch(response.headers(), sent_to).unwrap_or(sent_to);
+                if held > sent_to {
+                    return Err(UploadError::fatal(
+                        repo.error(&operation, overclaimed(held, sent_to)),
+                    ));
+                }
+                if held == sent_to {
+                    offset = held;
+                    continue;
+                }
+                (
+                    format!("the registry kept {held} of the {sent_to} bytes sent"),
+                    None,
+                )
             }
             Ok(response)
                 if len > CHUNK_CAP
@@ -277,6 +293,11 @@ pub(crate) async fn upload(
         }
         tracing::debug!(%digest, offset, reason = %broken, "upload interrupted; asking the registry how far it got");
         offset = resume_offset(repo, &mut session).await.map_err(fail)?;
+        if offset > sent_to {
+            return Err(UploadError::fatal(
+                repo.error(&operation, overclaimed(offset, sent_to)),
+            ));
+        }
         if !source.can_resend_from(offset) {
             return Err(UploadError::restartable(repo.error(
                 &operation,
@@ -333,7 +354,8 @@ pub(crate) fn finalising_url(location: &Url, digest: &Digest) -> Url {
 }
 
 /// How many bytes the registry holds, from `Range: 0-<last>` (`bytes=` prefix tolerated).
-/// distribution says `0-0` for a fresh session that holds nothing.
+/// distribution says `0-0` for a fresh session that holds nothing. A last byte of 2^64-1
+/// claims more than any upload sends: it saturates rather than wrapping to 0.
 pub(crate) fn received(headers: &HeaderMap) -> Option<u64> {
     let range = headers.get(RANGE)?.to_str().ok()?.trim();
     let range = range.strip_prefix("bytes=").unwrap_or(range);
@@ -342,7 +364,23 @@ pub(crate) fn received(headers: &HeaderMap) -> Option<u64> {
     if start != 0 {
         return None;
     }
-    Some(if end == 0 { 0 } else { end + 1 })
+    Some(if end == 0 { 0 } else { end.saturating_add(1) })
+}
+
+/// What the `Range` of a 202 to a PATCH says the registry holds once `sent` bytes are in:
+/// `0-0` is read as the one byte of a one-byte upload, and as nothing otherwise.
+fn held_after_patch(headers: &HeaderMap, sent: u64) -> Option<u64> {
+    match received(headers) {
+        Some(0) if sent == 1 => Some(1),
+        held => held,
+    }
+}
+
+fn overclaimed(held: u64, sent: u64) -> String {
+    format!(
+        "the registry says it holds {held} bytes of the upload, but only {sent} were sent \
+         (its Range header is wrong)"
+    )
 }
 
 /// Asks the registry how much of the session it holds (`GET <location>` -> 204 + Range).
@@ -531,6 +569,9 @@ mod tests {
         assert_eq!(range("0-1023"), Some(1024));
         assert_eq!(range("bytes=0-99"), Some(100));
         assert_eq!(range("0-0"), Some(0));
+        assert_eq!(range("0-18446744073709551615"), Some(u64::MAX));
+        assert_eq!(range("0-18446744073709551616"), None);
+        assert_eq!(range("0--1"), None);
         assert_eq!(range("5-10"), None);
         assert_eq!(range("junk"), None);
         assert_eq!(received(&HeaderMap::new()), None);
