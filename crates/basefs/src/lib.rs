@@ -6,11 +6,33 @@
 //! Paths are normalised and relative to the root (`usr/bin/sh`); the root itself (`""`) is not
 //! an entry. Entries are kept in byte order of their paths, so every directory comes before its
 //! children and a directory's descendants are the range of paths starting with `dir/`.
+//!
+//! Building one: [`read_layer`] reads one layer blob into a [`LayerIndex`], [`merge`] stacks
+//! them; [`index_image`] does both for an image in a [`layerize_registry::Store`], with a
+//! [`LayerCache`] on disk so that a later build on the same base reads no base blob.
 
+mod blob_reader;
+mod cache;
 mod entry;
+mod error;
+mod hashing;
+mod image;
 mod index;
+mod layer;
+mod merge;
+mod path;
 mod resolve;
+mod table;
+#[cfg(test)]
+mod test_tar;
 
+pub use cache::{default_cache_dir, LayerCache};
 pub use entry::{Entry, Kind, OwnedEntry};
+pub use error::{BaseFsError, LayerError, MemberError};
+pub use image::{index_image, BaseFs, IndexStats};
 pub use index::FsIndex;
+pub use layer::{read_layer, Capture, CaptureSet, LayerIndex};
+pub use merge::merge;
+pub use path::{normalise, PathError};
 pub use resolve::{ResolveError, Resolved, Resolver, MAX_SYMLINK_EXPANSIONS};
+pub use table::TableError;

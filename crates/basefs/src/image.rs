@@ -1,0 +1,329 @@
+//! Indexing an image's layers from a [`Store`]: each layer taken from the cache or read once
+//! from its blob (a few at a time, on blocking threads), then merged, with the asked-for files
+//! taken from the topmost layer that has them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_manifest::{media_type::is_foreign_layer, Descriptor, Digest};
+use layerize_registry::{Store, StoreError};
+
+use crate::blob_reader::BlobReader;
+use crate::cache::LayerCache;
+use crate::error::BaseFsError;
+use crate::hashing::HashingReader;
+use crate::layer::{read_layer, Capture, CaptureSet, LayerIndex};
+use crate::{merge, FsIndex, Kind};
+
+/// Layers read at once: enough to keep the network busy while two cores decompress.
+const CONCURRENT_LAYERS: usize = 3;
+/// Chunks of a blob in flight between the download and its reader.
+const CHANNEL_CHUNKS: usize = 16;
+/// Hard links followed from an asked path to the file that holds its content.
+const MAX_HARDLINK_HOPS: usize = 8;
+
+/// The filesystem of an image, the asked-for files and how they were obtained.
+#[derive(Clone, Debug)]
+pub struct BaseFs {
+    pub index: FsIndex,
+    /// For each asked path (normalised) that is a regular file of the image, or a hard link
+    /// to one: its content in the topmost layer. Symlinks are not followed (resolve them
+    /// against the index and ask for the target).
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub stats: IndexStats,
+}
+
+/// Where the layers' indexes came from, for logs and for tests that a warm build reads no
+/// base blob.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    pub layers_from_cache: usize,
+    /// Blob reads, including a cached layer read again for a file it had not captured.
+    pub layers_read: usize,
+    /// Compressed bytes read from the store.
+    pub blob_bytes_read: u64,
+}
+
+/// The filesystem of the image whose layers (descriptor and diffID, base first) are
+/// `layers`, with the content of the `capture` files. Layers are taken from `cache` when it
+/// has them and written to it when read.
+pub async fn index_image(
+    store: &dyn Store,
+    layers: &[(Descriptor, Digest)],
+    cache: Option<&LayerCache>,
+    capture: &[Capture],
+) -> Result<BaseFs, BaseFsError> {
+    if let Some((foreign, _)) = layers
+        .iter()
+        .find(|(descriptor, _)| is_foreign_layer(&descriptor.media_type))
+    {
+        return Err(BaseFsError::ForeignLayer {
+            layer: foreign.digest.clone(),
+            media_type: foreign.media_type.clone(),
+        });
+    }
+    let capture = Arc::new(CaptureSet::new(capture).map_err(BaseFsError::CapturePath)?);
+    let mut stats = IndexStats::default();
+
+    let obtained: Vec<Obtained> = stream::iter(layers)
+        .map(|(descriptor, diff_id)| obtain(store, descriptor, diff_id, cache, &capture))
+        .buffered(CONCURRENT_LAYERS)
+        .try_collect()
+        .await?;
+    let mut captured = Vec::with_capacity(obtained.len());
+    let mut own_files = Vec::with_capacity(obtained.len());
+    let mut indexes = Vec::with_capacity(obtained.len());
+    for Obtained {
+        mut layer,
+        blob_bytes,
+    } in obtained
+    {
+        match blob_bytes {
+            Some(bytes) => {
+                stats.layers_read += 1;
+                stats.blob_bytes_read += bytes;
+            }
+            None => stats.layers_from_cache += 1,
+        }
+        own_files.push(own_files_of(&layer, &capture));
+        captured.push(std::mem::take(&mut layer.captured));
+        indexes.push(layer);
+    }
+    let index = tokio::task::spawn_blocking(move || merge::merge(indexes))
+        .await
+        .map_err(BaseFsError::Task)?
+        .map_err(BaseFsError::Merge)?;
+
+    let mut wanted = BTreeMap::new();
+    for (path, limit) in capture.iter() {
+        if let Some(found) = locate(&index, &own_files, path) {
+            if found.size > limit {
+                return Err(BaseFsError::CaptureTooLarge {
+                    path: path.to_owned(),
+                    size: found.size,
+                    limit,
+                });
+            }
+            wanted.insert(path.to_owned(), (found, limit));
+        }
+    }
+    let mut missing: BTreeMap<usize, CaptureSet> = BTreeMap::new();
+    for (found, limit) in wanted.values() {
+        if !captured[found.layer].contains_key(&found.path) {
+            let set = missing
+                .remove(&found.layer)
+                .unwrap_or_else(|| CaptureSet::clone(&capture));
+            missing.insert(found.layer, set.with(&found.path, *limit));
+        }
+    }
+    let rereads: Vec<(usize, LayerIndex, u64)> = stream::iter(missing)
+        .map(|(number, set)| {
+            let (descriptor, diff_id) = &layers[number];
+            let keep = std::mem::take(&mut captured[number]);
+            async move {
+                let (layer, bytes) =
+                    read_from_store(store, descriptor, diff_id, Arc::new(set), keep, cache).await?;
+                Ok::<_, BaseFsError>((number, layer, bytes))
+            }
+        })
+        .buffered(CONCURRENT_LAYERS)
+        .try_collect()
+        .await?;
+    for (number, layer, bytes) in rereads {
+        stats.layers_read += 1;
+        stats.blob_bytes_read += bytes;
+        captured[number] = layer.captured;
+    }
+
+    let files = wanted
+        .into_iter()
+        .filter_map(|(path, (found, _))| {
+            let content = captured[found.layer].get(&found.path)?.clone();
+            Some((path, content))
+        })
+        .collect();
+    Ok(BaseFs {
+        index,
+        files,
+        stats,
+    })
+}
+
+struct Obtained {
+    layer: LayerIndex,
+    /// `None`: from the cache.
+    blob_bytes: Option<u64>,
+}
+
+async fn obtain(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    diff_id: &Digest,
+    cache: Option<&LayerCache>,
+    capture: &Arc<CaptureSet>,
+) -> Result<Obtained, BaseFsError> {
+    if let Some(cache) = cache {
+        let (cache, key) = (cache.clone(), diff_id.clone());
+        let cached = tokio::task::spawn_blocking(move || cache.load(&key))
+            .await
+            .map_err(BaseFsError::Task)?;
+        if let Some(layer) = cached {
+            return Ok(Obtained {
+                layer,
+                blob_bytes: None,
+            });
+        }
+    }
+    let (layer, bytes) = read_from_store(
+        store,
+        descriptor,
+        diff_id,
+        Arc::clone(capture),
+        BTreeMap::new(),
+        cache,
+    )
+    .await?;
+    Ok(Obtained {
+        layer,
+        blob_bytes: Some(bytes),
+    })
+}
+
+/// Streams the layer's blob from `store` into [`read_layer`] on a blocking thread, checks the
+/// blob's size and digest, and caches the result with `keep` (captures of an earlier read)
+/// added. Returns the layer and the blob bytes read.
+async fn read_from_store(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    diff_id: &Digest,
+    capture: Arc<CaptureSet>,
+    keep: BTreeMap<String, Vec<u8>>,
+    cache: Option<&LayerCache>,
+) -> Result<(LayerIndex, u64), BaseFsError> {
+    let layer_digest = descriptor.digest.clone();
+    let store_error = |source| BaseFsError::Store {
+        layer: layer_digest.clone(),
+        source,
+    };
+    let mut blob = store
+        .get_blob(&descriptor.digest)
+        .await
+        .map_err(store_error)?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (descriptor, diff_id, cache) = (descriptor.clone(), diff_id.clone(), cache.cloned());
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut blob = HashingReader::new(BlobReader::new(receiver, descriptor.size));
+        let read = read_layer(&mut blob, &diff_id, &capture);
+        let overlong = blob.get_ref().overlong();
+        let (digest, bytes) = blob.finish();
+        let layer = descriptor.digest;
+        if overlong {
+            return Err(BaseFsError::BlobTooLong {
+                layer,
+                expected: descriptor.size,
+            });
+        }
+        let mut index = read.map_err(|source| BaseFsError::Layer {
+            layer: layer.clone(),
+            source,
+        })?;
+        if bytes != descriptor.size {
+            return Err(BaseFsError::BlobSizeMismatch {
+                layer,
+                expected: descriptor.size,
+                actual: bytes,
+            });
+        }
+        if digest != layer {
+            return Err(BaseFsError::BlobDigestMismatch {
+                layer,
+                actual: digest,
+            });
+        }
+        for (path, content) in keep {
+            index.captured.entry(path).or_insert(content);
+        }
+        if let Some(cache) = cache {
+            if let Err(error) = cache.store(&diff_id, &index) {
+                let path = cache.path(&diff_id);
+                tracing::warn!(path = %path.display(), %error, "cannot cache a layer index");
+            }
+        }
+        Ok((index, bytes))
+    });
+    let feeding = async move {
+        while let Some(chunk) = blob.next().await {
+            if sender.send(chunk?).await.is_err() {
+                // The reader stopped early; its result says why.
+                break;
+            }
+        }
+        Ok::<(), StoreError>(())
+    };
+    let (fed, read) = tokio::join!(feeding, reading);
+    fed.map_err(store_error)?;
+    read.map_err(BaseFsError::Task)?
+}
+
+/// A regular file holding the content of an asked path: its path, layer and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Found {
+    layer: usize,
+    path: String,
+    size: u64,
+}
+
+/// For each asked path that one layer has as a regular file or as a hard link to a regular
+/// file of its own: the file holding the content (a hard link's target is an earlier member of
+/// the same tar, whose content later layers cannot change).
+fn own_files_of(layer: &LayerIndex, capture: &CaptureSet) -> HashMap<String, (String, u64)> {
+    let settled = &layer.settled;
+    capture
+        .iter()
+        .filter_map(|(path, _)| {
+            let record = settled.find(path)?;
+            let entry = settled.table.entry(record);
+            let file = match entry.kind {
+                Kind::File => (path.to_owned(), entry.size),
+                Kind::Hardlink => (entry.link.to_owned(), layer.file_size(entry.link)?),
+                _ => return None,
+            };
+            Some((path.to_owned(), file))
+        })
+        .collect()
+}
+
+/// The file whose content the image shows at `path`, following hard links.
+fn locate(
+    index: &FsIndex,
+    own_files: &[HashMap<String, (String, u64)>],
+    path: &str,
+) -> Option<Found> {
+    let mut path = path.to_owned();
+    for _ in 0..MAX_HARDLINK_HOPS {
+        let entry = index.get(&path)?;
+        let layer = index.origin(&path)? as usize;
+        if let Some((file, size)) = own_files[layer].get(&path) {
+            return Some(Found {
+                layer,
+                path: file.clone(),
+                size: *size,
+            });
+        }
+        match entry.kind {
+            Kind::File => {
+                return Some(Found {
+                    layer,
+                    path,
+                    size: entry.size,
+                })
+            }
+            // A link to a file of a lower layer: follow it in the merged view.
+            Kind::Hardlink => path = entry.link.to_owned(),
+            _ => return None,
+        }
+    }
+    None
+}

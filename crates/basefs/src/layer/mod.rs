@@ -1,0 +1,137 @@
+//! One layer blob read once into its own index: decompressed, hashed against its diffID, its
+//! tar headers turned into settled records (whiteouts kept as such) and a few asked-for files
+//! captured.
+
+mod decompress;
+mod members;
+mod settle;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufReader, Read};
+
+use layerize_manifest::Digest;
+
+use crate::error::LayerError;
+use crate::hashing::HashingReader;
+use crate::path::{normalise, PathError};
+use crate::table::Slot;
+use crate::Kind;
+
+pub(crate) use settle::Settled;
+
+/// A file whose content a caller wants from the image, up to `max_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    /// Absolute or relative to the root; normalised before use.
+    pub path: String,
+    pub max_bytes: u64,
+}
+
+/// The files to keep the content of while reading layers, by normalised path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureSet {
+    limits: HashMap<String, u64>,
+}
+
+impl CaptureSet {
+    pub fn new(captures: &[Capture]) -> Result<CaptureSet, PathError> {
+        let mut limits = HashMap::new();
+        for capture in captures {
+            let limit = limits.entry(normalise(&capture.path)?).or_insert(0);
+            *limit = capture.max_bytes.max(*limit);
+        }
+        Ok(CaptureSet { limits })
+    }
+
+    /// The limit for `path`, if it is asked for.
+    pub fn limit(&self, path: &str) -> Option<u64> {
+        self.limits.get(path).copied()
+    }
+
+    /// Whether a regular file of `size` bytes at `path` is to be kept.
+    pub(crate) fn wants(&self, path: &str, size: u64) -> bool {
+        self.limit(path).is_some_and(|limit| size <= limit)
+    }
+
+    /// The asked paths and their limits.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.limits
+            .iter()
+            .map(|(path, limit)| (path.as_str(), *limit))
+    }
+
+    /// This set with `path` asked for too (at least up to `limit`).
+    pub(crate) fn with(mut self, path: &str, limit: u64) -> CaptureSet {
+        let entry = self.limits.entry(path.to_owned()).or_insert(0);
+        *entry = limit.max(*entry);
+        self
+    }
+}
+
+/// What one layer puts in the filesystem, on its own: its settled records in tree order
+/// (entries, whiteouts, opaque directories) and the content of the captured files it has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerIndex {
+    pub(crate) settled: Settled,
+    pub(crate) captured: BTreeMap<String, Vec<u8>>,
+}
+
+impl LayerIndex {
+    /// Paths the layer describes (entries, whiteouts, opaque directories).
+    pub fn len(&self) -> usize {
+        self.settled.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.settled.table.records.is_empty() && !self.settled.hides_root
+    }
+
+    /// The content the layer has for a captured regular file.
+    pub fn captured(&self, path: &str) -> Option<&[u8]> {
+        self.captured.get(path).map(Vec::as_slice)
+    }
+
+    /// The layer's own regular file at `path` (its size), if it has one.
+    pub(crate) fn file_size(&self, path: &str) -> Option<u64> {
+        let record = self.settled.find(path)?;
+        (record.slot() == Slot::Entry(Kind::File)).then_some(record.size)
+    }
+}
+
+/// Reads the layer blob `blob` (gzip, zstd or plain tar, told by its first bytes) to its end,
+/// checks that the uncompressed stream has the diffID `diff_id`, and returns what the layer
+/// holds with the content of the `capture` files it has.
+pub fn read_layer(
+    blob: impl Read,
+    diff_id: &Digest,
+    capture: &CaptureSet,
+) -> Result<LayerIndex, LayerError> {
+    let tar = decompress::decompressed(blob).map_err(LayerError::Read)?;
+    // Tar headers are read 512 bytes at a time; a buffer keeps the decoder's calls large.
+    let mut stream = BufReader::with_capacity(64 * 1024, HashingReader::new(tar));
+    let raw = members::read(&mut stream, capture)?;
+    // The diffID covers everything, including the zero blocks after the end-of-archive mark.
+    io::copy(&mut stream, &mut io::sink()).map_err(LayerError::Read)?;
+    let (actual, _) = stream.into_inner().finish();
+    if &actual != diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    let settled = settle::settle(raw.table);
+    // Keep a capture only if its member is the one the layer ends with at that path.
+    let captured = raw
+        .captured
+        .into_iter()
+        .filter(|(path, (number, _))| {
+            settled.find(path).is_some_and(|record| {
+                record.origin == *number && record.slot() == Slot::Entry(Kind::File)
+            })
+        })
+        .map(|(path, (_, content))| (path, content))
+        .collect();
+    Ok(LayerIndex { settled, captured })
+}
