@@ -343,21 +343,12 @@ fn uncompressed_digest(media_type: &str, blob: &[u8]) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
-/// The registry's access-log lines.
-fn access_log(registry: &Registry) -> Vec<String> {
-    registry
-        .log_text()
-        .lines()
-        .filter(|line| line.contains("\" ") && line.contains(" HTTP/1.1\""))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Access-log lines of cross-repository mounts into `repository` answered 201.
 fn mounts_into(registry: &Registry, repository: &str, from: &str) -> Vec<String> {
     let post = format!("\"POST /v2/{repository}/blobs/uploads/?");
     let from_param = format!("from={}", from.replace('/', "%2F"));
-    access_log(registry)
+    registry
+        .access_log()
         .into_iter()
         .filter(|line| {
             line.contains(&post)
@@ -492,7 +483,7 @@ fn build_push_and_check(mode: Mode, format: Format, extra: &[&str]) {
         mounts.len() as u64,
         base_layer_count,
         "registry log:\n{}",
-        access_log(&site.registry).join("\n")
+        site.registry.access_log().join("\n")
     );
     for layer in base_manifest["layers"].as_array().unwrap() {
         let hex = layer["digest"]
@@ -542,7 +533,7 @@ fn a_second_identical_build_uploads_no_blob_and_gives_the_same_digest() {
             .run()
     };
     let first = build();
-    let log_before = access_log(&site.registry).len();
+    let log_before = site.registry.access_log().len();
     let second = build();
     assert_eq!(second.digest(), first.digest());
     let (first, second) = (first.report(), second.report());
@@ -559,7 +550,7 @@ fn a_second_identical_build_uploads_no_blob_and_gives_the_same_digest() {
     assert!(as_u64(&second["requests"]) < as_u64(&first["requests"]));
 
     // The registry saw HEADs for the blobs and no blob upload at all.
-    let log = access_log(&site.registry);
+    let log = site.registry.access_log();
     let second_run = &log[log_before..];
     for line in second_run {
         assert!(
@@ -1081,7 +1072,9 @@ fn a_target_named_by_digest_is_refused_before_anything_is_pushed() {
             "{error}"
         );
     }
-    let touched_app: Vec<String> = access_log(&site.registry)
+    let touched_app: Vec<String> = site
+        .registry
+        .access_log()
         .into_iter()
         .filter(|line| line.contains(" /v2/app/"))
         .collect();
@@ -1121,7 +1114,9 @@ fn a_base_blob_corrupted_at_the_source_fails_the_streamed_copy() {
     assert!(error.contains(&source.registry.host()), "{error}");
     assert_eq!(destination.tag_digest(&target), None);
     // layerize caught it as the bytes passed: the destination never committed the blob.
-    let committed: Vec<String> = access_log(&destination.registry)
+    let committed: Vec<String> = destination
+        .registry
+        .access_log()
         .into_iter()
         .filter(|line| line.contains(hex) && line.contains("\"PUT ") && line.contains("\" 201 "))
         .collect();

@@ -111,6 +111,15 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).expect("read registry log")
     }
 
+    /// The registry's access-log lines (`"GET /v2/... HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains("\" ") && line.contains(" HTTP/1.1\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The registry's storage root (`docker/registry/v2/...` below it).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")

@@ -20,6 +20,8 @@ pub enum BuildError {
     Manifest(#[from] layerize_manifest::ManifestError),
     #[error(transparent)]
     Layer(#[from] layer::LayerError),
+    #[error("indexing the base filesystem: {0}")]
+    BaseFs(#[from] layerize_basefs::BaseFsError),
     #[error(transparent)]
     FileMap(#[from] layer::filemap::FileMapError),
     #[error("{layer}: {source}")]

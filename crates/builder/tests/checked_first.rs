@@ -117,6 +117,7 @@ async fn failed_build(
         layer_options: LayerOptions::default(),
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 4,
+        cache_dir: None,
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),

@@ -76,6 +76,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         layer_options: LayerOptions::default(),
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 2,
+        cache_dir: None,
     };
     let report = build(&endpoints, request).await.unwrap();
 

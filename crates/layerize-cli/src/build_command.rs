@@ -88,6 +88,10 @@ pub struct BuildArgs {
     /// Blobs transferred at once.
     #[arg(long, default_value_t = 6)]
     jobs: usize,
+    /// Where layerize caches what it learnt (the base filesystem index, per layer diffID).
+    /// Default: $XDG_CACHE_HOME/layerize, else ~/.cache/layerize.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 
     /// Write a JSON report (target, digest, layers with their status) to this file.
     #[arg(long, value_name = "FILE")]
@@ -203,6 +207,10 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         layer_options,
         created,
         jobs: args.jobs,
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .or_else(layerize_basefs::default_cache_dir),
     };
 
     let report = runtime.block_on(build(&endpoints, request))?;

@@ -6,20 +6,22 @@ pub mod plan;
 pub mod report;
 pub mod resolve;
 use std::cmp::Reverse;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_basefs::{index_image, FsIndex, LayerCache};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{layer_media_type, ConfigEdit, Descriptor, History, Platform};
 use layerize_registry::{BlobBody, PutOutcome, Store};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::layer::filemap::FileMap;
 use crate::layer::recipe;
 use crate::layer::{write_layer, LayerOptions};
 use crate::BuildError;
 use plan::{Layer, LayerSpec, Origin, Plan, PreparedLayer, Step};
-use report::{LayerReport, Report};
+use report::{BaseIndexReport, LayerReport, Report};
 use resolve::resolve;
 
 /// Where the base comes from and where the result goes.
@@ -52,6 +54,8 @@ pub struct BuildRequest {
     pub created: String,
     /// How many blobs move at once.
     pub jobs: usize,
+    /// Where the base filesystem index is cached per layer (`None`: not cached on disk).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Counts of what happened to blobs in the target.
@@ -86,6 +90,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
         layer_options,
         created,
         jobs,
+        cache_dir,
     } = request;
     info!(
         phase = "build",
@@ -119,9 +124,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     // Every input is checked before any blob moves: config edits and annotations on a copy of
     // the image (the real one gets them once its layers are appended), layer inputs as file maps.
     check_edits(&image, &edits, &annotations)?;
-    let layers = prepare_layers(layers)?;
-
-    let base_layers = image
+    let base_layers: Vec<Layer> = image
         .layers()
         .into_iter()
         .zip(image.diff_ids())
@@ -135,6 +138,15 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
             origin: Origin::Base,
         })
         .collect();
+    let (base_fs, base_index) = if layers.iter().any(|spec| !spec.inputs.is_empty()) {
+        let (index, report) =
+            index_base(endpoints.base.as_ref(), &base_layers, cache_dir.as_deref()).await?;
+        (Some(Arc::new(index)), Some(report))
+    } else {
+        (None, None)
+    };
+    let layers = prepare_layers(layers, base_fs.as_ref())?;
+
     let plan = Plan::new(base_layers, layers);
 
     let transfers = std::sync::Mutex::new(Transfers::default());
@@ -276,6 +288,7 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
         blobs_mounted: transfers.blobs_mounted,
         blobs_skipped: transfers.blobs_skipped,
         requests: endpoints.base.requests() + endpoints.target.requests(),
+        base_index,
     })
 }
 
@@ -296,9 +309,57 @@ fn check_edits(
     Ok(())
 }
 
-/// Applies each layer's inputs to a file map and walks it once without reading file contents,
-/// so that a missing source or a bad tree fails the build before anything is transferred.
-fn prepare_layers(layers: Vec<LayerSpec>) -> Result<Vec<PreparedLayer>, BuildError> {
+/// The filesystem of the base, from the on-disk cache where it has the layers, else read from
+/// their blobs once. Foreign (non-distributable) layers cannot be read from the store: their
+/// paths are left out, with a warning.
+async fn index_base(
+    store: &dyn Store,
+    base_layers: &[Layer],
+    cache_dir: Option<&std::path::Path>,
+) -> Result<(FsIndex, BaseIndexReport), BuildError> {
+    let readable: Vec<_> = base_layers
+        .iter()
+        .filter(|layer| {
+            let foreign = is_foreign_layer(&layer.descriptor.media_type);
+            if foreign {
+                warn!(
+                    layer = %layer.name,
+                    digest = %layer.descriptor.digest,
+                    "the base has a non-distributable layer; destinations are not resolved against its files"
+                );
+            }
+            !foreign
+        })
+        .map(|layer| (layer.descriptor.clone(), layer.diff_id.clone()))
+        .collect();
+    let cache = cache_dir.map(LayerCache::new);
+    let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
+    let report = BaseIndexReport {
+        paths: base_fs.index.len(),
+        layers_from_cache: base_fs.stats.layers_from_cache,
+        layers_read: base_fs.stats.layers_read,
+        blob_bytes_read: base_fs.stats.blob_bytes_read,
+    };
+    info!(
+        phase = "build",
+        step = 6,
+        paths = report.paths,
+        layers_from_cache = report.layers_from_cache,
+        layers_read = report.layers_read,
+        blob_bytes_read = report.blob_bytes_read,
+        "Indexed the base filesystem"
+    );
+    Ok((base_fs.index, report))
+}
+
+/// Applies each layer's inputs to a file map over the base and walks it once without reading
+/// file contents, so that a missing source, a bad tree or a conflict with the base fails the
+/// build before anything is transferred. Every layer resolves against the base alone, never
+/// against the other layers of the build, so that a layer does not depend on its neighbours.
+fn prepare_layers(
+    layers: Vec<LayerSpec>,
+    base: Option<&Arc<FsIndex>>,
+) -> Result<Vec<PreparedLayer>, BuildError> {
     layers
         .into_iter()
         .map(|spec| {
@@ -306,8 +367,18 @@ fn prepare_layers(layers: Vec<LayerSpec>) -> Result<Vec<PreparedLayer>, BuildErr
                 layer: spec.name.clone(),
                 source,
             };
-            let mut files = FileMap::new();
+            let mut files = match base {
+                Some(base) => FileMap::on_base(Arc::clone(base)),
+                None => FileMap::new(),
+            };
             recipe::apply(&spec.inputs, &mut files).map_err(input_error)?;
+            files.validate().map_err(|source| BuildError::Input {
+                layer: spec.name.clone(),
+                source: recipe::InputError {
+                    input: "the layer as a whole".to_owned(),
+                    source,
+                },
+            })?;
             Ok(PreparedLayer {
                 name: spec.name,
                 created_by: spec.created_by,

@@ -24,6 +24,22 @@ pub struct Report {
     pub blobs_skipped: u64,
     /// HTTP requests made to registries (0 for layouts on disk).
     pub requests: u64,
+    /// How the base's filesystem index was obtained; absent when no layer needed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_index: Option<BaseIndexReport>,
+}
+
+/// Where the base filesystem index came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseIndexReport {
+    /// Paths in the base's filesystem.
+    pub paths: usize,
+    /// Base layers whose index came from the on-disk cache.
+    pub layers_from_cache: usize,
+    /// Base layer blobs read to index them.
+    pub layers_read: usize,
+    /// Compressed bytes of base blobs read for the index.
+    pub blob_bytes_read: u64,
 }
 
 /// One layer of the result.
