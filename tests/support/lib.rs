@@ -1,11 +1,15 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
-//! with tools that are not ours, and real registries started on loopback.
+//! with tools that are not ours, real registries started on loopback, and the container runtimes
+//! (containerd, Docker) that run what layerize builds.
 //!
 //! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
 //! they run it through [`layerize!`].
 
 pub mod app_image;
 pub mod children;
+pub mod containerd;
+pub mod daemon;
+pub mod docker;
 pub mod fault_proxy;
 pub mod images;
 pub mod layerize;
