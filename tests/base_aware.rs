@@ -124,12 +124,13 @@ fn base_layer_digests(report: &Value) -> Vec<String> {
 #[test]
 fn files_land_through_the_debian_base_symlinks_in_a_registry() {
     let registry = Registry::open();
-    let base = images::push(
+    images::push(
         Image::Debian,
         Format::Oci,
         &registry,
         "debian/base:bookworm",
     );
+    let base = format!("{}/debian/base:bookworm", registry.host());
     let original = PulledImage::pull(&base, None);
     assert!(
         original.root().join("usr").join(DELETED).is_file(),
