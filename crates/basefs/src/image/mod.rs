@@ -327,3 +327,6 @@ fn locate(
     }
     None
 }
+
+#[cfg(test)]
+mod tests;
