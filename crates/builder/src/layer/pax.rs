@@ -1,10 +1,11 @@
 //! PAX extended header records (`"<len> <key>=<value>\n"`, POSIX.1-2001): writing one, and
 //! reading the records of an extended header by their length prefixes. Values are bytes and may
-//! hold newlines — a file capability often does — so records cannot be split at newlines (the
-//! `tar` crate does, and fails on such values: composefs/tar-rs#428).
+//! hold newlines — a file capability with `cap_dac_override` and `cap_fowner` does — so records
+//! cannot be split at newlines (the `tar` crate does, and fails on such values:
+//! composefs/tar-rs#428).
 
-/// The record key prefix of an extended attribute, as GNU tar, bsdtar and Go's archive/tar write
-/// it: `SCHILY.xattr.<name>=<raw value>`.
+/// The record key prefix of an extended attribute, as GNU tar (`--xattrs`) and Go's archive/tar
+/// write it: `SCHILY.xattr.<name>=<raw value>`.
 pub(crate) const XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// Appends one record, where `len` counts the whole record, itself included.
