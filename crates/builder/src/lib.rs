@@ -28,7 +28,7 @@ pub enum BuildError {
     Input {
         layer: String,
         #[source]
-        source: layer::recipe::InputError,
+        source: Box<layer::recipe::InputError>,
     },
     #[error("{context}: {source}")]
     Io {

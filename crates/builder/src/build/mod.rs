@@ -365,19 +365,18 @@ fn prepare_layers(
         .map(|spec| {
             let input_error = |source| BuildError::Input {
                 layer: spec.name.clone(),
-                source,
+                source: Box::new(source),
             };
             let mut files = match base {
                 Some(base) => FileMap::on_base(Arc::clone(base)),
                 None => FileMap::new(),
             };
             recipe::apply(&spec.inputs, &mut files).map_err(input_error)?;
-            files.validate().map_err(|source| BuildError::Input {
-                layer: spec.name.clone(),
-                source: recipe::InputError {
+            files.validate().map_err(|source| {
+                input_error(recipe::InputError {
                     input: "the layer as a whole".to_owned(),
                     source,
-                },
+                })
             })?;
             Ok(PreparedLayer {
                 name: spec.name,

@@ -45,7 +45,7 @@ use crate::layer::tar_import;
 use base::{Base, Follow, Hidden};
 use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
-pub use entry::{EntryMeta, FileSource};
+pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk};
 use path::{ancestors, check_no_nul};
@@ -67,8 +67,10 @@ pub enum FileMapError {
     SourceNotFound(PathBuf),
     #[error("source is not a regular file: {0} (add directories with a directory mapping)")]
     SourceNotFile(PathBuf),
-    #[error("{path}: unsupported file type ({kind}); only regular files, directories and symlinks can be added")]
+    #[error("{path}: unsupported file type ({kind})")]
     UnsupportedFileType { path: PathBuf, kind: &'static str },
+    #[error("{0}: a host directory cannot hold whiteout names (`.wh.*`), which would delete base files; use --delete or --opaque")]
+    HostWhiteout(PathBuf),
     #[error("{0}: file name is not valid UTF-8")]
     NonUtf8Name(PathBuf),
     #[error("hardlink /{path} points at /{target}, which is not a regular file in the layer")]
@@ -208,6 +210,7 @@ impl FileMap {
             uid: entry.uid,
             gid: entry.gid,
             mtime: entry.mtime,
+            xattrs: entry.xattrs.clone(),
         };
         self.insert(path, Node::Hardlink(file), meta, FILE_MODE)
     }
@@ -246,9 +249,10 @@ impl FileMap {
     }
 
     /// Adds the tree under host directory `src` at `dest`, walked in sorted order when the layer
-    /// is written: files, directories and symlinks (targets verbatim) keep their permission bits;
-    /// ownership becomes 0:0 and times the layer's mtime; files hardlinked to each other (same
-    /// device and inode) become tar hardlinks. Sockets and devices are refused then.
+    /// is written: files, directories, symlinks (targets verbatim), devices and FIFOs keep their
+    /// permission bits; ownership becomes 0:0 and times the layer's mtime; host extended
+    /// attributes are not taken; files hardlinked to each other (same device and inode) become
+    /// tar hardlinks. Sockets are skipped with a warning; a `.wh.*` name is refused then.
     ///
     /// On a base, the tree's root directory takes the base's metadata where the base has that
     /// directory (the source directory's mode is incidental); everything below it keeps the
@@ -267,15 +271,21 @@ impl FileMap {
 
     /// Adds the entries of an existing tar (plain, gzip or zstd, detected by magic bytes),
     /// normalised as host directories are: ownership 0:0, the layer's mtime, permission bits
-    /// kept. Extended attributes are dropped. Compressed input is decompressed once into an
-    /// unnamed temporary file; content is never held in memory.
+    /// kept. Extended attributes (PAX `SCHILY.xattr.*`) are kept; `.wh.*` members stay whiteouts.
+    /// Compressed input is decompressed once into an unnamed temporary file; content is never
+    /// held in memory.
     pub fn add_tar(&mut self, tar: &Path) -> Result<(), FileMapError> {
         let in_tar = |err: FileMapError| FileMapError::Tar {
             path: tar.to_owned(),
             message: err.to_string(),
         };
         for member in tar_import::members(tar)? {
-            let tar_import::Member { path, node, mode } = member;
+            let tar_import::Member {
+                path,
+                node,
+                mode,
+                xattrs,
+            } = member;
             let follow = match node {
                 Node::Dir => Follow::All,
                 _ => Follow::Parents,
@@ -287,6 +297,7 @@ impl FileMap {
             }
             let meta = EntryMeta {
                 mode: Some(mode & PERMISSION_BITS),
+                xattrs,
                 ..EntryMeta::default()
             };
             let node = match node {
@@ -463,6 +474,7 @@ impl FileMap {
             uid: meta.uid,
             gid: meta.gid,
             mtime: meta.mtime,
+            xattrs: meta.xattrs,
         };
         self.entries.insert(
             path,
