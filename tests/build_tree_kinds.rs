@@ -146,7 +146,7 @@ fn whiteout_names_in_a_dir_are_refused_naming_the_host_file() {
     assert_eq!(
         error_line(&stderr),
         format!(
-            "error: {}: a host directory cannot hold whiteout names (`.wh.*`), which would \
+            "error: layer-1: {}: a host directory cannot hold whiteout names (`.wh.*`), which would \
              delete base files; use --delete or --opaque",
             whiteout.display()
         )

@@ -363,20 +363,18 @@ fn prepare_layers(
     layers
         .into_iter()
         .map(|spec| {
-            let input_error = |source| BuildError::Input {
+            let input_error = |error| BuildError::Input {
                 layer: spec.name.clone(),
-                source: Box::new(source),
+                error: Box::new(error),
             };
             let mut files = match base {
                 Some(base) => FileMap::on_base(Arc::clone(base)),
                 None => FileMap::new(),
             };
             recipe::apply(&spec.inputs, &mut files).map_err(input_error)?;
-            files.validate().map_err(|source| {
-                input_error(recipe::InputError {
-                    input: "the layer as a whole".to_owned(),
-                    source,
-                })
+            files.validate().map_err(|error| BuildError::Files {
+                layer: spec.name.clone(),
+                error: Box::new(error),
             })?;
             Ok(PreparedLayer {
                 name: spec.name,

@@ -99,6 +99,7 @@ pub(super) type Inode = (u64, u64);
 /// The walk of one host tree in tar order, one directory listing per level held at a time.
 pub(super) struct HostWalk<'a> {
     pub(super) tree: &'a HostTree,
+    skipped: Skipped,
     /// The next entry, read ahead so that walks can be merged.
     pub(super) next: Option<HostItem>,
     /// Whether the tree's root has been listed.
@@ -131,10 +132,19 @@ pub(super) struct Child {
     pub(super) contents: bool,
 }
 
+/// Whether a walk logs the host entries it skips (sockets): the walk that writes the layer does,
+/// a checking walk before it does not, so each is said once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Skipped {
+    Warn,
+    Quiet,
+}
+
 impl<'a> HostWalk<'a> {
-    pub(super) fn new(tree: &'a HostTree) -> Self {
+    pub(super) fn new(tree: &'a HostTree, skipped: Skipped) -> Self {
         HostWalk {
             tree,
+            skipped,
             next: None,
             started: false,
             frames: Vec::new(),
@@ -186,7 +196,7 @@ impl<'a> HostWalk<'a> {
                 self.frames.push(Frame::read(src, path)?);
                 continue;
             }
-            if let Some(item) = host_item(src, path)? {
+            if let Some(item) = host_item(src, path, self.skipped)? {
                 return Ok(Some(item));
             }
         }
@@ -231,7 +241,11 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 
 /// The entry of the host file `src` at `path`: only its type, permission bits, link target and
 /// device numbers are kept. `None` for a socket, which a tar cannot carry.
-pub(super) fn host_item(src: PathBuf, path: String) -> Result<Option<HostItem>, FileMapError> {
+pub(super) fn host_item(
+    src: PathBuf,
+    path: String,
+    skipped: Skipped,
+) -> Result<Option<HostItem>, FileMapError> {
     let io_error = |source| FileMapError::Io {
         path: src.clone(),
         source,
@@ -253,7 +267,9 @@ pub(super) fn host_item(src: PathBuf, path: String) -> Result<Option<HostItem>, 
         }
         Node::File(Content::Host(src))
     } else if file_type.is_socket() {
-        tracing::warn!(path = %src.display(), "socket ignored: a layer cannot hold sockets");
+        if skipped == Skipped::Warn {
+            tracing::warn!(path = %src.display(), "socket ignored: a layer cannot hold sockets");
+        }
         return Ok(None);
     } else {
         let kind = if file_type.is_char_device() {

@@ -47,7 +47,7 @@ use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
-use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk};
+use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
 
 /// Why an entry cannot be added to a file map.
@@ -317,12 +317,21 @@ impl FileMap {
         Ok(())
     }
 
-    /// The entries in tar order, host trees walked as they come.
+    /// The entries in tar order, host trees walked as they come; what a walk skips (sockets) is
+    /// logged.
     pub(crate) fn entries(&self) -> Entries<'_> {
+        self.walk(Skipped::Warn)
+    }
+
+    fn walk(&self, skipped: Skipped) -> Entries<'_> {
         Entries {
             map: self,
             explicit: self.entries.iter().peekable(),
-            walks: self.host_trees.iter().map(HostWalk::new).collect(),
+            walks: self
+                .host_trees
+                .iter()
+                .map(|tree| HostWalk::new(tree, skipped))
+                .collect(),
             started: false,
             shadows: Vec::new(),
         }
@@ -338,8 +347,10 @@ impl FileMap {
     /// Checks the whole map, host trees walked, without reading any file's content: what writing
     /// the layer would refuse (a host entry over a base directory, an unsupported file type, a
     /// name that is not UTF-8, ...) is found before anything is written.
+    /// What the walk skips is logged when the layer is written, not here, so it is said once.
     pub fn validate(&self) -> Result<(), FileMapError> {
-        self.entries().try_for_each(|entry| entry.map(drop))
+        self.walk(Skipped::Quiet)
+            .try_for_each(|entry| entry.map(drop))
     }
 
     /// The entry added one by one at `path`, if host trees do not hide it.
