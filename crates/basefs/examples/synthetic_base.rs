@@ -2,8 +2,8 @@
 //! index build time and peak memory against plain decompression of the same blob.
 //!
 //! ```text
-//! synthetic_base generate OUT.tar.gz [PATHS]   # gzip layer, diffID in OUT.tar.gz.diffid
-//! synthetic_base index OUT.tar.gz [CACHE-DIR]  # index_image from an OCI layout holding it
+//! synthetic_base generate OUT.tar.gz [PATHS]    # gzip layer, diffID in OUT.tar.gz.diffid
+//! synthetic_base index [--cache DIR] BLOB...     # index_image from an OCI layout of them
 //! ```
 //!
 //! The tree looks like a large CUDA or Python base: package directories a few levels deep,
@@ -36,10 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let paths = rest.first().map_or(Ok(200_000), |n| n.parse())?;
             generate(Path::new(out), paths)
         }
-        [command, blob, rest @ ..] if command == "index" => {
-            index(Path::new(blob), rest.first().map(Path::new))
+        [command, flag, cache, blobs @ ..] if command == "index" && flag == "--cache" => {
+            index(blobs, Some(Path::new(cache)))
         }
-        _ => Err("usage: synthetic_base generate OUT [PATHS] | index BLOB [CACHE-DIR]".into()),
+        [command, blobs @ ..] if command == "index" => index(blobs, None),
+        _ => Err("usage: synthetic_base generate OUT [PATHS] | index [--cache DIR] BLOB...".into()),
     }
 }
 
@@ -143,20 +144,25 @@ fn generate(out: &Path, paths: usize) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// Indexes the blob the way a build does: from an OCI layout store, through [`index_image`].
-fn index(blob: &Path, cache_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
-    let diff_id: Digest = std::fs::read_to_string(blob.with_extension("gz.diffid"))?
-        .trim()
-        .parse()?;
+/// Indexes the blobs (base first) the way a build does: from an OCI layout store, through
+/// [`index_image`].
+fn index(blobs: &[String], cache_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let scratch = tempfile::tempdir_in(blob.parent().unwrap_or(Path::new(".")))?;
+    let scratch = tempfile::tempdir()?;
     let layout = OciLayout::create(scratch.path().join("layout"), None)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut File::open(blob)?, &mut hasher)?;
-    let digest = Digest::from_sha256_raw(hasher.finalize().into());
-    let size = std::fs::metadata(blob)?.len();
-    runtime.block_on(layout.put_blob(&digest, size, BlobBody::File(blob.to_owned())))?;
-    let layers = [(Descriptor::new(OCI_LAYER_GZIP, digest, size), diff_id)];
+    let mut layers = Vec::new();
+    for blob in blobs.iter().map(Path::new) {
+        let diff_id: Digest = std::fs::read_to_string(blob.with_extension("gz.diffid"))?
+            .trim()
+            .parse()?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut File::open(blob)?, &mut hasher)?;
+        let digest = Digest::from_sha256_raw(hasher.finalize().into());
+        let size = std::fs::metadata(blob)?.len();
+        let body = BlobBody::File(blob.to_owned());
+        runtime.block_on(layout.put_blob(&digest, size, body))?;
+        layers.push((Descriptor::new(OCI_LAYER_GZIP, digest, size), diff_id));
+    }
     let cache = cache_dir.map(LayerCache::new);
 
     let start = Instant::now();
