@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Layer-building benchmark: one layer from the same ~500 MiB tree (the first 250 MiB of /usr/lib
-# and of /usr/share in path order: binaries, libraries, text, docs) with `layerize build --dir`
-# (release binary, an empty base made by umoci, an OCI layout target),
-# `tar -c | pigz -6 -p 2` and `tar -c | gzip -6`, in the same run, each RUNS times interleaved;
-# prints the medians (wall time, CPU time, peak RSS, output size) and layerize's ratios to pigz.
+# Layer-building benchmark, each comparison in the same run, RUNS times interleaved, printing the
+# medians (wall time, CPU time, peak RSS, output size) and layerize's ratios to pigz:
+# - usr: one layer from a ~500 MiB tree (the first 250 MiB of /usr/lib and of /usr/share in path
+#   order: binaries, libraries, text, docs) with `layerize build --dir` (release binary, an empty
+#   base made by umoci, an OCI layout target), `tar -c | pigz -6 -p 2` and `tar -c | gzip -6`.
+# - rootfs: the same with layerize and pigz on three copies of a Debian bookworm minbase root
+#   filesystem directory made by mmdebstrap, /dev nodes included (~530 MiB, ~26k entries: the
+#   shape of real images).
 # Then peak RSS of layerize for a ~20 MiB and a ~2 GiB tree (skip with RSS_SCALING=0).
 #
 # Usage: benches/layer.sh            (env: RUNS=3, TREE_MIB=500, WORK=/var/tmp/layerize-bench,
-#                                      RSS_SCALING=1, KEEP=0 keeps the trees for the next run)
-# Needs: pigz, gzip, umoci, GNU time (/usr/bin/time), python3, cargo.
+#                                      COMPARE="usr rootfs", RSS_SCALING=1,
+#                                      ROOTFS=DIR: an mmdebstrap rootfs to copy instead of making one,
+#                                      KEEP=0 keeps the trees for the next run)
+# Needs: pigz, gzip, umoci, GNU time (/usr/bin/time), python3, cargo; for rootfs, root and
+# mmdebstrap with this machine's apt sources (unless ROOTFS is given).
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 TREE_MIB=${TREE_MIB:-500}
 WORK=${WORK:-/var/tmp/layerize-bench}
 RSS_SCALING=${RSS_SCALING:-1}
+COMPARE=${COMPARE:-usr rootfs}
+ROOTFS=${ROOTFS:-}
 KEEP=${KEEP:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -66,6 +74,27 @@ make_tree() {
   mv "$dir.tmp" "$dir"
 }
 
+# make_rootfs_tree DIR: three copies of a Debian bookworm minbase rootfs (with /dev) in DIR/1..3,
+# once; the rootfs is $ROOTFS or made with mmdebstrap into DIR.rootfs.
+make_rootfs_tree() {
+  local dir=$1 rootfs=$ROOTFS
+  [ -d "$dir" ] && return
+  if [ -z "$rootfs" ]; then
+    rootfs="$dir.rootfs"
+    if [ ! -d "$rootfs" ]; then
+      echo "making a Debian bookworm minbase rootfs with mmdebstrap into $rootfs..." >&2
+      local sources=/etc/apt/sources.list.d/debian.sources
+      [ -e "$sources" ] || sources=/etc/apt/sources.list
+      mmdebstrap --quiet --variant=minbase bookworm "$rootfs" "$sources"
+    fi
+  fi
+  [ -c "$rootfs/dev/null" ] || { echo "$rootfs has no /dev/null device node" >&2; exit 1; }
+  echo "copying $rootfs three times into $dir..." >&2
+  mkdir -p "$dir.tmp"
+  for copy in 1 2 3; do cp -a "$rootfs" "$dir.tmp/$copy"; done
+  mv "$dir.tmp" "$dir"
+}
+
 # measure NAME OUT COMMAND...: runs COMMAND under GNU time, prints "NAME wall cpu rss_kib size".
 measure() {
   local name=$1 out=$2; shift 2
@@ -77,38 +106,65 @@ measure() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-TREE="$WORK/tree-${TREE_MIB}"
-make_tree "$TREE" "$TREE_MIB"
-tar -cf - -C "$TREE" . | wc -c >/dev/null # warm the page cache
-
-RESULTS="$WORK/results.txt"
-: >"$RESULTS"
-for run in $(seq "$RUNS"); do
-  echo "run $run/$RUNS..." >&2
-  measure layerize "$WORK/layerize.tar.gz" "${LAYER[@]}" "$TREE" "$WORK/layerize.tar.gz" 2 >>"$RESULTS"
-  measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$TREE' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" >>"$RESULTS"
-  measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$TREE' . | gzip -6 > '$WORK/gzip.tar.gz'" >>"$RESULTS"
-done
-gzip -t "$WORK/layerize.tar.gz" # the multi-member stream is one valid gzip file
-DIGEST_2_THREADS=$(sha256sum "$WORK/layerize.tar.gz" | cut -c1-64)
-DIGEST_1_THREAD=$(layerize_layer "$TREE" "$WORK/layerize-1.tar.gz" 1)
-
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
-echo
-echo "Layer from a $(du -sm "$TREE" | cut -f1) MiB tree ($(find "$TREE" | wc -l) entries), median of $RUNS runs, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %9s %9s %10s %14s\n' tool wall_s cpu_s rss_mib size_bytes
-for tool in layerize pigz gzip; do
-  printf '%-10s %9s %9s %10s %14s\n' "$tool" "$(stat_of $tool 2)" "$(stat_of $tool 3)" \
-    "$(div "$(stat_of $tool 4)" 1024)" "$(stat_of $tool 5)"
+
+# compare TREE TIME_GOAL TOOLS...: builds a layer of TREE with each of TOOLS (layerize, pigz,
+# gzip), RUNS times interleaved; prints the medians and layerize's ratios (TIME_GOAL: the goal for
+# layerize's time over pigz's), and checks the blob: valid gzip, the same with 1 and 2 threads.
+compare() {
+  local tree=$1 time_goal=$2 results="$WORK/results.txt" load_before
+  shift 2
+  tar -cf - -C "$tree" . | wc -c >/dev/null # warm the page cache
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  : >"$results"
+  for run in $(seq "$RUNS"); do
+    echo "run $run/$RUNS..." >&2
+    for tool in "$@"; do
+      case $tool in
+        layerize) measure layerize "$WORK/layerize.tar.gz" "${LAYER[@]}" "$tree" "$WORK/layerize.tar.gz" 2 ;;
+        pigz) measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$tree' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" ;;
+        gzip) measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$tree' . | gzip -6 > '$WORK/gzip.tar.gz'" ;;
+      esac >>"$results"
+    done
+  done
+  gzip -t "$WORK/layerize.tar.gz" # the multi-member stream is one valid gzip file
+  local digest_2_threads digest_1_thread
+  digest_2_threads=$(sha256sum "$WORK/layerize.tar.gz" | cut -c1-64)
+  digest_1_thread=$(layerize_layer "$tree" "$WORK/layerize-1.tar.gz" 1)
+
+  stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+  echo
+  echo "Layer from $tree: $(du -sm "$tree" | cut -f1) MiB, $(find "$tree" | wc -l) entries ($(find "$tree" \( -type c -o -type b \) | wc -l) devices), median of $RUNS runs, $(nproc) cores, load before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '%-10s %9s %9s %10s %14s\n' tool wall_s cpu_s rss_mib size_bytes
+  for tool in "$@"; do
+    printf '%-10s %9s %9s %10s %14s\n' "$tool" "$(stat_of "$tool" 2)" "$(stat_of "$tool" 3)" \
+      "$(div "$(stat_of "$tool" 4)" 1024)" "$(stat_of "$tool" 5)"
+  done
+  echo "layerize/pigz: time $(div "$(stat_of layerize 2)" "$(stat_of pigz 2)")x (goal <= $time_goal)," \
+    "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x (goal <= 1.03)," \
+    "cpu $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x;" \
+    "layerize peak RSS $(div "$(stat_of layerize 4)" 1024) MiB (goal < 64)"
+  if [[ " $* " == *" gzip "* ]]; then
+    echo "layerize/gzip: time $(div "$(stat_of layerize 2)" "$(stat_of gzip 2)")x," \
+      "size $(div "$(stat_of layerize 5)" "$(stat_of gzip 5)")x"
+  fi
+  echo "layerize blob digest with 2 threads: $digest_2_threads, with 1 thread: $digest_1_thread"
+  [ "$digest_2_threads" = "$digest_1_thread" ] || { echo "thread count changed the blob" >&2; exit 1; }
+}
+
+for case in $COMPARE; do
+  case $case in
+    usr)
+      make_tree "$WORK/tree-${TREE_MIB}" "$TREE_MIB"
+      compare "$WORK/tree-${TREE_MIB}" 0.5 layerize pigz gzip
+      ;;
+    rootfs)
+      make_rootfs_tree "$WORK/rootfs-x3"
+      compare "$WORK/rootfs-x3" 0.4 layerize pigz
+      ;;
+    *) echo "unknown comparison $case (COMPARE takes usr and rootfs)" >&2; exit 1 ;;
+  esac
 done
-echo "layerize/pigz: time $(div "$(stat_of layerize 2)" "$(stat_of pigz 2)")x (goal <= 0.5)," \
-  "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x (goal <= 1.03)," \
-  "cpu $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x"
-echo "layerize/gzip: time $(div "$(stat_of layerize 2)" "$(stat_of gzip 2)")x," \
-  "size $(div "$(stat_of layerize 5)" "$(stat_of gzip 5)")x"
-echo "layerize blob digest with 2 threads: $DIGEST_2_THREADS, with 1 thread: $DIGEST_1_THREAD"
-[ "$DIGEST_2_THREADS" = "$DIGEST_1_THREAD" ] || { echo "thread count changed the blob" >&2; exit 1; }
 
 if [ "$RSS_SCALING" = 1 ]; then
   rss_of() { # rss_of LABEL DIR

@@ -27,10 +27,12 @@ pub struct BuildArgs {
     /// Add a host file: SRC:DEST[:MODE] (MODE in octal; default: the file's own permission bits).
     #[arg(long, value_name = "SRC:DEST[:MODE]")]
     file: Vec<String>,
-    /// Add a host directory tree, walked in sorted order: SRC:DEST.
+    /// Add a host directory tree, walked in sorted order: SRC:DEST. Devices and FIFOs are kept,
+    /// sockets skipped, `.wh.*` names refused; host extended attributes are not taken.
     #[arg(long, value_name = "SRC:DEST")]
     dir: Vec<String>,
-    /// Add the entries of an existing tar (plain, gzip or zstd), re-streamed deterministically.
+    /// Add the entries of an existing tar (plain, gzip or zstd), re-streamed deterministically,
+    /// extended attributes (PAX `SCHILY.xattr.*`) and whiteouts included.
     #[arg(long, value_name = "FILE")]
     tar: Vec<String>,
     /// Delete a path of the base (written as an OCI whiteout).
