@@ -2,9 +2,10 @@
 //! targets, checked with skopeo, umoci and podman (pull + image mount).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use support::app_image::{assert_podman_sees_the_app, App, AppFiles};
 use support::images::{self, busybox, Format, Image};
 use support::layerize::{built_layers, error_line, read_report, run_err, run_ok};
@@ -185,10 +186,10 @@ fn platform_is_selected_from_a_two_platform_index() {
         assert_eq!(inspected["Architecture"], architecture, "{platform}");
     }
 
-    let out = scratch_dir();
+    let target = ExistingTarget::new(&base, &["--platform", "linux/amd64"]);
     let stderr = build_err(
         &base.reference(),
-        out.path(),
+        target.dir(),
         &["--platform", "linux/s390x"],
     );
     assert!(stderr.contains("linux/s390x"), "{stderr}");
@@ -196,9 +197,62 @@ fn platform_is_selected_from_a_two_platform_index() {
         stderr.contains("linux/arm64"),
         "the error lists what is available: {stderr}"
     );
-    assert!(
-        !out.path().join("out/index.json").exists() || !tag_exists(&out.path().join("out"), "app")
-    );
+    target.assert_unchanged();
+}
+
+/// A target layout in which an earlier build tagged `app`, and the files it held then: a failed
+/// build must leave it exactly so, tag and blobs. (Checking a layout that no build ever created
+/// would pass whatever layerize did.)
+struct ExistingTarget {
+    dir: tempfile::TempDir,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl ExistingTarget {
+    /// Builds the app on `base` (with `extra` flags) into the `app` tag of a fresh layout.
+    fn new(base: &images::OciLayout, extra: &[&str]) -> ExistingTarget {
+        let dir = scratch_dir();
+        let target = target_ref(dir.path(), "app");
+        build_app(&base.reference(), &target, &AppFiles::new(APP), extra);
+        let layout = dir.path().join("out");
+        assert!(tag_exists(&layout, "app"));
+        ExistingTarget {
+            files: files_and_digests(&layout),
+            dir,
+        }
+    }
+
+    /// The directory to pass to [`build_err`] and [`target_ref`].
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn assert_unchanged(&self) {
+        assert_eq!(
+            files_and_digests(&self.dir().join("out")),
+            self.files,
+            "a failed build changed the target layout"
+        );
+    }
+}
+
+/// Every file below `dir`, relative to it and with the SHA-256 of its bytes, in name order.
+fn files_and_digests(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let digest = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+                files.push((path.strip_prefix(dir).unwrap().to_owned(), digest));
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 fn tag_exists(layout: &Path, tag: &str) -> bool {
@@ -331,18 +385,16 @@ fn zstd_layers_are_written_with_the_oci_zstd_media_type() {
     assert_podman_sees_the_app(&APP, &target, None);
 }
 
-/// Runs a build that must fail, and checks its message and that no tag was written.
+/// Runs a build into a target layout that already holds the tag, which must fail; checks its
+/// message and that the layout is left as it was.
 fn assert_build_fails(args: &[&str], expected: &[&str]) {
     let base = images::oci_base_layout();
-    let out = scratch_dir();
-    let stderr = build_err(&base.reference(), out.path(), args);
+    let target = ExistingTarget::new(&base, &[]);
+    let stderr = build_err(&base.reference(), target.dir(), args);
     for needle in expected {
         assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
     }
-    assert!(
-        !tag_exists(&out.path().join("out"), "app"),
-        "a failed build wrote the tag"
-    );
+    target.assert_unchanged();
 }
 
 #[test]

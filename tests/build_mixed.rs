@@ -1,9 +1,11 @@
 //! End-to-end: mixed base and target kinds — a multi-platform base in a registry built into an OCI
-//! layout, that layout pushed on to a registry, and bases named by digest.
+//! layout, that layout pushed on to a registry, and bases named by digest (whose manifest layerize
+//! checks against the digest itself).
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use support::images::{self, Format, Image};
-use support::layerize::{read_report, run_ok};
+use support::layerize::{error_line, read_report, run_err, run_ok};
 use support::podman::PulledImage;
 use support::registry::Registry;
 use support::{scratch_dir, skopeo, tools};
@@ -113,22 +115,66 @@ fn registry_index_to_layout_to_registry() {
     );
 }
 
+/// A layout target for a build that must fail: its error line.
+fn build_fails(base: &str) -> String {
+    let out = scratch_dir();
+    let mut build = support::layerize!();
+    build.args([
+        "build",
+        "--base",
+        base,
+        "--target",
+        &format!("oci:{}:app", out.path().join("layout").display()),
+    ]);
+    error_line(&run_err(&mut build)).to_owned()
+}
+
 #[test]
-fn a_base_digest_that_does_not_match_is_refused() {
+fn a_base_manifest_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::open();
+    let digest = images::push(Image::Busybox, Format::Oci, &registry, "base/bb:v1");
+    let base = format!("{}/base/bb@{digest}", registry.host());
+    // The filesystem driver serves a manifest as stored: a trailing newline keeps it valid JSON
+    // with the same content, but the bytes served for the digest no longer hash to it.
+    let hex = digest.trim_start_matches("sha256:");
+    let stored = registry
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&stored, &bytes).unwrap();
+    let url = format!("{}/v2/base/bb/manifests/{digest}", registry.url());
+    let served = tools::run_bytes(tools::command("curl").args([
+        "-sSf",
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &url,
+    ]));
+    assert_eq!(served, bytes, "the registry serves the changed bytes");
+
+    // Only layerize's own check of what it got can fail this build.
+    let line = build_fails(&base);
+    let served_digest = format!("sha256:{}", hex::encode(Sha256::digest(&served)));
+    for part in [
+        registry.host().as_str(),
+        "digest mismatch",
+        &digest,
+        &served_digest,
+    ] {
+        assert!(line.contains(part), "{line:?} does not name {part:?}");
+    }
+}
+
+#[test]
+fn a_base_digest_the_registry_lacks_is_not_found() {
     let registry = Registry::open();
     images::push(Image::Busybox, Format::Oci, &registry, "base/bb:v1");
     let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let out = scratch_dir();
-    let output = tools::output(support::layerize!().args([
-        "build",
-        "--base",
-        &format!("{}/base/bb@{wrong}", registry.host()),
-        "--target",
-        &format!("oci:{}:app", out.path().join("layout").display()),
-    ]));
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(wrong), "{stderr}");
+    let line = build_fails(&format!("{}/base/bb@{wrong}", registry.host()));
+    assert!(line.contains(wrong) && line.contains("not found"), "{line}");
 }
 
 #[test]

@@ -716,8 +716,10 @@ fn wrong_password_is_a_clear_error_and_leaves_the_tag_alone() {
 #[test]
 fn unknown_repository_and_unknown_tag_are_clear_errors() {
     let site = Site::start(Mode::Open);
-    site.push_base(Format::Oci, "base:v1");
+    let existing_base = site.push_base(Format::Oci, "base:v1");
     let target = site.reference("app:v1");
+    // The tag exists, so that its staying in place means something.
+    let previous = Build::new(&existing_base, &target).run().digest();
     for (base, names) in [
         (site.reference("no/such-repo:v1"), "no/such-repo"),
         (site.reference("base:no-such-tag"), "no-such-tag"),
@@ -728,7 +730,7 @@ fn unknown_repository_and_unknown_tag_are_clear_errors() {
             "{error}"
         );
         assert!(error.contains(&site.registry.host()), "{error}");
-        assert_eq!(site.tag_digest(&target), None);
+        assert_eq!(site.tag_digest(&target), Some(previous.clone()));
     }
 }
 
@@ -771,13 +773,17 @@ fn plain_http_to_a_non_loopback_name_needs_insecure_registry() {
     let base = format!("{alias}/base:v1");
     let target = format!("{alias}/app:v1");
     let loopback_target = site.reference("app:v1");
+    // The tag exists, so that its staying in place means something.
+    let previous = Build::new(&site.reference("base:v1"), &loopback_target)
+        .run()
+        .digest();
 
     // Not loopback by name: TLS is spoken to a plain-HTTP port.
     let error = Build::new(&base, &target).fail();
     assert!(error.contains("TLS"), "{error}");
     assert!(error.contains(&alias), "{error}");
     assert!(error.contains("--insecure-registry"), "{error}");
-    assert_eq!(site.tag_digest(&loopback_target), None);
+    assert_eq!(site.tag_digest(&loopback_target), Some(previous.clone()));
 
     // Plain HTTP to the target only when named.
     let error = Build::new(&site.reference("base:v1"), &target).fail();
@@ -785,11 +791,16 @@ fn plain_http_to_a_non_loopback_name_needs_insecure_registry() {
         error.contains(&alias) && error.contains("--insecure-registry"),
         "{error}"
     );
-    assert_eq!(site.tag_digest(&loopback_target), None);
+    assert_eq!(site.tag_digest(&loopback_target), Some(previous.clone()));
 
     let built = Build::new(&base, &target)
         .args(["--insecure-registry", &alias])
         .run();
+    assert_ne!(
+        built.digest(),
+        previous,
+        "the base's name is in the annotations"
+    );
     assert_eq!(site.tag_digest(&loopback_target), Some(built.digest()));
 
     // A token service on a non-loopback name over plain HTTP is refused too, even though the

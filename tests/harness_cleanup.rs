@@ -74,6 +74,8 @@ fn children_die_with_a_killed_test_process() {
     holder
         .args(["--exact", "holds_children_until_killed", "--ignored"])
         .env(HOLDER_PIDS, &pids_file)
+        // Killed, the holder removes none of its temp dirs: they go with this test's.
+        .env("TMPDIR", scratch.path())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(&log).unwrap());

@@ -1,9 +1,9 @@
 //! End-to-end: `layerize build` against real `docker-registry` servers behind the fault-injecting
 //! proxy (support::fault_proxy): 503s, 429 with `Retry-After`, connections reset mid-upload, blob
-//! GETs redirected to a host that refuses any `Authorization`, a 4 MiB PATCH cap, and expiring
-//! tokens. Every build must succeed with the digest a clean run of the same inputs gets; faults
-//! that never stop must fail the build within the retry budget (counted in requests, never timed)
-//! with one clear error line, leaving the target tag where it was.
+//! GETs redirected and upload sessions moved to a host that refuses any `Authorization`, a 4 MiB
+//! PATCH cap, and expiring tokens. Every build must succeed with the digest a clean run of the
+//! same inputs gets; faults that never stop must fail the build within the retry budget (counted
+//! in requests, never timed) with one clear error line, leaving the target tag where it was.
 //!
 //! Each test makes its clean run through the same proxy (the base's name, proxy host included,
 //! goes into the manifest's annotations) into another repository of the same registry, so the
@@ -22,6 +22,7 @@ use support::images::{self, Format, Image};
 use support::layerize::{built_layers, error_line, read_report};
 use support::registry::Registry;
 use support::scratch_dir;
+use support::skopeo;
 use support::token_server::{Policy, TokenServer};
 
 const MIB: u64 = 1024 * 1024;
@@ -638,6 +639,63 @@ fn redirected_blob_gets_reach_the_other_host_without_our_authorization() {
         tag_digest(&target, "redirected/app", "v1"),
         Some(clean.digest())
     );
+}
+
+/// Builds onto `registry` through a proxy that moves every upload session to its other host, as
+/// registries that hand uploads to a storage service do: the build must succeed without sending
+/// that host our credentials (which it refuses, as S3 does), and the registry must hold the image.
+fn build_with_uploads_moved_elsewhere(registry: &Registry, alice: &str) {
+    let proxy = FaultProxy::start(&registry.url(), vec![Fault::upload_elsewhere()]).unwrap();
+    let creds = Creds {
+        base: Some(alice),
+        target: Some(alice),
+    };
+    let built = build(
+        &format!("{}/{BASE}", proxy.host()),
+        &format!("{}/moved/app:v1", proxy.host()),
+        &Inputs::new("uploads elsewhere", None),
+        creds,
+    );
+    let digest = built.digest();
+
+    let log = proxy.requests();
+    let elsewhere: Vec<&LoggedRequest> = log
+        .iter()
+        .filter(|r| r.listener == Listener::Redirect)
+        .collect();
+    // The built layer and the config went there; the base layers were mounted.
+    let uploaded = elsewhere
+        .iter()
+        .filter(|r| r.is_blob_upload_data() && r.status == Some(201))
+        .count();
+    assert!(uploaded >= 2, "{log:#?}");
+    for request in &elsewhere {
+        assert!(
+            !request.authorization,
+            "Authorization sent to the other host: {request:?}"
+        );
+    }
+    let sessions_started = log
+        .iter()
+        .filter(|r| r.fault == Some(FaultKind::UploadElsewhere) && r.status == Some(202));
+    assert!(sessions_started.clone().count() >= 2, "{log:#?}");
+    assert!(sessions_started.clone().all(|r| r.authorization));
+    let pushed = format!("{}/moved/app:v1", registry.host());
+    assert_eq!(skopeo::digest_if_exists(&pushed, Some(alice)), Some(digest));
+}
+
+#[test]
+fn upload_sessions_on_another_host_get_no_basic_authorization() {
+    let registry = Registry::htpasswd(ALICE.0, ALICE.1);
+    let alice = registry.creds().unwrap();
+    images::push_with_creds(Image::Busybox, Format::Oci, &registry, Some(&alice), BASE);
+    build_with_uploads_moved_elsewhere(&registry, &alice);
+}
+
+#[test]
+fn upload_sessions_on_another_host_get_no_bearer_token() {
+    let (_tokens, registry, _proxy) = token_registry_behind_proxy();
+    build_with_uploads_moved_elsewhere(&registry, &format!("{}:{}", ALICE.0, ALICE.1));
 }
 
 /// A token registry behind a proxy, holding the busybox base; alice may do anything.

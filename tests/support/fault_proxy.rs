@@ -6,8 +6,10 @@
 //! unchanged. [`Fault`]s injected at start or at any time through the [`FaultHandle`] make it
 //! answer like a misbehaving registry: 503s, 429 with `Retry-After`, a connection dropped in the
 //! middle of an upload, blob GETs redirected (307) to a second listener on another host that
-//! refuses any `Authorization` header (like S3), GHCR's cap on PATCH sizes, and a 401 challenge
-//! as if a token had expired. Each fault fires a set number of times or forever.
+//! refuses any `Authorization` header (like S3), upload sessions moved to that host (the
+//! `Location` of a new session points there, as registries that hand uploads to a storage
+//! service do), GHCR's cap on PATCH sizes, and a 401 challenge as if a token had expired. Each
+//! fault fires a set number of times or forever.
 //!
 //! Every request is logged ([`LoggedRequest`]) without secrets: no header values, no signed query
 //! values. The proxy owns its tokio runtime on a thread of its own, so it serves sync and async
@@ -68,6 +70,11 @@ pub enum FaultKind {
     ResetMidUpload { after_bytes: u64 },
     /// Applies to blob GETs: answers 307 to the same blob on the redirect listener.
     RedirectBlobGet,
+    /// Applies to POSTs that start uploads: forwards them, and moves the session the registry
+    /// answers (a 202's `Location`) to the redirect listener, which serves the rest of the
+    /// upload like a storage service with presigned URLs: it refuses any `Authorization` and
+    /// forwards to the registry with the POST's own.
+    UploadElsewhere,
     /// Applies to PATCH requests: one whose body exceeds `max_bytes` is answered `status`
     /// without being forwarded (GHCR refuses PATCHes over 4 MiB); smaller ones pass.
     PatchCap { max_bytes: u64, status: u16 },
@@ -120,6 +127,12 @@ impl Fault {
         Self::new(FaultKind::RedirectBlobGet)
     }
 
+    /// Every new upload session moved to [`FaultProxy::redirect_url`] (see
+    /// [`FaultKind::UploadElsewhere`]).
+    pub fn upload_elsewhere() -> Self {
+        Self::new(FaultKind::UploadElsewhere)
+    }
+
     /// GHCR's limit: PATCH bodies over 4 MiB are answered 413.
     pub fn patch_cap_4mib() -> Self {
         Self::new(FaultKind::PatchCap {
@@ -156,6 +169,7 @@ impl Fault {
                 (method == Method::PATCH || method == Method::PUT) && has_body(headers)
             }
             FaultKind::RedirectBlobGet => method == Method::GET && blob_path().is_match(target),
+            FaultKind::UploadElsewhere => method == Method::POST && is_upload_target(target),
             FaultKind::PatchCap { .. } => method == Method::PATCH,
             FaultKind::Unauthorized => headers.contains_key(header::AUTHORIZATION),
         };
@@ -171,6 +185,14 @@ fn has_body(headers: &HeaderMap) -> bool {
         && (length.is_some() || headers.contains_key(header::TRANSFER_ENCODING))
 }
 
+fn is_upload_target(target: &str) -> bool {
+    target
+        .split('?')
+        .next()
+        .unwrap_or(target)
+        .contains("/blobs/uploads/")
+}
+
 fn blob_path() -> &'static Regex {
     static BLOB: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     BLOB.get_or_init(|| Regex::new(r"^/v2/.+/blobs/[a-z0-9]+:[a-f0-9]+(\?|$)").unwrap())
@@ -181,7 +203,8 @@ fn blob_path() -> &'static Regex {
 pub enum Listener {
     /// The proxy itself ([`FaultProxy::url`]).
     Proxy,
-    /// The "other host" that redirected blob GETs go to ([`FaultProxy::redirect_url`]).
+    /// The "other host" that redirected blob GETs and moved uploads go to
+    /// ([`FaultProxy::redirect_url`]).
     Redirect,
 }
 
@@ -551,6 +574,11 @@ impl Proxy {
                 drain(request.into_body()).await;
                 Ok(self.redirect(authorization, target))
             }
+            FaultKind::UploadElsewhere => {
+                let ticket = self.ticket(request.headers().get(header::AUTHORIZATION).cloned());
+                let response = self.forward(request).await;
+                Ok(self.move_session(response, &ticket))
+            }
             FaultKind::PatchCap { max_bytes, status } => {
                 let (parts, body) = request.into_parts();
                 let (prefix, rest) = read_prefix(body, max_bytes + 1).await;
@@ -609,7 +637,8 @@ impl Proxy {
         }
     }
 
-    fn redirect(&self, authorization: Option<HeaderValue>, target: &str) -> Response<ProxyBody> {
+    /// A fresh "presigned" ticket that lets the redirect listener act with `authorization`.
+    fn ticket(&self, authorization: Option<HeaderValue>) -> String {
         let ticket = format!(
             "{:016x}",
             self.handle.shared.next_id.fetch_add(1, Ordering::SeqCst)
@@ -618,6 +647,32 @@ impl Proxy {
             .lock()
             .unwrap()
             .insert(ticket.clone(), authorization);
+        ticket
+    }
+
+    /// Points the `Location` of an upload answer (already rewritten to the proxy) at the
+    /// redirect listener, with `ticket` added to its query.
+    fn move_session(&self, mut response: Response<ProxyBody>, ticket: &str) -> Response<ProxyBody> {
+        let headers = response.headers_mut();
+        let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            return response;
+        };
+        let Some(rest) = location.strip_prefix(&self.url) else {
+            return response;
+        };
+        let separator = if rest.contains('?') { '&' } else { '?' };
+        let moved = format!(
+            "{}{rest}{separator}{TICKET_PARAM}={ticket}",
+            self.redirect_url
+        );
+        if let Ok(value) = HeaderValue::from_str(&moved) {
+            headers.insert(header::LOCATION, value);
+        }
+        response
+    }
+
+    fn redirect(&self, authorization: Option<HeaderValue>, target: &str) -> Response<ProxyBody> {
+        let ticket = self.ticket(authorization);
         let path = target.split('?').next().unwrap_or(target);
         let mut response = empty_response(StatusCode::TEMPORARY_REDIRECT);
         let location = format!("{}{path}?{TICKET_PARAM}={ticket}", self.redirect_url);
@@ -629,7 +684,8 @@ impl Proxy {
     }
 
     /// The redirect listener: like S3, 400 for any request with an `Authorization` header, 403
-    /// without a valid ticket; otherwise the blob from upstream.
+    /// without a valid ticket; otherwise the blob from upstream, or the upload request forwarded
+    /// (its query kept but for the ticket) with the session it answers kept here.
     async fn serve_redirected(
         &self,
         request: Request<ProxyBody>,
@@ -647,16 +703,36 @@ impl Proxy {
         let ticket = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == TICKET_PARAM)
             .map(|(_, v)| v.into_owned());
-        let authorization = ticket.and_then(|t| self.tickets.lock().unwrap().get(&t).cloned());
-        let Some(authorization) = authorization else {
+        let authorization = ticket
+            .as_ref()
+            .and_then(|t| self.tickets.lock().unwrap().get(t).cloned());
+        let (Some(ticket), Some(authorization)) = (ticket, authorization) else {
             return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
         };
+        let upload = is_upload_target(path);
+        let forwarded = match upload {
+            true => {
+                let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .filter(|(k, _)| k != TICKET_PARAM)
+                    .collect();
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(kept)
+                    .finish();
+                format!("{path}?{query}")
+            }
+            false => path.to_owned(),
+        };
         let (mut parts, body) = request.into_parts();
-        parts.uri = path.parse().expect("a request path parses as a URI");
+        parts.uri = forwarded.parse().expect("a request target parses as a URI");
         if let Some(value) = authorization {
             parts.headers.insert(header::AUTHORIZATION, value);
         }
-        self.forward(Request::from_parts(parts, body)).await
+        let response = self.forward(Request::from_parts(parts, body)).await;
+        match upload {
+            true => self.move_session(response, &ticket),
+            false => response,
+        }
     }
 
     /// 401 with the upstream's own challenge, narrowed to this request's repository scope.
@@ -831,6 +907,11 @@ mod tests {
         let reset = Fault::reset_mid_upload();
         assert!(reset.applies_to(&Method::PATCH, "/v2/a/blobs/uploads/x", &upload));
         assert!(!reset.applies_to(&Method::PUT, "/v2/a/blobs/uploads/x?digest=d", &finish));
+        let elsewhere = Fault::upload_elsewhere();
+        assert!(elsewhere.applies_to(&Method::POST, "/v2/a/blobs/uploads/", &finish));
+        assert!(elsewhere.applies_to(&Method::POST, "/v2/a/blobs/uploads/?mount=d", &finish));
+        assert!(!elsewhere.applies_to(&Method::PATCH, "/v2/a/blobs/uploads/x", &upload));
+        assert!(!elsewhere.applies_to(&Method::POST, "/v2/a/manifests/t", &finish));
         let redirect = Fault::redirect_blob_gets();
         assert!(redirect.applies_to(&Method::GET, blob, &HeaderMap::new()));
         assert!(!redirect.applies_to(&Method::HEAD, blob, &HeaderMap::new()));

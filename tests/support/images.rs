@@ -6,6 +6,9 @@
 //!   with `podman manifest create/add`.
 //! - [`Image::Debian`]: a real Debian bookworm minbase from `mmdebstrap`, using this machine's
 //!   apt sources.
+//! - [`empty_layout`]: an image without layers from `umoci new`, to build a whole root on.
+//! - [`debian_rootfs_dir`]: not an image but the directory `mmdebstrap` makes, `/dev` nodes
+//!   included, for `--dir`.
 //!
 //! Each comes as an OCI layout in OCI form (`skopeo copy` / `podman manifest push --format oci`)
 //! and in Docker form (the same with `--format v2s2`: skopeo 1.9 writes Docker-typed manifests,
@@ -134,6 +137,38 @@ pub fn layout(image: Image, format: Format) -> OciLayout {
     let dir = crate::scratch_dir();
     crate::copy_tree(&cached_layout(image, format), &dir.path().join("layout"));
     OciLayout { dir }
+}
+
+/// A fresh layout holding an image without layers (`umoci new`), tagged [`TAG`].
+pub fn empty_layout() -> OciLayout {
+    let dir = crate::scratch_dir();
+    let layout = OciLayout { dir };
+    tools::run(
+        tools::command("umoci")
+            .args(["init", "--layout"])
+            .arg(layout.path()),
+    );
+    tools::run(
+        tools::command("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:{TAG}", layout.path().display())),
+    );
+    layout
+}
+
+/// A Debian bookworm minbase root filesystem directory, as `mmdebstrap` makes it when run as
+/// root: with `/dev/null`, `/dev/console` and the other device nodes. Cached like the layouts;
+/// read it, do not change it.
+pub fn debian_rootfs_dir() -> PathBuf {
+    let fixture = crate::cached_fixture("debian-bookworm-rootfs-v1", |fixture| {
+        tools::run(
+            tools::command("mmdebstrap")
+                .args(["--quiet", "--variant=minbase", "bookworm"])
+                .arg(fixture.join("rootfs"))
+                .arg(host_debian_sources()),
+        );
+    });
+    fixture.join("rootfs")
 }
 
 /// The busybox base in OCI form.

@@ -1,10 +1,11 @@
-//! A real `docker-registry` (distribution 2.8) on a free loopback port with its own storage dir,
-//! open, with htpasswd (Basic) auth, or with token auth against a token server of the tests. Its
-//! log (access log included) goes to a file so tests can assert on what it saw, e.g. blob mounts;
-//! the process is killed on drop, and with the test process however that ends.
+//! A real `docker-registry` (distribution 2.8) on a free port with its own storage dir, open,
+//! with htpasswd (Basic) auth, or with token auth against a token server of the tests; on
+//! loopback over plain HTTP unless its [`Listener`] says otherwise. Its log (access log included)
+//! goes to a file so tests can assert on what it saw, e.g. blob mounts; the process is killed on
+//! drop, and with the test process however that ends.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -32,16 +33,49 @@ pub enum Auth {
     },
 }
 
+/// Where the registry listens, and whether it speaks TLS.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// The address it binds: loopback by default; `0.0.0.0` to be reachable on every interface.
+    /// Either way it covers loopback, where [`Registry::host`] points and readiness is probed.
+    pub address: IpAddr,
+    /// Serve HTTPS with this certificate and key (PEM files) instead of plain HTTP.
+    pub tls: Option<Tls>,
+}
+
+impl Default for Listener {
+    fn default() -> Listener {
+        Listener {
+            address: Ipv4Addr::LOCALHOST.into(),
+            tls: None,
+        }
+    }
+}
+
+/// A server certificate and its private key, both PEM files.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A running `docker-registry serve`.
 pub struct Registry {
     child: Child,
     port: u16,
     auth: Auth,
+    tls: bool,
     dir: TempDir,
 }
 
 impl Registry {
+    /// A registry on loopback over plain HTTP.
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, Listener::default())
+    }
+
+    /// A registry listening as `listener` says.
+    pub fn start_with(auth: Auth, listener: Listener) -> Registry {
         let dir = crate::scratch_dir();
         let auth_section = auth_config(&auth, dir.path());
         let config = dir.path().join("config.yml");
@@ -49,8 +83,8 @@ impl Registry {
         // Another test may take the port between our probe and the registry's bind: retry.
         for _ in 0..5 {
             let port = free_port();
-            std::fs::write(&config, config_yaml(port, dir.path(), &auth_section))
-                .expect("write registry config");
+            let yaml = config_yaml(&listener, port, dir.path(), &auth_section);
+            std::fs::write(&config, yaml).expect("write registry config");
             let log = std::fs::File::create(&log_path).expect("create registry log");
             let mut serve = tools::command("docker-registry");
             serve
@@ -65,6 +99,7 @@ impl Registry {
                     child,
                     port,
                     auth,
+                    tls: listener.tls.is_some(),
                     dir,
                 };
             }
@@ -88,14 +123,20 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The port it listens on, whatever its address.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The process ID of `docker-registry`.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` for a TLS registry.
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
     }
 
     /// `USER:PASSWORD` for an htpasswd registry, as `--creds` flags want them.
@@ -136,18 +177,23 @@ impl Drop for Registry {
 /// Hang guard for a registry's start, which takes well under a second even on a busy machine.
 const START_HANG_GUARD: Duration = Duration::from_secs(120);
 
-/// True once the registry logged that it listens on `port` and answers `GET /v2/` (any status:
-/// 401 is the answer of an auth-protected one); false when it exited first (port taken).
+/// True once the registry logged that it listens on `port` and answers `GET /v2/` on loopback
+/// (any status: 401 is the answer of an auth-protected one, 400 that of a TLS one to plain HTTP);
+/// false when it exited first (port taken).
 fn wait_until_serving(child: &mut Child, port: u16, log_path: &Path) -> bool {
     let host = format!("127.0.0.1:{port}");
-    let listening = format!("listening on {host}");
+    // `listening on 127.0.0.1:PORT`, `[::]:PORT` for 0.0.0.0, with `, tls` after it for TLS.
+    let port_suffixes = [format!(":{port}\""), format!(":{port},")];
+    let is_listening = |line: &str| {
+        line.contains("listening on ") && port_suffixes.iter().any(|end| line.contains(end))
+    };
     let deadline = Instant::now() + START_HANG_GUARD;
     while Instant::now() < deadline {
         if child.try_wait().expect("poll docker-registry").is_some() {
             return false;
         }
         let log = std::fs::read_to_string(log_path).unwrap_or_default();
-        if log.contains(&listening) && answers_http(&host) {
+        if log.lines().any(is_listening) && answers_http(&host) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -175,7 +221,15 @@ fn answers_http(host: &str) -> bool {
         && &head == b"HTTP/"
 }
 
-fn config_yaml(port: u16, dir: &Path, auth_section: &str) -> String {
+fn config_yaml(listener: &Listener, port: u16, dir: &Path, auth_section: &str) -> String {
+    let tls_section = match &listener.tls {
+        None => String::new(),
+        Some(tls) => format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls.certificate.display(),
+            tls.key.display()
+        ),
+    };
     format!(
         "version: 0.1
 log:
@@ -188,9 +242,10 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
-{auth_section}",
+  addr: {address}
+{tls_section}{auth_section}",
         storage = dir.join("storage").display(),
+        address = SocketAddr::new(listener.address, port),
     )
 }
 

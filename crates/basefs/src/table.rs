@@ -141,6 +141,8 @@ pub enum TableError {
     },
     #[error("more than 4 GiB of paths and link targets")]
     ArenaFull,
+    #[error("more than 2^32 layers")]
+    TooManyLayers,
 }
 
 /// Records and the arena their strings live in. The order of the records is the owner's

@@ -104,6 +104,12 @@ impl TarWriter {
         self
     }
 
+    /// A member with exactly this header.
+    pub fn raw(&mut self, header: &Header, content: &[u8]) -> &mut Self {
+        self.builder.append(header, content).unwrap();
+        self
+    }
+
     /// A PAX extended header for the next member.
     pub fn pax(&mut self, records: &[(&str, &str)]) -> &mut Self {
         let mut body = Vec::new();

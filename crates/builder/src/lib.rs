@@ -24,11 +24,18 @@ pub enum BuildError {
     BaseFs(#[from] layerize_basefs::BaseFsError),
     #[error(transparent)]
     FileMap(#[from] layer::filemap::FileMapError),
-    #[error("{layer}: {source}")]
+    /// A layer's input does not make a file map. The message carries the whole chain, so the
+    /// error is not also given as a source (which would print it twice).
+    #[error("{layer}: {error}")]
     Input {
         layer: String,
-        #[source]
-        source: layer::recipe::InputError,
+        error: Box<layer::recipe::InputError>,
+    },
+    /// A layer's file map fails its check against the base (found while walking its trees).
+    #[error("{layer}: {error}")]
+    Files {
+        layer: String,
+        error: Box<layer::filemap::FileMapError>,
     },
     #[error("{context}: {source}")]
     Io {

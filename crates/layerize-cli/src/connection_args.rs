@@ -8,7 +8,8 @@ use layerize_registry::remote::RemoteOptions;
 
 #[derive(Args)]
 pub struct ConnectionArgs {
-    /// Allow plain HTTP (or unverified TLS) to this registry host; loopback hosts always may.
+    /// Allow plain HTTP or unverified TLS to this host (`host` or `host:port`) only, not to
+    /// its token service or redirect targets elsewhere; loopback hosts may always use plain HTTP.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
     /// Trust this CA certificate (PEM) for registry TLS.

@@ -1,113 +1,25 @@
 //! The remote store against a real `docker-registry` (distribution 2.8) on loopback, in open and
 //! htpasswd (Basic) modes: uploads, HEAD skips, mounts, streamed copies, manifests, errors.
 
-use std::net::TcpListener;
+use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use bytes::Bytes;
 use layerize_manifest::Digest;
 use layerize_registry::credentials::Credential;
 use layerize_registry::remote::{Registry, RemoteOptions, RemoteRepository};
 use layerize_registry::{BlobBody, PutOutcome, Reference, Store, StoreError};
+// Registries die with the test process, however it ends.
+use support::registry::{Auth, Listener, Registry as DockerRegistry, Tls};
 
 use common::{blob, read_all, stream_of};
 
 mod common;
 
-/// A `docker-registry serve` on a free loopback port, stopped (by its pid) when dropped.
-struct TestRegistry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl TestRegistry {
-    fn open() -> Self {
-        Self::start(None)
-    }
-
-    fn htpasswd(user: &str, password: &str) -> Self {
-        Self::start(Some((user, password)))
-    }
-
-    fn start(login: Option<(&str, &str)>) -> Self {
-        Self::start_on("127.0.0.1", login)
-    }
-
-    fn start_on(listen: &str, login: Option<(&str, &str)>) -> Self {
-        Self::start_with(tempfile::tempdir().unwrap(), listen, login, "")
-    }
-
-    /// `extra_http` is YAML added under `http:` (indented by four spaces).
-    fn start_with(
-        dir: tempfile::TempDir,
-        listen: &str,
-        login: Option<(&str, &str)>,
-        extra_http: &str,
-    ) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen}:{port}\n{extra_http}",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = login {
-            let output = Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .unwrap();
-            assert!(output.status.success());
-            std::fs::write(dir.path().join("htpasswd"), output.stdout).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is installed");
-        let registry = TestRegistry {
-            child,
-            port,
-            _dir: dir,
-        };
-        registry.wait_until_listening();
-        registry
-    }
-
-    fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn reference(&self, repository: &str) -> Reference {
-        Reference::parse(&format!("{}/{repository}:latest", self.host())).unwrap()
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `REPOSITORY:latest` on `server`.
+fn reference(server: &DockerRegistry, repository: &str) -> Reference {
+    Reference::parse(&format!("{}/{repository}:latest", server.host())).unwrap()
 }
 
 fn options() -> RemoteOptions {
@@ -115,15 +27,15 @@ fn options() -> RemoteOptions {
 }
 
 /// An open registry and a client of its `repository`.
-fn open_repository(repository: &str) -> (TestRegistry, RemoteRepository) {
-    let server = TestRegistry::open();
-    let repo = RemoteRepository::new(&server.reference(repository), None, &options()).unwrap();
+fn open_repository(repository: &str) -> (DockerRegistry, RemoteRepository) {
+    let server = DockerRegistry::open();
+    let repo = RemoteRepository::new(&reference(&server, repository), None, &options()).unwrap();
     (server, repo)
 }
 
 /// An open registry and one client of it, whose repositories share its connections and tokens.
-fn open_registry() -> (TestRegistry, Registry) {
-    let server = TestRegistry::open();
+fn open_registry() -> (DockerRegistry, Registry) {
+    let server = DockerRegistry::open();
     let registry = Registry::new(&server.host(), None, &options()).unwrap();
     (server, registry)
 }
@@ -299,7 +211,7 @@ async fn blobs_are_mounted_across_repositories_of_one_registry() {
     assert_eq!(again, PutOutcome::Existed);
 
     // Separate clients of the same host mount too.
-    let other = RemoteRepository::new(&server.reference("org/other"), None, &options()).unwrap();
+    let other = RemoteRepository::new(&reference(&server, "org/other"), None, &options()).unwrap();
     assert_mounted(&other, &base, &digest, layer.len() as u64).await;
 }
 
@@ -408,13 +320,13 @@ async fn manifests_referencing_missing_blobs_are_rejected_with_the_registry_erro
 
 #[tokio::test]
 async fn basic_auth_with_htpasswd() {
-    let server = TestRegistry::htpasswd("alice", "s3cret-pw");
+    let server = DockerRegistry::htpasswd("alice", "s3cret-pw");
     let login = Credential::Basic {
         username: "alice".into(),
         password: "s3cret-pw".into(),
     };
     let repo =
-        RemoteRepository::new(&server.reference("private/app"), Some(login), &options()).unwrap();
+        RemoteRepository::new(&reference(&server, "private/app"), Some(login), &options()).unwrap();
     let layer = blob(200_000, 6);
     let digest = Digest::sha256(&layer);
     let outcome = put_streamed(&repo, &digest, &layer, 8192).await.unwrap();
@@ -425,7 +337,7 @@ async fn basic_auth_with_htpasswd() {
         password: "not-the-password".into(),
     };
     let intruder =
-        RemoteRepository::new(&server.reference("private/app"), Some(wrong), &options()).unwrap();
+        RemoteRepository::new(&reference(&server, "private/app"), Some(wrong), &options()).unwrap();
     let error = intruder.has_blob(&digest).await.unwrap_err().to_string();
     assert!(
         error.contains("401") && error.contains("refused the credentials"),
@@ -438,7 +350,7 @@ async fn basic_auth_with_htpasswd() {
     assert!(!error.contains("not-the-password"), "{error}");
 
     let anonymous =
-        RemoteRepository::new(&server.reference("private/app"), None, &options()).unwrap();
+        RemoteRepository::new(&reference(&server, "private/app"), None, &options()).unwrap();
     let error = anonymous
         .get_manifest("latest")
         .await
@@ -488,8 +400,12 @@ async fn plain_http_only_for_hosts_named_insecure_and_a_clear_error_otherwise() 
         eprintln!("skipped: this machine has no address other than loopback");
         return;
     };
-    let server = TestRegistry::start_on("0.0.0.0", None);
-    let host = format!("{ip}:{}", server.port);
+    let every_interface = Listener {
+        address: Ipv4Addr::UNSPECIFIED.into(),
+        tls: None,
+    };
+    let server = DockerRegistry::start_with(Auth::Open, every_interface);
+    let host = format!("{ip}:{}", server.port());
     let reference = Reference::parse(&format!("{host}/app:latest")).unwrap();
     let digest = Digest::sha256(b"");
 
@@ -587,14 +503,16 @@ fn make_certificates(dir: &Path) {
 async fn tls_registries_are_verified_with_extra_ca_certificates() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
-    let tls = format!(
-        "  tls:\n    certificate: {}\n    key: {}\n",
-        dir.path().join("server.pem").display(),
-        dir.path().join("server.key").display()
-    );
+    let tls = Listener {
+        tls: Some(Tls {
+            certificate: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+        }),
+        ..Listener::default()
+    };
     let ca = dir.path().join("ca.pem");
-    let server = TestRegistry::start_with(dir, "127.0.0.1", None, &tls);
-    let reference = server.reference("secure/app");
+    let server = DockerRegistry::start_with(Auth::Open, tls);
+    let reference = reference(&server, "secure/app");
 
     let untrusting = RemoteRepository::new(&reference, None, &options()).unwrap();
     let error = untrusting

@@ -2,7 +2,7 @@
 //! and opaque whiteouts recognised, the bodies of asked-for files kept and all others skipped.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read};
+use std::io::{self, BufRead, Read};
 
 use tar::EntryType;
 
@@ -93,10 +93,11 @@ fn classify(
         return Ok(None);
     }
     let header = entry.header();
-    let mode = header.mode().map_err(MemberError::Header)?;
-    let uid = header.uid().map_err(MemberError::Header)?;
-    let gid = header.gid().map_err(MemberError::Header)?;
-    let header_mtime = header.mtime().map_err(MemberError::Header)?;
+    let fields = header.as_old();
+    let mode = numeric(header.mode().map(u64::from), &fields.mode)? as u32;
+    let uid = numeric(header.uid(), &fields.uid)?;
+    let gid = numeric(header.gid(), &fields.gid)?;
+    let header_mtime = numeric(header.mtime(), &fields.mtime)?;
     let link = match kind {
         Kind::Symlink => link_name(entry),
         Kind::Hardlink => match normalise(&link_name(entry)).map_err(MemberError::LinkTarget)? {
@@ -176,6 +177,16 @@ fn pax_mtime(entry: &mut tar::Entry<'_, impl Read>) -> Option<u64> {
             let value = extension.value().ok()?;
             value.split('.').next()?.parse().ok()
         })
+}
+
+/// A numeric header field, an empty one (all NULs or spaces) read as 0 as Go's archive/tar
+/// reads it, and so Docker and containerd.
+fn numeric(value: io::Result<u64>, raw: &[u8]) -> Result<u64, MemberError> {
+    match value {
+        Ok(value) => Ok(value),
+        Err(_) if raw.iter().all(|byte| matches!(byte, 0 | b' ')) => Ok(0),
+        Err(error) => Err(MemberError::Header(error)),
+    }
 }
 
 fn fits(field: &'static str, value: u64) -> Result<u32, MemberError> {

@@ -70,7 +70,7 @@ pub(crate) fn settle(mut raw: Table) -> Settled {
         }
         let cut = stack.last().map_or(0, |open| open.cut_below);
         let surviving = || records[group.clone()].iter().filter(|r| r.origin > cut);
-        let Some(last) = surviving().last().copied() else {
+        let Some(last) = surviving().next_back().copied() else {
             continue;
         };
 
@@ -110,8 +110,7 @@ pub(crate) fn settle(mut raw: Table) -> Settled {
         }
 
         let winner = surviving()
-            .filter(|record| matches!(record.slot(), Slot::Entry(_)))
-            .last()
+            .rfind(|record| matches!(record.slot(), Slot::Entry(_)))
             .copied()
             .unwrap_or(last);
         let hides = surviving().any(|record| record.slot() == Slot::Whiteout || is_non_dir(record));

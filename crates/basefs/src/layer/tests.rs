@@ -125,6 +125,29 @@ fn reads_gnu_long_names_and_pax_records() {
 }
 
 #[test]
+fn reads_empty_numeric_fields_as_zero_and_refuses_garbage() {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(EntryType::Directory);
+    header.set_path("usr").unwrap();
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_cksum();
+    let tar = TarWriter::new().raw(&header, b"").finish();
+    let index = merge([layer(&tar)]).unwrap();
+    let usr = index.get("usr").unwrap();
+    assert_eq!((usr.uid, usr.gid, usr.mtime, usr.mode), (0, 0, 0, 0o755));
+
+    header.as_old_mut().uid.copy_from_slice(b"12x4567\0");
+    header.set_cksum();
+    let tar = TarWriter::new().raw(&header, b"").finish();
+    let error = read(&tar).unwrap_err();
+    assert!(
+        matches!(&error, LayerError::Member { path, source: MemberError::Header(_) } if path == "usr"),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn the_same_layer_reads_alike_plain_gzip_and_zstd() {
     let tar = TarWriter::new()
         .dir("a", 0o700)

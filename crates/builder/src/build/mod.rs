@@ -363,21 +363,18 @@ fn prepare_layers(
     layers
         .into_iter()
         .map(|spec| {
-            let input_error = |source| BuildError::Input {
+            let input_error = |error| BuildError::Input {
                 layer: spec.name.clone(),
-                source,
+                error: Box::new(error),
             };
             let mut files = match base {
                 Some(base) => FileMap::on_base(Arc::clone(base)),
                 None => FileMap::new(),
             };
             recipe::apply(&spec.inputs, &mut files).map_err(input_error)?;
-            files.validate().map_err(|source| BuildError::Input {
+            files.validate().map_err(|error| BuildError::Files {
                 layer: spec.name.clone(),
-                source: recipe::InputError {
-                    input: "the layer as a whole".to_owned(),
-                    source,
-                },
+                error: Box::new(error),
             })?;
             Ok(PreparedLayer {
                 name: spec.name,

@@ -5,6 +5,7 @@
 pub mod filemap;
 mod hashing;
 mod parallel_gzip;
+mod pax;
 pub mod recipe;
 mod tar_import;
 mod tar_writer;
@@ -189,13 +190,16 @@ pub fn write_layer<W: Write>(
 }
 
 #[cfg(test)]
+mod tree_kind_tests;
+
+#[cfg(test)]
 mod tests {
     use std::io::Read;
 
     use super::*;
     use crate::layer::filemap::{EntryMeta, FileSource};
 
-    fn options(compression: Compression, threads: usize) -> LayerOptions {
+    pub(super) fn options(compression: Compression, threads: usize) -> LayerOptions {
         LayerOptions {
             compression,
             threads,
@@ -203,13 +207,13 @@ mod tests {
         }
     }
 
-    fn build(map: &FileMap, options: &LayerOptions) -> (WrittenLayer, Vec<u8>) {
+    pub(super) fn build(map: &FileMap, options: &LayerOptions) -> (WrittenLayer, Vec<u8>) {
         let mut blob = Vec::new();
         let written = write_layer(map, options, &mut blob).unwrap();
         (written, blob)
     }
 
-    fn decompress(blob: &[u8]) -> Vec<u8> {
+    pub(super) fn decompress(blob: &[u8]) -> Vec<u8> {
         let mut tar = Vec::new();
         if blob.starts_with(&[0x1f, 0x8b]) {
             flate2::read::MultiGzDecoder::new(blob)
@@ -224,8 +228,8 @@ mod tests {
         tar
     }
 
-    /// `name type mode uid:gid mtime [-> link] [content]` for every member.
-    fn members(tar: &[u8]) -> Vec<String> {
+    /// `name type mode uid:gid mtime [major:minor] [-> link] [content]` for every member.
+    pub(super) fn members(tar: &[u8]) -> Vec<String> {
         let mut archive = tar::Archive::new(tar);
         archive
             .entries()
@@ -244,6 +248,14 @@ mod tests {
                     header.gid().unwrap(),
                     header.mtime().unwrap(),
                 );
+                if matches!(
+                    header.entry_type(),
+                    tar::EntryType::Char | tar::EntryType::Block
+                ) {
+                    let major = header.device_major().unwrap().unwrap();
+                    let minor = header.device_minor().unwrap().unwrap();
+                    line += &format!(" {major}:{minor}");
+                }
                 if let Some(link) = entry.link_name_bytes() {
                     line += &format!(" -> {}", String::from_utf8_lossy(&link));
                 }
@@ -281,6 +293,7 @@ mod tests {
                 uid: 1000,
                 gid: 1000,
                 mtime: Some(42),
+                ..EntryMeta::default()
             },
         )
         .unwrap();

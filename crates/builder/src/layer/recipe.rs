@@ -67,20 +67,19 @@ impl fmt::Display for Input {
 
 /// Why a layer's inputs do not make a file map.
 #[derive(Debug, thiserror::Error)]
-#[error("{input}: {source}")]
+#[error("{input}: {error}")]
 pub struct InputError {
     /// The input as [`Input`]'s `Display` writes it.
     pub input: String,
-    #[source]
-    pub source: FileMapError,
+    pub error: FileMapError,
 }
 
 /// Applies `inputs` in order to `files`, naming the input that fails.
 pub fn apply(inputs: &[Input], files: &mut FileMap) -> Result<(), InputError> {
     for input in inputs {
-        input.add_to(files).map_err(|source| InputError {
+        input.add_to(files).map_err(|error| InputError {
             input: input.to_string(),
-            source,
+            error,
         })?;
     }
     Ok(())

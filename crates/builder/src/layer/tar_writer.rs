@@ -1,6 +1,7 @@
 //! The deterministic tar stream of a file map: entries in map order, relative names (directories
 //! with a trailing `/`), ustar headers with empty user/group names, PAX records for names and link
-//! targets longer than the ustar fields, and no trailing record padding.
+//! targets longer than the ustar fields and for extended attributes (`SCHILY.xattr.*`, sorted by
+//! name), and no trailing record padding.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use tar::{EntryType, Header};
 
 use crate::layer::filemap::{Content, Entry, FileMap, Node, SpecialKind};
+use crate::layer::pax;
 use crate::layer::LayerError;
 
 const BLOCK: usize = 512;
@@ -199,8 +201,8 @@ impl<W: Write> TarWriter<'_, W> {
         header
     }
 
-    /// Writes `header` with its name and link target, preceded by a PAX header for either one
-    /// that does not fit its ustar field.
+    /// Writes `header` with its name and link target, preceded by a PAX header when either one
+    /// does not fit its ustar field or the entry has extended attributes.
     fn emit(
         &mut self,
         name: &str,
@@ -217,6 +219,10 @@ impl<W: Write> TarWriter<'_, W> {
                 "linkpath",
                 &mut pax,
             );
+        }
+        for (xattr, value) in &entry.xattrs {
+            let key = format!("{}{xattr}", pax::XATTR_PREFIX);
+            pax::write_record(&mut pax, &key, value);
         }
         if !pax.is_empty() {
             let base = name.trim_end_matches('/');
@@ -282,18 +288,8 @@ fn put_name(field: &mut [u8; USTAR_NAME_LEN], value: &str, key: &str, pax: &mut 
     let len = bytes.len().min(USTAR_NAME_LEN);
     field[..len].copy_from_slice(&bytes[..len]);
     if bytes.len() > USTAR_NAME_LEN {
-        pax_record(pax, key, value);
+        pax::write_record(pax, key, bytes);
     }
-}
-
-/// Appends one PAX record, `"<len> <key>=<value>\n"`, where `len` counts the whole record.
-fn pax_record(pax: &mut Vec<u8>, key: &str, value: &str) {
-    let rest = key.len() + value.len() + 3;
-    let mut len = rest + rest.to_string().len();
-    if len.to_string().len() > rest.to_string().len() {
-        len += 1;
-    }
-    pax.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
 }
 
 /// The bytes of one member of an uncompressed tar, read by offset so members can be read in any
@@ -316,22 +312,5 @@ impl Read for MemberReader<'_> {
         self.offset += read as u64;
         self.remaining -= read as u64;
         Ok(read)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_record_length_counts_itself() {
-        for value_len in [1, 90, 95, 96, 97, 200, 990, 995, 996] {
-            let mut pax = Vec::new();
-            let value = "x".repeat(value_len);
-            pax_record(&mut pax, "path", &value);
-            let text = String::from_utf8(pax).unwrap();
-            let (len, _) = text.split_once(' ').unwrap();
-            assert_eq!(len.parse::<usize>().unwrap(), text.len(), "{value_len}");
-        }
     }
 }

@@ -111,6 +111,16 @@ impl Registry {
         credential: Option<Credential>,
         options: &RemoteOptions,
     ) -> Result<Self, StoreError> {
+        if let Some((_, rest)) = host.rsplit_once('@') {
+            // `user:pass@host` would make the URL carry the credentials: say so, hiding them.
+            return Err(StoreError::Failed {
+                store: format!("<credentials>@{rest}"),
+                operation: "set up client".into(),
+                message: "credentials do not belong in a registry host: use layerize login \
+                          or --base-creds/--target-creds"
+                    .into(),
+            });
+        }
         Url::parse(&format!("https://{host}/")).map_err(|e| StoreError::Failed {
             store: host.to_owned(),
             operation: "set up client".into(),
@@ -512,6 +522,19 @@ mod tests {
             hint,
             "authentication required: no credentials found for 127.0.0.1:5000 (layerize login or docker login, or --base-creds/--target-creds)"
         );
+    }
+
+    #[test]
+    fn a_host_with_credentials_is_refused_without_showing_them() {
+        let error = Registry::new("user:s3cret@ghcr.io", None, &RemoteOptions::default())
+            .err()
+            .unwrap();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("<credentials>@ghcr.io: set up client: credentials"),
+            "{message}"
+        );
+        assert!(!format!("{message} {error:?}").contains("s3cret"));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -51,10 +50,11 @@ pub struct Faults {
     pub refuse_mounts: bool,
     /// Answer the OAuth2 POST to `/token` with 404 (only GET is offered).
     pub no_oauth_post: bool,
-    /// Tokens die this long after they were issued, whatever `expires_in` said.
-    pub token_lifetime: Option<Duration>,
     /// Answer the next manifest PUT with 429 and `Retry-After` of this many seconds.
     pub throttle_manifest_put: Option<u64>,
+    /// Revoke every token issued so far when that 429 is sent, whatever `expires_in` said, as if
+    /// they had expired while the client waited (without racing the clock).
+    pub revoke_tokens_when_throttling: bool,
     /// The token realm the challenges name (default: `/token` of the double itself).
     pub realm: Option<String>,
     /// Answer token requests with this status, this many times.
@@ -112,8 +112,8 @@ pub struct State {
     /// upload id -> (repository, bytes so far).
     pub uploads: HashMap<String, (String, Vec<u8>)>,
     pub manifests: HashMap<(String, String), (String, Vec<u8>)>,
-    /// token -> (scopes granted, uses left, when issued).
-    pub tokens: HashMap<String, (Vec<String>, usize, Instant)>,
+    /// token -> (scopes granted, uses left).
+    pub tokens: HashMap<String, (Vec<String>, usize)>,
     pub log: Vec<Logged>,
     pub next_id: usize,
     /// Bytes of a [`HugeAnswer`] the client took before it hung up.
@@ -352,6 +352,9 @@ impl Double {
         }
         if request.method == "PUT" && request.path.contains("/manifests/") {
             if let Some(seconds) = faults.throttle_manifest_put.take() {
+                if faults.revoke_tokens_when_throttling {
+                    state.tokens.clear();
+                }
                 return Some(Ok(
                     Reply::new(429).header("Retry-After", seconds.to_string())
                 ));
@@ -406,13 +409,9 @@ impl Double {
             return Some(challenge(""));
         };
         let uses = state.faults.token_uses;
-        let lifetime = state.faults.token_lifetime;
-        let Some((granted, left, issued)) = state.tokens.get_mut(&token) else {
+        let Some((granted, left)) = state.tokens.get_mut(&token) else {
             return Some(challenge(r#",error="invalid_token""#));
         };
-        if lifetime.is_some_and(|lifetime| issued.elapsed() > lifetime) {
-            return Some(challenge(r#",error="invalid_token""#));
-        }
         if uses > 0 {
             if *left == 0 {
                 return Some(challenge(r#",error="invalid_token""#));
@@ -570,9 +569,7 @@ impl Double {
         let token = format!("token-{}", state.next_id);
         let uses = state.faults.token_uses;
         let expires_in = state.faults.token_expires_in.unwrap_or("300");
-        state
-            .tokens
-            .insert(token.clone(), (scopes, uses, Instant::now()));
+        state.tokens.insert(token.clone(), (scopes, uses));
         Reply::new(200).body(format!(
             r#"{{"access_token":"{token}","expires_in":{expires_in}}}"#
         ))

@@ -570,7 +570,7 @@ async fn registry_tokens_are_sent_as_they_are() {
     let double = Double::start(Faults::bearer()).await;
     double.state().tokens.insert(
         "static-token".into(),
-        (vec!["repository:app:pull,push".into()], 0, Instant::now()),
+        (vec!["repository:app:pull,push".into()], 0),
     );
     push_and_pull_with(&double, Credential::RegistryToken("static-token".into())).await;
     assert_eq!(
@@ -665,8 +665,8 @@ async fn no_secret_reaches_the_logs_or_errors() {
 #[tokio::test]
 async fn tokens_cut_short_by_the_registry_are_all_replaced() {
     let double = Double::start(Faults {
-        token_lifetime: Some(Duration::from_millis(500)),
         throttle_manifest_put: Some(1),
+        revoke_tokens_when_throttling: true,
         ..Faults::bearer()
     })
     .await;

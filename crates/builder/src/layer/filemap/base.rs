@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use layerize_basefs::{Entry as BaseEntry, FsIndex, Kind as BaseKind, ResolveError, Resolver};
 
-use super::entry::{Entry, Node, SpecialKind, DIR_MODE, PERMISSION_BITS};
+use super::entry::{Entry, Node, SpecialKind, Xattrs, DIR_MODE, PERMISSION_BITS};
 use super::host_tree::HostTree;
 use super::path::{ancestors, normalize};
 use super::{FileMap, FileMapError};
@@ -172,6 +172,7 @@ impl FileMap {
                 uid: 0,
                 gid: 0,
                 mtime: None,
+                xattrs: Xattrs::new(),
             },
         }
     }
@@ -314,6 +315,8 @@ fn base_dir(base: BaseEntry<'_>) -> Entry {
         uid: base.uid,
         gid: base.gid,
         mtime: Some(base.mtime),
+        // The index keeps no extended attributes; base directories rarely have any.
+        xattrs: Xattrs::new(),
     }
 }
 

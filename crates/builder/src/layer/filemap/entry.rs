@@ -1,12 +1,17 @@
 //! The entry model of a file map: what one path of a layer is (file, directory, link, device,
-//! whiteout as an empty file) with its permission bits, ownership and time, and where a file's
-//! bytes come from.
+//! whiteout as an empty file) with its permission bits, ownership, time and extended attributes,
+//! and where a file's bytes come from.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Ownership, permissions and time of one entry.
+/// Extended attributes by full name (`security.capability`), values as raw bytes; sorted by name,
+/// the order they are written in.
+pub type Xattrs = BTreeMap<String, Vec<u8>>;
+
+/// Ownership, permissions, time and extended attributes of one entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EntryMeta {
     /// Permission bits (`0o7777` range). `None`: 0644 for files, 0755 for directories, and the
@@ -16,6 +21,7 @@ pub struct EntryMeta {
     pub gid: u32,
     /// Seconds since the epoch; `None` uses the layer's mtime.
     pub mtime: Option<u64>,
+    pub xattrs: Xattrs,
 }
 
 /// Where the content of a regular file comes from.
@@ -34,6 +40,7 @@ pub(crate) struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub mtime: Option<u64>,
+    pub xattrs: Xattrs,
 }
 
 #[derive(Clone, Debug)]
@@ -43,7 +50,7 @@ pub(crate) enum Node {
     Symlink(String),
     /// A hardlink to the regular file at this (normalised) path in the map.
     Hardlink(String),
-    /// A character device, block device or FIFO, only ever taken from an existing tar.
+    /// A character device, block device or FIFO (whose numbers are 0), from a host tree or a tar.
     Special {
         kind: SpecialKind,
         major: u32,

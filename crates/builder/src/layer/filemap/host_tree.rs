@@ -1,5 +1,7 @@
 //! Host directory trees of a file map: looking a layer path up in a tree without walking it, and
-//! walking a tree in tar order with one directory listing per level in memory.
+//! walking a tree in tar order with one directory listing per level in memory. A tree gives
+//! files, directories, symlinks, devices and FIFOs; sockets are skipped (as GNU tar does) and
+//! whiteout names refused.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -8,7 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::entry::{Content, Entry, EntryMeta, Node, PERMISSION_BITS};
+use super::entry::{Content, Entry, EntryMeta, Node, SpecialKind, Xattrs, PERMISSION_BITS};
 use super::path::join;
 use super::FileMapError;
 
@@ -76,6 +78,10 @@ impl HostTree {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(HostLookup::Absent),
                 Err(source) => return Err(FileMapError::Io { path: host, source }),
             };
+            if metadata.file_type().is_socket() {
+                // Not written by the walk either.
+                return Ok(HostLookup::Absent);
+            }
             if parts.peek().is_none() {
                 return Ok(HostLookup::Entry(host, metadata));
             }
@@ -93,6 +99,7 @@ pub(super) type Inode = (u64, u64);
 /// The walk of one host tree in tar order, one directory listing per level held at a time.
 pub(super) struct HostWalk<'a> {
     pub(super) tree: &'a HostTree,
+    skipped: Skipped,
     /// The next entry, read ahead so that walks can be merged.
     pub(super) next: Option<HostItem>,
     /// Whether the tree's root has been listed.
@@ -125,10 +132,19 @@ pub(super) struct Child {
     pub(super) contents: bool,
 }
 
+/// Whether a walk logs the host entries it skips (sockets): the walk that writes the layer does,
+/// a checking walk before it does not, so each is said once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Skipped {
+    Warn,
+    Quiet,
+}
+
 impl<'a> HostWalk<'a> {
-    pub(super) fn new(tree: &'a HostTree) -> Self {
+    pub(super) fn new(tree: &'a HostTree, skipped: Skipped) -> Self {
         HostWalk {
             tree,
+            skipped,
             next: None,
             started: false,
             frames: Vec::new(),
@@ -169,6 +185,9 @@ impl<'a> HostWalk<'a> {
             let src = frame.dir.join(OsStr::from_bytes(name_bytes));
             let name = std::str::from_utf8(name_bytes)
                 .map_err(|_| FileMapError::NonUtf8Name(src.clone()))?;
+            if name.starts_with(WHITEOUT_PREFIX) {
+                return Err(FileMapError::HostWhiteout(src));
+            }
             let path = join(&frame.dest, name);
             if self.tree.skips(&path) {
                 continue;
@@ -177,7 +196,9 @@ impl<'a> HostWalk<'a> {
                 self.frames.push(Frame::read(src, path)?);
                 continue;
             }
-            return host_item(src, path).map(Some);
+            if let Some(item) = host_item(src, path, self.skipped)? {
+                return Ok(Some(item));
+            }
         }
         Ok(None)
     }
@@ -215,9 +236,16 @@ impl Frame {
     }
 }
 
-/// The entry of the host file `src` at `path`: only its type, permission bits and link target
-/// are kept.
-pub(super) fn host_item(src: PathBuf, path: String) -> Result<HostItem, FileMapError> {
+/// Names that extractors of OCI layers read as deletions of the layers below.
+const WHITEOUT_PREFIX: &str = ".wh.";
+
+/// The entry of the host file `src` at `path`: only its type, permission bits, link target and
+/// device numbers are kept. `None` for a socket, which a tar cannot carry.
+pub(super) fn host_item(
+    src: PathBuf,
+    path: String,
+    skipped: Skipped,
+) -> Result<Option<HostItem>, FileMapError> {
     let io_error = |source| FileMapError::Io {
         path: src.clone(),
         source,
@@ -238,22 +266,31 @@ pub(super) fn host_item(src: PathBuf, path: String) -> Result<HostItem, FileMapE
             inode = Some((metadata.dev(), metadata.ino()));
         }
         Node::File(Content::Host(src))
+    } else if file_type.is_socket() {
+        if skipped == Skipped::Warn {
+            tracing::warn!(path = %src.display(), "socket ignored: a layer cannot hold sockets");
+        }
+        return Ok(None);
     } else {
-        let kind = if file_type.is_socket() {
-            "socket"
-        } else if file_type.is_fifo() {
-            "fifo"
-        } else if file_type.is_char_device() {
-            "character device"
+        let kind = if file_type.is_char_device() {
+            SpecialKind::Char
         } else if file_type.is_block_device() {
-            "block device"
+            SpecialKind::Block
+        } else if file_type.is_fifo() {
+            SpecialKind::Fifo
         } else {
-            "unknown"
+            let kind = "unknown";
+            return Err(FileMapError::UnsupportedFileType { path: src, kind });
         };
-        return Err(FileMapError::UnsupportedFileType { path: src, kind });
+        let device = metadata.rdev();
+        Node::Special {
+            kind,
+            major: libc::major(device),
+            minor: libc::minor(device),
+        }
     };
     let entry = host_entry(node, &metadata);
-    Ok(HostItem { path, entry, inode })
+    Ok(Some(HostItem { path, entry, inode }))
 }
 
 /// Host metadata reduced to what a layer keeps: the permission bits.
@@ -264,6 +301,8 @@ pub(super) fn host_entry(node: Node, metadata: &std::fs::Metadata) -> Entry {
         uid: 0,
         gid: 0,
         mtime: None,
+        // Host xattrs depend on the machine (SELinux labels, overlayfs markers), not the tree.
+        xattrs: Xattrs::new(),
     }
 }
 

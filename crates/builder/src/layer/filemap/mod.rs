@@ -45,9 +45,9 @@ use crate::layer::tar_import;
 use base::{Base, Follow, Hidden};
 use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
-pub use entry::{EntryMeta, FileSource};
+pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
-use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk};
+use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
 
 /// Why an entry cannot be added to a file map.
@@ -67,8 +67,10 @@ pub enum FileMapError {
     SourceNotFound(PathBuf),
     #[error("source is not a regular file: {0} (add directories with a directory mapping)")]
     SourceNotFile(PathBuf),
-    #[error("{path}: unsupported file type ({kind}); only regular files, directories and symlinks can be added")]
+    #[error("{path}: unsupported file type ({kind})")]
     UnsupportedFileType { path: PathBuf, kind: &'static str },
+    #[error("{0}: a host directory cannot hold whiteout names (`.wh.*`), which would delete base files; use --delete or --opaque")]
+    HostWhiteout(PathBuf),
     #[error("{0}: file name is not valid UTF-8")]
     NonUtf8Name(PathBuf),
     #[error("hardlink /{path} points at /{target}, which is not a regular file in the layer")]
@@ -208,6 +210,7 @@ impl FileMap {
             uid: entry.uid,
             gid: entry.gid,
             mtime: entry.mtime,
+            xattrs: entry.xattrs.clone(),
         };
         self.insert(path, Node::Hardlink(file), meta, FILE_MODE)
     }
@@ -246,9 +249,10 @@ impl FileMap {
     }
 
     /// Adds the tree under host directory `src` at `dest`, walked in sorted order when the layer
-    /// is written: files, directories and symlinks (targets verbatim) keep their permission bits;
-    /// ownership becomes 0:0 and times the layer's mtime; files hardlinked to each other (same
-    /// device and inode) become tar hardlinks. Sockets and devices are refused then.
+    /// is written: files, directories, symlinks (targets verbatim), devices and FIFOs keep their
+    /// permission bits; ownership becomes 0:0 and times the layer's mtime; host extended
+    /// attributes are not taken; files hardlinked to each other (same device and inode) become
+    /// tar hardlinks. Sockets are skipped with a warning; a `.wh.*` name is refused then.
     ///
     /// On a base, the tree's root directory takes the base's metadata where the base has that
     /// directory (the source directory's mode is incidental); everything below it keeps the
@@ -267,15 +271,21 @@ impl FileMap {
 
     /// Adds the entries of an existing tar (plain, gzip or zstd, detected by magic bytes),
     /// normalised as host directories are: ownership 0:0, the layer's mtime, permission bits
-    /// kept. Extended attributes are dropped. Compressed input is decompressed once into an
-    /// unnamed temporary file; content is never held in memory.
+    /// kept. Extended attributes (PAX `SCHILY.xattr.*`) are kept; `.wh.*` members stay whiteouts.
+    /// Compressed input is decompressed once into an unnamed temporary file; content is never
+    /// held in memory.
     pub fn add_tar(&mut self, tar: &Path) -> Result<(), FileMapError> {
         let in_tar = |err: FileMapError| FileMapError::Tar {
             path: tar.to_owned(),
             message: err.to_string(),
         };
         for member in tar_import::members(tar)? {
-            let tar_import::Member { path, node, mode } = member;
+            let tar_import::Member {
+                path,
+                node,
+                mode,
+                xattrs,
+            } = member;
             let follow = match node {
                 Node::Dir => Follow::All,
                 _ => Follow::Parents,
@@ -287,6 +297,7 @@ impl FileMap {
             }
             let meta = EntryMeta {
                 mode: Some(mode & PERMISSION_BITS),
+                xattrs,
                 ..EntryMeta::default()
             };
             let node = match node {
@@ -306,12 +317,21 @@ impl FileMap {
         Ok(())
     }
 
-    /// The entries in tar order, host trees walked as they come.
+    /// The entries in tar order, host trees walked as they come; what a walk skips (sockets) is
+    /// logged.
     pub(crate) fn entries(&self) -> Entries<'_> {
+        self.walk(Skipped::Warn)
+    }
+
+    fn walk(&self, skipped: Skipped) -> Entries<'_> {
         Entries {
             map: self,
             explicit: self.entries.iter().peekable(),
-            walks: self.host_trees.iter().map(HostWalk::new).collect(),
+            walks: self
+                .host_trees
+                .iter()
+                .map(|tree| HostWalk::new(tree, skipped))
+                .collect(),
             started: false,
             shadows: Vec::new(),
         }
@@ -327,8 +347,10 @@ impl FileMap {
     /// Checks the whole map, host trees walked, without reading any file's content: what writing
     /// the layer would refuse (a host entry over a base directory, an unsupported file type, a
     /// name that is not UTF-8, ...) is found before anything is written.
+    /// What the walk skips is logged when the layer is written, not here, so it is said once.
     pub fn validate(&self) -> Result<(), FileMapError> {
-        self.entries().try_for_each(|entry| entry.map(drop))
+        self.walk(Skipped::Quiet)
+            .try_for_each(|entry| entry.map(drop))
     }
 
     /// The entry added one by one at `path`, if host trees do not hide it.
@@ -463,6 +485,7 @@ impl FileMap {
             uid: meta.uid,
             gid: meta.gid,
             mtime: meta.mtime,
+            xattrs: meta.xattrs,
         };
         self.entries.insert(
             path,

@@ -9,22 +9,10 @@ pub(super) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Normalises a destination lexically to a relative path without `.`, `..`, empty or trailing
-/// components; `""` is the root.
+/// components (`""` is the root), by the same rule the base index applies to tar members.
 pub(crate) fn normalize(dest: &str) -> Result<String, FileMapError> {
     check_no_nul(dest)?;
-    let mut parts: Vec<&str> = Vec::new();
-    for part in dest.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(FileMapError::EscapesRoot(dest.to_owned()));
-                }
-            }
-            part => parts.push(part),
-        }
-    }
-    Ok(parts.join("/"))
+    layerize_basefs::normalise(dest).map_err(|_| FileMapError::EscapesRoot(dest.to_owned()))
 }
 
 pub(super) fn check_no_nul(text: &str) -> Result<(), FileMapError> {

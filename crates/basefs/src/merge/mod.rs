@@ -19,7 +19,7 @@ use crate::table::{Meta, Record, Slot, Table, TableError};
 pub fn merge(layers: impl IntoIterator<Item = LayerIndex>) -> Result<FsIndex, TableError> {
     let mut merged = Table::default();
     for (number, layer) in layers.into_iter().enumerate() {
-        let number = u32::try_from(number).map_err(|_| TableError::ArenaFull)?;
+        let number = u32::try_from(number).map_err(|_| TableError::TooManyLayers)?;
         merged = merge_onto(merged, layer.settled, number)?;
     }
     Ok(FsIndex::from_merged(merged))
@@ -31,9 +31,15 @@ pub fn merge(layers: impl IntoIterator<Item = LayerIndex>) -> Result<FsIndex, Ta
 /// their strings where they are and implicit directories reuse a prefix of a descendant's path.
 pub(crate) fn merge_onto(lower: Table, layer: Settled, number: u32) -> Result<Table, TableError> {
     let Settled {
-        table: upper,
+        table: mut upper,
         hides_root,
     } = layer;
+    if lower.records.is_empty() {
+        match alone(upper, number) {
+            Ok(table) => return Ok(table),
+            Err(back) => upper = back,
+        }
+    }
     let Table {
         mut arena,
         records: lower_records,
@@ -104,6 +110,46 @@ pub(crate) fn merge_onto(lower: Table, layer: Settled, number: u32) -> Result<Ta
     }
     let records = walk.records;
     Ok(Table { arena, records })
+}
+
+/// A layer on nothing, rewritten in place when it needs no implicit directory (every path's
+/// parent is one of its directories, as in tars that list them): whiteouts dropped, opaque
+/// directories made implicit ones. This saves a second vector of records for the largest
+/// layer of most images, the first. `Err` gives the table back for the general walk.
+fn alone(mut upper: Table, number: u32) -> Result<Table, Table> {
+    let mut dirs: Vec<usize> = Vec::new();
+    for (index, record) in upper.records.iter().enumerate() {
+        let path = upper.path(record);
+        while let Some(&dir) = dirs.last() {
+            if is_below(path, upper.path(&upper.records[dir])) {
+                break;
+            }
+            dirs.pop();
+        }
+        let parent_len = path.rfind('/').unwrap_or(0);
+        let parent_found = dirs
+            .last()
+            .map_or(0, |&dir| usize::from(upper.records[dir].path_len));
+        if parent_len != parent_found {
+            return Err(upper);
+        }
+        if matches!(record.slot(), Slot::Entry(Kind::Dir) | Slot::Opaque) {
+            dirs.push(index);
+        }
+    }
+    upper.records.retain_mut(|record| match record.slot() {
+        Slot::Whiteout => false,
+        Slot::Opaque => {
+            *record = record.with_meta(Meta::implicit_dir(number));
+            true
+        }
+        Slot::Entry(_) => {
+            record.origin = number;
+            record.flags = 0;
+            true
+        }
+    });
+    Ok(upper)
 }
 
 /// The output of one merge, built in tree order.
@@ -190,3 +236,6 @@ impl<'a> Walk<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -55,15 +55,7 @@ pub async fn index_image(
     cache: Option<&LayerCache>,
     capture: &[Capture],
 ) -> Result<BaseFs, BaseFsError> {
-    if let Some((foreign, _)) = layers
-        .iter()
-        .find(|(descriptor, _)| is_foreign_layer(&descriptor.media_type))
-    {
-        return Err(BaseFsError::ForeignLayer {
-            layer: foreign.digest.clone(),
-            media_type: foreign.media_type.clone(),
-        });
-    }
+    refuse_foreign_layers(layers)?;
     let capture = Arc::new(CaptureSet::new(capture).map_err(BaseFsError::CapturePath)?);
     let mut stats = IndexStats::default();
 
@@ -80,13 +72,7 @@ pub async fn index_image(
         blob_bytes,
     } in obtained
     {
-        match blob_bytes {
-            Some(bytes) => {
-                stats.layers_read += 1;
-                stats.blob_bytes_read += bytes;
-            }
-            None => stats.layers_from_cache += 1,
-        }
+        stats.count(blob_bytes);
         own_files.push(own_files_of(&layer, &capture));
         captured.push(std::mem::take(&mut layer.captured));
         indexes.push(layer);
@@ -96,50 +82,30 @@ pub async fn index_image(
         .map_err(BaseFsError::Task)?
         .map_err(BaseFsError::Merge)?;
 
-    let mut wanted = BTreeMap::new();
-    for (path, limit) in capture.iter() {
-        if let Some(found) = locate(&index, &own_files, path) {
-            if found.size > limit {
-                return Err(BaseFsError::CaptureTooLarge {
-                    path: path.to_owned(),
-                    size: found.size,
-                    limit,
-                });
-            }
-            wanted.insert(path.to_owned(), (found, limit));
-        }
-    }
-    let mut missing: BTreeMap<usize, CaptureSet> = BTreeMap::new();
-    for (found, limit) in wanted.values() {
-        if !captured[found.layer].contains_key(&found.path) {
-            let set = missing
-                .remove(&found.layer)
-                .unwrap_or_else(|| CaptureSet::clone(&capture));
-            missing.insert(found.layer, set.with(&found.path, *limit));
-        }
-    }
-    let rereads: Vec<(usize, LayerIndex, u64)> = stream::iter(missing)
-        .map(|(number, set)| {
-            let (descriptor, diff_id) = &layers[number];
-            let keep = std::mem::take(&mut captured[number]);
-            async move {
-                let (layer, bytes) =
-                    read_from_store(store, descriptor, diff_id, Arc::new(set), keep, cache).await?;
-                Ok::<_, BaseFsError>((number, layer, bytes))
-            }
-        })
-        .buffered(CONCURRENT_LAYERS)
-        .try_collect()
-        .await?;
+    let wanted = wanted_files(&index, &own_files, &capture)?;
+    let rereads: Vec<(usize, LayerIndex, u64)> =
+        stream::iter(uncaptured(&wanted, &captured, &capture))
+            .map(|(number, set)| {
+                let (descriptor, diff_id) = &layers[number];
+                let keep = std::mem::take(&mut captured[number]);
+                async move {
+                    let (layer, bytes) =
+                        read_from_store(store, descriptor, diff_id, Arc::new(set), keep, cache)
+                            .await?;
+                    Ok::<_, BaseFsError>((number, layer, bytes))
+                }
+            })
+            .buffered(CONCURRENT_LAYERS)
+            .try_collect()
+            .await?;
     for (number, layer, bytes) in rereads {
-        stats.layers_read += 1;
-        stats.blob_bytes_read += bytes;
+        stats.count(Some(bytes));
         captured[number] = layer.captured;
     }
 
     let files = wanted
         .into_iter()
-        .filter_map(|(path, (found, _))| {
+        .filter_map(|(path, found)| {
             let content = captured[found.layer].get(&found.path)?.clone();
             Some((path, content))
         })
@@ -149,6 +115,33 @@ pub async fn index_image(
         files,
         stats,
     })
+}
+
+impl IndexStats {
+    /// One more layer: read, with its blob's bytes, or from the cache.
+    fn count(&mut self, blob_bytes: Option<u64>) {
+        match blob_bytes {
+            Some(bytes) => {
+                self.layers_read += 1;
+                self.blob_bytes_read += bytes;
+            }
+            None => self.layers_from_cache += 1,
+        }
+    }
+}
+
+/// Foreign (non-distributable) layers live at URLs of their own, not in the store.
+fn refuse_foreign_layers(layers: &[(Descriptor, Digest)]) -> Result<(), BaseFsError> {
+    match layers
+        .iter()
+        .find(|(descriptor, _)| is_foreign_layer(&descriptor.media_type))
+    {
+        Some((foreign, _)) => Err(BaseFsError::ForeignLayer {
+            layer: foreign.digest.clone(),
+            media_type: foreign.media_type.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 struct Obtained {
@@ -267,12 +260,57 @@ async fn read_from_store(
     read.map_err(BaseFsError::Task)?
 }
 
-/// A regular file holding the content of an asked path: its path, layer and size.
+/// A regular file holding the content of an asked path: its path, layer, size and the limit
+/// it was asked with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Found {
     layer: usize,
     path: String,
     size: u64,
+    limit: u64,
+}
+
+/// For each asked path the image has as a regular file (or a hard link to one): the file
+/// holding its content. A file over its limit is an error.
+fn wanted_files(
+    index: &FsIndex,
+    own_files: &[HashMap<String, (String, u64)>],
+    capture: &CaptureSet,
+) -> Result<BTreeMap<String, Found>, BaseFsError> {
+    let mut wanted = BTreeMap::new();
+    for (path, limit) in capture.iter() {
+        let Some(found) = locate(index, own_files, path, limit) else {
+            continue;
+        };
+        if found.size > limit {
+            return Err(BaseFsError::CaptureTooLarge {
+                path: path.to_owned(),
+                size: found.size,
+                limit,
+            });
+        }
+        wanted.insert(path.to_owned(), found);
+    }
+    Ok(wanted)
+}
+
+/// The layers to read again, each with the files to capture this time: those asked before
+/// (so that the cache keeps them) and the wanted ones it has not captured.
+fn uncaptured(
+    wanted: &BTreeMap<String, Found>,
+    captured: &[BTreeMap<String, Vec<u8>>],
+    capture: &CaptureSet,
+) -> BTreeMap<usize, CaptureSet> {
+    let mut missing: BTreeMap<usize, CaptureSet> = BTreeMap::new();
+    for found in wanted.values() {
+        if !captured[found.layer].contains_key(&found.path) {
+            let set = missing
+                .remove(&found.layer)
+                .unwrap_or_else(|| capture.clone());
+            missing.insert(found.layer, set.with(&found.path, found.limit));
+        }
+    }
+    missing
 }
 
 /// For each asked path that one layer has as a regular file or as a hard link to a regular
@@ -300,6 +338,7 @@ fn locate(
     index: &FsIndex,
     own_files: &[HashMap<String, (String, u64)>],
     path: &str,
+    limit: u64,
 ) -> Option<Found> {
     let mut path = path.to_owned();
     for _ in 0..MAX_HARDLINK_HOPS {
@@ -310,6 +349,7 @@ fn locate(
                 layer,
                 path: file.clone(),
                 size: *size,
+                limit,
             });
         }
         match entry.kind {
@@ -318,6 +358,7 @@ fn locate(
                     layer,
                     path,
                     size: entry.size,
+                    limit,
                 })
             }
             // A link to a file of a lower layer: follow it in the merged view.
@@ -327,3 +368,6 @@ fn locate(
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

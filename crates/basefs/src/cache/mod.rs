@@ -7,6 +7,7 @@
 //! sha256 of everything before it.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,11 +30,17 @@ const FLAG_HIDES_ROOT: u32 = 1;
 /// `$XDG_CACHE_HOME/layerize` when that is an absolute path, else `$HOME/.cache/layerize`;
 /// `None` when neither is set.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+    cache_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+fn cache_dir_from(xdg_cache_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let xdg = xdg_cache_home.map(PathBuf::from);
     if let Some(xdg) = xdg.filter(|dir| dir.is_absolute()) {
         return Some(xdg.join("layerize"));
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let home = home
+        .map(PathBuf::from)
+        .filter(|dir| !dir.as_os_str().is_empty())?;
     Some(home.join(".cache").join("layerize"))
 }
 
@@ -120,7 +127,7 @@ fn encode(out: &mut impl Write, diff_id: &Digest, layer: &LayerIndex) -> io::Res
         out.write_all(&record_bytes(&packed))?;
     }
     for record in &table.records {
-        out.write_all(table.arena[record.offset as usize..record.link_end()].as_bytes())?;
+        out.write_all(&table.arena.as_bytes()[record.offset as usize..record.link_end()])?;
     }
     out.write_all(&(layer.captured.len() as u32).to_le_bytes())?;
     for (path, content) in &layer.captured {
@@ -289,3 +296,6 @@ fn read_vec(reader: &mut impl Read, len: u64, limit: u64) -> Result<Vec<u8>, Inv
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests;
