@@ -2,12 +2,13 @@
 //! and opaque whiteouts recognised, the bodies of asked-for files kept and all others skipped.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use tar::EntryType;
 
 use crate::entry::Kind;
 use crate::error::{LayerError, MemberError};
+use crate::layer::skip::ForwardSeek;
 use crate::layer::CaptureSet;
 use crate::path::{normalise, parent};
 use crate::table::{Meta, Slot, Table};
@@ -32,10 +33,10 @@ pub(crate) struct RawLayer {
 }
 
 /// Reads every member of the tar stream `tar` up to its end-of-archive marker.
-pub(crate) fn read(tar: impl Read, capture: &CaptureSet) -> Result<RawLayer, LayerError> {
-    let mut archive = tar::Archive::new(tar);
+pub(crate) fn read(tar: impl BufRead, capture: &CaptureSet) -> Result<RawLayer, LayerError> {
+    let mut archive = tar::Archive::new(ForwardSeek::new(tar));
     let mut raw = RawLayer::default();
-    let entries = archive.entries().map_err(LayerError::Read)?;
+    let entries = archive.entries_with_seek().map_err(LayerError::Read)?;
     for (index, entry) in entries.enumerate() {
         let mut entry = entry.map_err(LayerError::Read)?;
         let number = u32::try_from(index + 1)

@@ -5,6 +5,7 @@
 mod decompress;
 mod members;
 mod settle;
+mod skip;
 #[cfg(test)]
 mod tests;
 
