@@ -59,11 +59,21 @@ pub async fn index_image(
     let capture = Arc::new(CaptureSet::new(capture).map_err(BaseFsError::CapturePath)?);
     let mut stats = IndexStats::default();
 
-    let obtained: Vec<Obtained> = stream::iter(layers)
-        .map(|(descriptor, diff_id)| obtain(store, descriptor, diff_id, cache, &capture))
-        .buffered(CONCURRENT_LAYERS)
+    // Largest blob first, each layer starting as soon as a slot frees, so that the biggest read
+    // never starts last; put back in stack order for the merge.
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&number| std::cmp::Reverse(layers[number].0.size));
+    let mut obtained: Vec<(usize, Obtained)> = stream::iter(order)
+        .map(|number| {
+            let (descriptor, diff_id) = &layers[number];
+            let obtaining = obtain(store, descriptor, diff_id, cache, &capture);
+            async move { Ok::<_, BaseFsError>((number, obtaining.await?)) }
+        })
+        .buffer_unordered(CONCURRENT_LAYERS)
         .try_collect()
         .await?;
+    obtained.sort_by_key(|(number, _)| *number);
+    let obtained = obtained.into_iter().map(|(_, layer)| layer);
     let mut captured = Vec::with_capacity(obtained.len());
     let mut own_files = Vec::with_capacity(obtained.len());
     let mut indexes = Vec::with_capacity(obtained.len());
