@@ -121,9 +121,16 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
     }
     let family = image.family();
     let media_type = layer_media_type(family, layer_options.compression.kind())?;
-    // Every input is checked before any blob moves: config edits and annotations on a copy of
-    // the image (the real one gets them once its layers are appended), layer inputs as file maps.
-    check_edits(&image, &edits, &annotations)?;
+    // Every input is checked before any blob moves: config edits and annotations are applied
+    // now (they touch neither the layers nor the history that appending changes), layer inputs
+    // are checked as file maps below.
+    for edit in &edits {
+        image.apply(edit)?;
+    }
+    image.set_base_annotations(endpoints.base_name.as_deref(), &base.manifest_digest);
+    for (key, value) in &annotations {
+        image.set_annotation(key, value)?;
+    }
     let base_layers: Vec<Layer> = image
         .layers()
         .into_iter()
@@ -220,14 +227,8 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
         };
         image.append_layer(&layer.descriptor, &layer.diff_id, history)?;
     }
+    // After the appends: it also dates the history entries they added.
     image.set_created(&created);
-    for edit in &edits {
-        image.apply(edit)?;
-    }
-    image.set_base_annotations(endpoints.base_name.as_deref(), &base.manifest_digest);
-    for (key, value) in &annotations {
-        image.set_annotation(key, value)?;
-    }
     info!(
         phase = "build",
         step = 4,
@@ -290,23 +291,6 @@ pub async fn build(endpoints: &Endpoints, request: BuildRequest) -> Result<Repor
         requests: endpoints.base.requests() + endpoints.target.requests(),
         base_index,
     })
-}
-
-/// Applies the edits and annotations to a copy of `image`, so that a bad one fails the build
-/// before anything is transferred.
-fn check_edits(
-    image: &layerize_manifest::Image,
-    edits: &[ConfigEdit],
-    annotations: &[(String, String)],
-) -> Result<(), BuildError> {
-    let mut checked = image.clone();
-    for edit in edits {
-        checked.apply(edit)?;
-    }
-    for (key, value) in annotations {
-        checked.set_annotation(key, value)?;
-    }
-    Ok(())
 }
 
 /// The filesystem of the base, from the on-disk cache where it has the layers, else read from
