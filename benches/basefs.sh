@@ -39,6 +39,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=benches/doc_section.sh
+source "$repo/benches/doc_section.sh"
 
 update_doc=true
 case ${1:-} in
@@ -502,18 +504,5 @@ step "Summary"
 cat "$report"
 
 if $update_doc; then
-  python3 - "$repo/docs/benchmarks.md" "$report" <<'EOF'
-import pathlib, sys
-doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-begin, end = "<!-- basefs-bench:begin -->", "<!-- basefs-bench:end -->"
-block = f"{begin}\n{report}{end}"
-text = doc.read_text()
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    text = head + block + rest.split(end, 1)[1]
-else:
-    text = text.rstrip("\n") + "\n\n## Base filesystem index\n\n" + block + "\n"
-doc.write_text(text)
-EOF
-  echo "updated docs/benchmarks.md" >&2
+  update_doc_section "$repo/docs/benchmarks.md" basefs-bench "Base filesystem index" "$report"
 fi

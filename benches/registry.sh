@@ -35,6 +35,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=benches/doc_section.sh
+source "$repo/benches/doc_section.sh"
 
 # containers/image keeps a system-wide blob-info cache (/var/lib/containers/cache for root) that
 # remembers where blobs were seen and which compressed digest belongs to which layer; buildah
@@ -477,18 +479,5 @@ step "Summary"
 cat "$report"
 
 if $update_doc; then
-  python3 - "$repo/docs/benchmarks.md" "$report" <<'EOF'
-import pathlib, sys
-doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-begin, end = "<!-- registry-bench:begin -->", "<!-- registry-bench:end -->"
-block = f"{begin}\n{report}{end}"
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    text = head + block + rest.split(end, 1)[1]
-else:
-    text = text.rstrip("\n") + "\n\n## Registry\n\n" + block + "\n"
-doc.write_text(text)
-EOF
-  echo "updated docs/benchmarks.md" >&2
+  update_doc_section "$repo/docs/benchmarks.md" registry-bench "Registry" "$report"
 fi
