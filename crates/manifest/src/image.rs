@@ -127,6 +127,32 @@ impl Image {
         valid(&self.config["rootfs"]["diff_ids"])
     }
 
+    /// The history entry of each layer, in manifest order, found by skipping `empty_layer`
+    /// entries. When the history describes fewer layers than there are (some bases carry none
+    /// for theirs), the entries are matched from the end, since appended layers come last; with
+    /// more entries than layers nothing is matched.
+    pub fn layer_histories(&self) -> Vec<Option<History>> {
+        let layers = self.layers().len();
+        let entries: Vec<History> = self.config["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["empty_layer"].as_bool() != Some(true))
+            .map(|entry| History {
+                created_by: entry["created_by"].as_str().unwrap_or_default().to_owned(),
+                comment: entry["comment"].as_str().map(str::to_owned),
+                empty_layer: false,
+            })
+            .collect();
+        if entries.len() > layers {
+            return vec![None; layers];
+        }
+        let missing = layers - entries.len();
+        std::iter::repeat_n(None, missing)
+            .chain(entries.into_iter().map(Some))
+            .collect()
+    }
+
     /// The manifest's config descriptor as it stands; [`Image::finish`] recomputes its
     /// digest and size after edits.
     pub fn config_descriptor(&self) -> Descriptor {
@@ -189,7 +215,13 @@ impl Image {
                 "a layer's history entry cannot be empty_layer; use append_history for steps without a layer",
             ));
         }
-        let descriptor = serde_json::to_value(layer).expect("a descriptor serialises");
+        let mut descriptor = serde_json::to_value(layer).expect("a descriptor serialises");
+        if self.family == Family::Docker {
+            // Docker v2 layer descriptors have no annotations; some registries reject them.
+            if let Some(object) = descriptor.as_object_mut() {
+                object.remove("annotations");
+            }
+        }
         array_mut(&mut self.manifest, "/layers").push(descriptor);
         array_mut(&mut self.config, "/rootfs/diff_ids").push(diff_id.to_string().into());
         self.push_history(history);

@@ -543,3 +543,52 @@ fn a_base_without_a_name_drops_the_inherited_base_name() {
     );
     assert_eq!(annotations[BASE_DIGEST_ANNOTATION], parent.as_str());
 }
+
+#[test]
+fn layer_histories_skip_empty_entries_and_records_survive_both_families() {
+    use crate::{layer_records, LayerRecord};
+    for (mut image, family) in [
+        (docker_image(), Family::Docker),
+        (oci_image(), Family::Oci),
+    ] {
+        let (mut layer, diff_id) = new_layer(family, Compression::Gzip);
+        let record = LayerRecord {
+            name: "app".into(),
+            key: format!("sha256:{}", "b".repeat(64)),
+            members: vec![],
+        };
+        record.annotate(&mut layer, family);
+        let history = History {
+            created_by: "layerize build: app".into(),
+            comment: Some(record.to_comment()),
+            empty_layer: false,
+        };
+        image.append_layer(&layer, &diff_id, history).unwrap();
+        let histories = image.layer_histories();
+        assert_eq!(histories.len(), 2);
+        assert_eq!(
+            histories[1].as_ref().unwrap().created_by,
+            "layerize build: app"
+        );
+        assert_eq!(layer_records(&image), vec![None, Some(record.clone())]);
+        let manifest = image.manifest_json();
+        assert_eq!(
+            manifest["layers"][1].get("annotations").is_some(),
+            family == Family::Oci,
+            "{family:?}"
+        );
+    }
+}
+
+#[test]
+fn a_short_history_is_matched_from_the_end() {
+    let mut config = docker_config();
+    config["history"] = json!([]);
+    let (manifest, config) = fixture(Family::Docker, &config, base_layers(DOCKER_LAYER_GZIP));
+    let mut image = Image::from_json(&manifest, &config).unwrap();
+    let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
+    image.append_layer(&layer, &diff_id, added_by("one")).unwrap();
+    let histories = image.layer_histories();
+    assert!(histories[0].is_none());
+    assert_eq!(histories[1].as_ref().unwrap().created_by, "one");
+}
