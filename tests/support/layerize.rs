@@ -85,3 +85,20 @@ pub fn error_line(stderr: &str) -> &str {
     assert_eq!(errors.len(), 1, "expected one error line in: {stderr}");
     errors[0]
 }
+
+/// What a successful `layerize build` printed and reported.
+pub struct Built {
+    pub stdout: String,
+    pub report: Value,
+}
+
+/// Runs `command`, a `layerize build ...` that must succeed, with `--report` into a temp file.
+pub fn run_with_report(command: &mut Command) -> Built {
+    let scratch = crate::scratch_dir();
+    let report = scratch.path().join("report.json");
+    let output = run_ok(command.arg("--report").arg(&report));
+    Built {
+        stdout: String::from_utf8(output.stdout).expect("layerize printed UTF-8"),
+        report: read_report(&report),
+    }
+}

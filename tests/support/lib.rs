@@ -5,6 +5,7 @@
 //! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
 //! they run it through [`layerize!`].
 
+pub mod access_log;
 pub mod app_image;
 pub mod children;
 pub mod containerd;
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fault_proxy;
 pub mod images;
+pub mod layer_records;
 pub mod layerize;
 pub mod podman;
 pub mod registry;

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -161,6 +162,40 @@ impl Registry {
             .collect()
     }
 
+    /// [`Registry::access_log`] once every request answered before this call is in it.
+    ///
+    /// distribution writes a request's access-log line after sending the response, so the last
+    /// requests of a client that has just exited may not be logged yet; a test asserting that
+    /// something did *not* happen must not read the log before they are. A marker request, sent
+    /// now and so answered after all of them, is waited for; marker lines are left out.
+    pub fn settled_access_log(&self) -> Vec<String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let marker = format!(
+            "layerize-log-barrier={}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let host = self.host();
+        assert!(
+            answers_http_at(&host, &format!("/v2/?{marker}")),
+            "the registry on {host} did not answer the log barrier"
+        );
+        let deadline = Instant::now() + START_HANG_GUARD;
+        loop {
+            let log = self.access_log();
+            if log.iter().any(|line| line.contains(&marker)) {
+                return log
+                    .into_iter()
+                    .filter(|line| !line.contains("layerize-log-barrier="))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hang guard: the registry did not log {marker} in {START_HANG_GUARD:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The registry's storage root (`docker/registry/v2/...` below it).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
@@ -210,10 +245,15 @@ fn free_port() -> u16 {
 }
 
 fn answers_http(host: &str) -> bool {
+    answers_http_at(host, "/v2/")
+}
+
+/// True when `GET path` on `host` gets an HTTP answer (any status).
+fn answers_http_at(host: &str, path: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect(host) else {
         return false;
     };
-    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
     let mut head = [0u8; 5];
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
     stream.write_all(request.as_bytes()).is_ok()

@@ -19,6 +19,16 @@ pub fn inspect_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
     tools::run_bytes(command.arg("--raw").arg(transport(reference)))
 }
 
+/// The exact config blob bytes of the image `reference` names (`skopeo inspect --config --raw`).
+pub fn inspect_config_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
+    let mut command = inspect_command(creds);
+    tools::run_bytes(
+        command
+            .args(["--config", "--raw"])
+            .arg(transport(reference)),
+    )
+}
+
 /// `skopeo inspect` of `reference`: Digest, Labels, Env, Layers, Architecture...
 pub fn inspect(reference: &str, creds: Option<&str>) -> Value {
     let mut command = inspect_command(creds);
