@@ -38,22 +38,9 @@ repo=$PWD
 # shellcheck source=benches/doc_section.sh
 source "$repo/benches/doc_section.sh"
 
-# containers/image keeps a system-wide blob-info cache (/var/lib/containers/cache for root) that
-# remembers where blobs were seen and which compressed digest belongs to which layer; buildah
-# 1.28 ignores --root for it. A CI runner without a cache starts without one, so as root the
-# script runs in a private mount namespace with a tmpfs over that directory, emptied before every
-# buildah run. Nothing outside this process sees the tmpfs.
-blob_info_cache=/var/lib/containers/cache
-if ((EUID == 0)) && [[ -z ${LAYERIZE_BENCH_NS:-} ]]; then
-  exec env LAYERIZE_BENCH_NS=1 unshare --mount --propagation private "$repo/benches/registry.sh" "$@"
-fi
-if [[ -n ${LAYERIZE_BENCH_NS:-} ]]; then
-  mkdir -p "$blob_info_cache"
-  mount -t tmpfs layerize-bench "$blob_info_cache"
-  cache_note="empty containers/image blob-info cache before every buildah run (tmpfs in a private mount namespace)"
-else
-  cache_note="not root: buildah used the shared containers/image blob-info cache, which may spare it requests"
-fi
+# shellcheck source=benches/common.sh
+source "$repo/benches/common.sh"
+private_blob_info_cache "$repo/benches/registry.sh" "$@"
 
 update_doc=true
 case ${1:-} in
@@ -66,88 +53,20 @@ load_wait=${LOAD_WAIT:-90}
 base_cache=${BASE_CACHE:-$HOME/.cache/layerize-bench}
 cores=$(nproc)
 
-step() { printf '\n== %s\n' "$*" >&2; }
-
 scripts/install-deps >&2
 step "Building layerize (release)"
 cargo build --release --locked -p layerize-cli >&2
 layerize=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/layerize
 
 work=$(mktemp -d /tmp/layerize-bench-registry.XXXXXX)
-buildah_root=$work/buildah-root
-buildah_runroot=$work/buildah-run
+use_private_buildah
 cleanup() {
   local name
   for name in a b; do stop_registry "$name"; done
-  if [[ -d $buildah_root ]]; then
-    bah rm --all >/dev/null 2>&1 || true
-    bah rmi --all --force >/dev/null 2>&1 || true
-  fi
+  cleanup_buildah
   if [[ -n ${KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-
-# buildah on the benchmark's private storage.
-buildah_cmd=(buildah --root "$buildah_root" --runroot "$buildah_runroot" --storage-driver overlay)
-bah() { "${buildah_cmd[@]}" "$@"; }
-
-wipe_buildah() {
-  if [[ -d $buildah_root ]]; then
-    bah rm --all >/dev/null
-    bah rmi --all --force >/dev/null 2>&1 || true
-  fi
-  rm -rf "$buildah_root" "$buildah_runroot"
-  if [[ -n ${LAYERIZE_BENCH_NS:-} ]]; then rm -rf "${blob_info_cache:?}"/*; fi
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Registries: $work/NAME.{yml,port,pid,log}, data in $work/NAME-data. Access-log lines
-# (`127.0.0.1 - - [..] "METHOD URI HTTP/1.1" STATUS ..`) are what the request counts come from.
-start_registry() {
-  local name=$1 port
-  [[ -f $work/$name.port ]] || free_port >"$work/$name.port"
-  port=$(cat "$work/$name.port")
-  cat >"$work/$name.yml" <<EOF
-version: 0.1
-log: {level: info}
-storage: {filesystem: {rootdirectory: $work/$name-data}}
-http: {addr: 127.0.0.1:$port, secret: layerize-bench}
-EOF
-  docker-registry serve "$work/$name.yml" >>"$work/$name.log" 2>&1 &
-  echo $! >"$work/$name.pid"
-  for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "registry $name did not come up on port $port" >&2
-  return 1
-}
-
-stop_registry() {
-  local name=$1 pid
-  [[ -f $work/$name.pid ]] || return 0
-  pid=$(cat "$work/$name.pid")
-  kill "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  rm -f "$work/$name.pid"
-}
-
-# A registry with nothing in it, on the same port as before.
-reset_registry() {
-  stop_registry "$1"
-  rm -rf "$work/$1-data"
-  start_registry "$1"
-}
-
-access_lines() { grep -cE '^127\.0\.0\.1 - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) ' "$work/$1.log" || true; }
-# Access-log requests after line $2 of registry $1's log: "METHOD PATH STATUS", one a line.
-requests_since() {
-  grep -E '^127\.0\.0\.1 - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) ' "$work/$1.log" | tail -n +"$(($2 + 1))" |
-    sed -E 's/^[^"]*"([A-Z]+) ([^ ]+) [^"]*" ([0-9]+).*/\1 \2 \3/'
-}
 
 # "kind|count" lines, sorted by kind, for a file of "METHOD PATH STATUS" lines.
 kinds() {
@@ -163,74 +82,13 @@ kinds() {
     print kind " " $3
   }' "$1" | sort | uniq -c | awk '{ n = $1; $1 = ""; sub(/^ /, ""); print $0 "|" n }' | sort -t'|' -k1,1
 }
-now() { date +%s.%N; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-# Median of the numbers on stdin.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-fmt() { printf '%.2f' "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-
-wait_for_quiet() {
-  local waited=0
-  while awk -v l="$(load1)" -v c="$cores" 'BEGIN { exit !(l >= c) }' && ((waited < load_wait)); do
-    echo "load $(load1) on $cores cores: waiting for other work to settle ($waited/${load_wait}s)" >&2
-    sleep 15
-    waited=$((waited + 15))
-  done
-}
-
-# Runs a command with its wall time (s) appended to $work/$1.time, its peak RSS (KiB) to
-# $work/$1.rss and the 1-minute load average at its start to $work/$1.load.
-timed() {
-  local key=$1 start end
-  shift
-  load1 >>"$work/$key.load"
-  start=$(now)
-  /usr/bin/time -f '%M' -o "$work/$key.rss1" "$@" >"$work/$key.out" 2>"$work/$key.err" || {
-    echo "failed: $*" >&2
-    cat "$work/$key.err" >&2
-    return 1
-  }
-  end=$(now)
-  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }' >>"$work/$key.time"
-  cat "$work/$key.rss1" >>"$work/$key.rss"
-}
-
-# Like `timed`, for a sequence of commands (one shell function): summed wall time, and the
-# largest peak RSS of any of its commands (each wrapped in `rss`).
-rss() { /usr/bin/time -f '%M' -a -o "$work/seq.rss" "$@"; }
-timed_sequence() {
-  local key=$1 start end
-  shift
-  load1 >>"$work/$key.load"
-  rm -f "$work/seq.rss"
-  start=$(now)
-  "$@" >"$work/$key.out" 2>"$work/$key.err" || {
-    echo "failed: $*" >&2
-    cat "$work/$key.err" >&2
-    return 1
-  }
-  end=$(now)
-  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }' >>"$work/$key.time"
-  sort -n "$work/seq.rss" | tail -n1 >>"$work/$key.rss"
-}
-
-med() { median <"$work/$1.$2"; }
-mib_of_kib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
-
 start_registry a
 start_registry b
 A=127.0.0.1:$(cat "$work/a.port")
 B=127.0.0.1:$(cat "$work/b.port")
 
 step "Making the base image (mmdebstrap minbase + real /usr subtrees, one layer each)"
-mkdir -p "$base_cache"
-minbase=$base_cache/bookworm-minbase.tar
-if [[ ! -s $minbase ]]; then
-  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-  mmdebstrap --quiet --variant=minbase --format=tar bookworm "$minbase.tmp" ${mirror:+"$mirror"}
-  mv "$minbase.tmp" "$minbase"
-fi
+minbase=$(minbase_tarball "$base_cache")
 candidate_trees=()
 for tree in /usr/lib/gcc /usr/lib/python3.11 /usr/share/locale /usr/lib/llvm-14 /usr/lib/jvm; do
   [[ -d $tree ]] && candidate_trees+=("$tree")
@@ -402,7 +260,6 @@ base_read_mib=$(jq '.base_index.blob_bytes_read / 1048576 | round' "$work/append
 copy_req_report=$(med copy-layerize requests)
 run_loads=$(cat "$work"/{copy,append}-*.load | sort -g | awk '{ v[NR] = $1 } END { printf "%s to %s (median %s)", v[1], v[NR], (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
 
-met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
 goal_copy=$(met "$copy_l <= $copy_s")
 goal_append_requests=$(met "${append_req_log[warm]} <= 10 && $append_req_existing <= 10")
 goal_append_requests_best=$(met "$append_req_same_repo <= 10")
@@ -410,18 +267,14 @@ goal_unchanged_requests=$(met "${append_req_log[unchanged]} <= 10")
 goal_unchanged_speed=$(met "${append_ratio[unchanged]} >= 10")
 goal_cold_speed=$(met "${append_ratio[cold]} >= 10")
 
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-mem_gib=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
-layerize_version=$("$layerize" --version 2>/dev/null || echo "layerize $(git rev-parse --short HEAD)")
-layerize_commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo "+uncommitted")
-versions="$layerize_version (commit $layerize_commit); $(skopeo --version); $(buildah --version | cut -d' ' -f1-3); docker-registry $(docker-registry --version | awk '{ print $3 }')"
+versions=$(tool_versions "$layerize")
 
 report=$work/report.md
 {
   echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`benches/registry.sh\` (RUNS=$runs; medians, runs"
   echo "interleaved, one untimed warm-up each)."
   echo
-  echo "- Machine: $cores cores ($cpu_model), $mem_gib GiB RAM, $(uname -sr), both registries on"
+  echo "- Machine: $(machine_summary), both registries on"
   echo "  loopback with filesystem storage on the same disk."
   echo "- Load: 1/5/15-minute load averages $loads_before before, $loads_at_start when measuring started,"
   echo "  $loads_at_end at the end; 1-minute load at the start of each timed run $run_loads on $cores cores."
