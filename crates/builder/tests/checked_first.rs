@@ -83,6 +83,7 @@ fn layer(name: &str, inputs: Vec<Input>) -> LayerSpec {
         name: name.into(),
         created_by: format!("test {name}"),
         inputs,
+        members: Vec::new(),
     }
 }
 
@@ -108,6 +109,7 @@ async fn failed_build(
         target_name: "oci:target:app".into(),
         target_reference: "app".into(),
         target_needs_oci,
+        cache_from: Vec::new(),
     };
     let request = BuildRequest {
         platform: None,
@@ -118,6 +120,7 @@ async fn failed_build(
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 4,
         cache_dir: None,
+        max_layers: None,
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),

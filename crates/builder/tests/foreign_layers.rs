@@ -59,6 +59,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         target_name: "oci:target:app".into(),
         target_reference: "app".into(),
         target_needs_oci: true,
+        cache_from: Vec::new(),
     };
     let request = BuildRequest {
         platform: None,
@@ -70,6 +71,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
                 dest: "/hello".into(),
                 meta: EntryMeta::default(),
             }],
+            members: Vec::new(),
         }],
         edits: Vec::new(),
         annotations: Vec::new(),
@@ -77,6 +79,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 2,
         cache_dir: None,
+        max_layers: None,
     };
     let report = build(&endpoints, request).await.unwrap();
 

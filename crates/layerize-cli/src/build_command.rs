@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{ArgMatches, Args, ValueEnum};
 use layerize_builder::layer::{Compression, LayerOptions};
-use layerize_builder::{build, BuildRequest};
+use layerize_builder::{execute, plan, BuildRequest, CacheImage};
 use layerize_manifest::{utc_rfc3339, ConfigEdit, Platform};
-use layerize_registry::open::{open_base, open_target, OpenOptions};
+use layerize_registry::open::{open_base, open_cache_source, open_target, OpenOptions};
 use layerize_registry::reference::ImageRef;
 use layerize_registry::remote::RemoteOptions;
 
@@ -94,6 +94,15 @@ pub struct BuildArgs {
     /// Default: $XDG_CACHE_HOME/layerize, else ~/.cache/layerize.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Reuse layers recorded in this image as well as in the one at the target tag (repeatable,
+    /// first match wins): e.g. the previous commit's or the branch's tag.
+    #[arg(long, value_name = "REF")]
+    cache_from: Vec<String>,
+    /// Print the plan (for each layer: base, reuse and from where, or build; and the layers
+    /// dropped since the image at the target tag) and stop before writing anything.
+    #[arg(long)]
+    dry_run: bool,
 
     /// Write a JSON report (target, digest, layers with their status) to this file.
     #[arg(long, value_name = "FILE")]
@@ -192,6 +201,27 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         &base,
     )
     .with_context(|| format!("opening the target {target_ref}"))?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|name| {
+            let image: ImageRef = name
+                .parse()
+                .with_context(|| format!("--cache-from {name}"))?;
+            let opened = open_cache_source(
+                &image,
+                args.registry.target_creds.as_deref(),
+                &open_options,
+                &target,
+            )
+            .with_context(|| format!("opening the cache image {image}"))?;
+            Ok(CacheImage {
+                name: name.clone(),
+                store: opened.store,
+                reference: opened.reference,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let endpoints = layerize_builder::Endpoints {
         base_reference: base.reference,
         base_name: base.public_name,
@@ -200,6 +230,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         target_reference: target.reference,
         target_needs_oci: target.needs_oci,
         target: target.store,
+        cache_from,
     };
     let request = BuildRequest {
         platform,
@@ -213,9 +244,17 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             .cache_dir
             .clone()
             .or_else(layerize_basefs::default_cache_dir),
+        max_layers: None,
     };
 
-    let report = runtime.block_on(build(&endpoints, request))?;
+    let planned = runtime.block_on(plan(&endpoints, request))?;
+    if args.dry_run {
+        for line in planned.lines() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let report = runtime.block_on(execute(&endpoints, planned))?;
 
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;

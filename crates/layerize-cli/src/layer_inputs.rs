@@ -34,7 +34,7 @@ pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<Input>> {
 }
 
 /// Groups the inputs into layers: all in one layer, or one layer per flag. Each layer's
-/// `created_by` is the flags that made it.
+/// `created_by` says what its flags put where (not the host paths, see [`Input::summary`]).
 pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
     if inputs.is_empty() {
         return Vec::new();
@@ -48,11 +48,12 @@ pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
         .into_iter()
         .enumerate()
         .map(|(index, inputs)| {
-            let flags: Vec<String> = inputs.iter().map(|input| format!("--{input}")).collect();
+            let parts: Vec<String> = inputs.iter().map(Input::summary).collect();
             LayerSpec {
                 name: format!("layer-{}", index + 1),
-                created_by: format!("layerize build {}", flags.join(" ")),
+                created_by: format!("layerize build: {}", parts.join(", ")),
                 inputs,
+                members: Vec::new(),
             }
         })
         .collect()

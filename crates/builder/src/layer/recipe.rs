@@ -42,6 +42,27 @@ impl Input {
     }
 }
 
+impl Input {
+    /// What the input puts where, without host paths (which differ between machines and would
+    /// make the image's history, hence its digest, depend on where the build ran): `file DEST`,
+    /// `dir DEST`, `tar NAME` (the tar's file name), `delete PATH`, `opaque DIR`.
+    pub fn summary(&self) -> String {
+        match self {
+            Input::File { dest, .. } => format!("file {dest}"),
+            Input::Dir { dest, .. } => format!("dir {dest}"),
+            Input::Tar(path) => format!(
+                "tar {}",
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |name| name.to_string_lossy().into_owned()
+                )
+            ),
+            Input::Delete(path) => format!("delete {path}"),
+            Input::Opaque(path) => format!("opaque {path}"),
+        }
+    }
+}
+
 /// The input the way the `layerize build` flag that gives it is written, without the dashes:
 /// `file SRC:DEST[:MODE]`, `dir SRC:DEST`, `tar FILE`, `delete PATH`, `opaque DIR`.
 impl fmt::Display for Input {

@@ -29,6 +29,7 @@ mod base;
 pub(crate) mod base_tests;
 mod entries;
 mod entry;
+mod fingerprint;
 mod host_tree;
 mod path;
 #[cfg(test)]
@@ -47,6 +48,7 @@ use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
+pub use fingerprint::Fingerprint;
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
 
