@@ -21,7 +21,7 @@ pub enum BuildFileError {
         /// The build file as it was named to [`crate::BuildFile::load`].
         file: PathBuf,
         at: Position,
-        problem: Problem,
+        problem: Box<Problem>,
     },
 }
 

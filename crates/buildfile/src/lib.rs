@@ -85,7 +85,7 @@ impl BuildFile {
         BuildFile::read(path, &context, text).map_err(|fault| BuildFileError::At {
             file: path.to_owned(),
             at: fault.at,
-            problem: fault.problem,
+            problem: Box::new(fault.problem),
         })
     }
 
