@@ -124,19 +124,9 @@ fn normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::position::Position;
-    use crate::yaml::Value;
 
     fn node(text: &str) -> Node {
-        Node {
-            at: Position {
-                line: 4,
-                column: 12,
-            },
-            value: Value::Scalar {
-                text: text.into(),
-                plain: true,
-            },
-        }
+        Node::scalar(text, true)
     }
 
     #[test]
@@ -170,13 +160,7 @@ mod tests {
         );
         let error = |src: &str, kind| {
             let fault = context.source(&node(src), "\"src\"", kind).unwrap_err();
-            assert_eq!(
-                fault.at,
-                Position {
-                    line: 4,
-                    column: 12
-                }
-            );
+            assert_eq!(fault.at, Position { line: 1, column: 1 });
             fault.problem
         };
         assert!(matches!(

@@ -45,17 +45,9 @@ pub(crate) fn destination(node: &Node, what: &str, usage: Use) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::Position;
-    use crate::yaml::Value;
 
     fn check(text: &str, usage: Use) -> Result<String, String> {
-        let node = Node {
-            at: Position { line: 1, column: 1 },
-            value: Value::Scalar {
-                text: text.into(),
-                plain: true,
-            },
-        };
+        let node = Node::scalar(text, true);
         destination(&node, "\"dest\"", usage).map_err(|fault| fault.problem.to_string())
     }
 

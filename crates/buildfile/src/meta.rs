@@ -72,13 +72,7 @@ mod tests {
     use crate::position::Position;
 
     fn scalar(text: &str, plain: bool) -> Node {
-        Node {
-            at: Position { line: 2, column: 3 },
-            value: Value::Scalar {
-                text: text.into(),
-                plain,
-            },
-        }
+        Node::scalar(text, plain)
     }
 
     #[test]
@@ -105,7 +99,7 @@ mod tests {
             ("0o77777777777777", true, "above 7777"),
         ] {
             let fault = mode(&scalar(text, plain)).unwrap_err();
-            assert_eq!(fault.at, Position { line: 2, column: 3 });
+            assert_eq!(fault.at, Position { line: 1, column: 1 });
             let message = fault.problem.to_string();
             assert!(message.starts_with(&format!("mode {text}: ")), "{message}");
             assert!(message.contains(reason), "{text}: {message}");

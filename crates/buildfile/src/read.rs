@@ -197,13 +197,7 @@ mod tests {
     use super::*;
 
     fn scalar(text: &str, plain: bool) -> Node {
-        Node {
-            at: Position { line: 1, column: 1 },
-            value: Value::Scalar {
-                text: text.into(),
-                plain,
-            },
-        }
+        Node::scalar(text, plain)
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub(crate) enum Value {
     Map(Vec<(Key, Node)>),
 }
 
+#[cfg(test)]
+impl Node {
+    /// A scalar written at 1:1, for tests of the readers.
+    pub(crate) fn scalar(text: &str, plain: bool) -> Node {
+        let value = Value::Scalar {
+            text: text.into(),
+            plain,
+        };
+        let at = Position { line: 1, column: 1 };
+        Node { at, value }
+    }
+}
+
 /// A mapping key: always a scalar.
 #[derive(Clone, Debug)]
 pub(crate) struct Key {
