@@ -189,17 +189,7 @@ impl Reader<'_> {
     }
 
     fn group(&mut self, node: &Node) -> Result<Vec<Package>, Fault> {
-        let items = list(node, &key("group"), "a list of packages")?;
-        if items.is_empty() {
-            return Err(Fault::new(
-                node.at,
-                Problem::EmptyList {
-                    key: "group",
-                    item: "package",
-                },
-            ));
-        }
-        items
+        non_empty_list(node, "group", "a list of packages", "package")?
             .iter()
             .map(|item| {
                 let named = self.named(item, Level::Member)?;
