@@ -31,6 +31,7 @@ mod meta;
 mod optimization;
 mod position;
 mod read;
+mod spec;
 mod yaml;
 
 use std::path::{Path, PathBuf};
