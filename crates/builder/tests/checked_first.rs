@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::{write_layer, LayerOptions};
 use layerize_builder::{build, BuildError, BuildRequest, Endpoints, LayerSpec};
@@ -75,6 +75,7 @@ fn inline(dest: &str) -> Input {
         source: FileSource::Inline(b"app\n".to_vec()),
         dest: dest.into(),
         meta: EntryMeta::default(),
+        modes: HostModes::Keep,
     }
 }
 
@@ -171,6 +172,7 @@ async fn a_missing_source_in_a_later_layer_fails_before_any_blob_moves() {
                 source: FileSource::Host("/nonexistent/layerize/app".into()),
                 dest: "/app".into(),
                 meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }],
         ),
     ];

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::LayerOptions;
 use layerize_builder::{build, BuildRequest, Endpoints, LayerSpec, Origin};
@@ -70,6 +70,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
                 source: FileSource::Inline(b"hi\n".to_vec()),
                 dest: "/hello".into(),
                 meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }],
             members: Vec::new(),
         }],

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::ArgMatches;
-use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::LayerSpec;
 
@@ -83,6 +83,8 @@ fn parse_file(value: &str) -> anyhow::Result<Input> {
             mode,
             ..EntryMeta::default()
         },
+        // The flags take the host's bits as they are (the build file normalises them).
+        modes: HostModes::Keep,
     })
 }
 
@@ -94,6 +96,7 @@ fn parse_dir(value: &str) -> anyhow::Result<Input> {
     Ok(Input::Dir {
         source: non_empty_path(source)?,
         dest: non_empty(dest)?,
+        modes: HostModes::Keep,
     })
 }
 
@@ -122,7 +125,8 @@ mod tests {
                 meta: EntryMeta {
                     mode: Some(0o755),
                     ..EntryMeta::default()
-                }
+                },
+                modes: HostModes::Keep,
             }
         );
         assert_eq!(
@@ -130,7 +134,8 @@ mod tests {
             Input::File {
                 source: FileSource::Host("a".into()),
                 dest: "/b".into(),
-                meta: EntryMeta::default()
+                meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }
         );
         assert!(parse_file("a:/b:9").is_err());
@@ -146,7 +151,8 @@ mod tests {
             parse_dir("src:/srv").unwrap(),
             Input::Dir {
                 source: "src".into(),
-                dest: "/srv".into()
+                dest: "/srv".into(),
+                modes: HostModes::Keep,
             }
         );
     }

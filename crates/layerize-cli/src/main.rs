@@ -3,6 +3,7 @@
 
 mod build_command;
 mod connection_args;
+mod init_command;
 mod layer_inputs;
 mod logging;
 mod login_command;
@@ -35,6 +36,8 @@ enum Command {
     Build(Box<build_command::BuildArgs>),
     /// Store registry credentials in the Docker config.json, as `docker login` does.
     Login(login_command::LoginArgs),
+    /// Write a commented example build file (layerize.yaml).
+    Init(init_command::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             build_command::run(*args, sub_matches)
         }
         Command::Login(args) => login_command::run(args),
+        Command::Init(args) => init_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
