@@ -16,8 +16,8 @@ use support::layer_records::records;
 use support::layerize::{run_with_report, Built};
 use support::podman::PulledImage;
 use support::registry::Registry;
-use support::skopeo::{self, Unpacked};
 use support::scratch_dir;
+use support::skopeo::{self, Unpacked};
 
 const PACKAGES: usize = 150;
 const MAX_LAYERS: usize = 40;
@@ -56,7 +56,13 @@ impl Packages {
     }
 
     fn without(&self, package: usize) -> Packages {
-        Packages(self.0.iter().copied().filter(|(p, _)| *p != package).collect())
+        Packages(
+            self.0
+                .iter()
+                .copied()
+                .filter(|(p, _)| *p != package)
+                .collect(),
+        )
     }
 
     /// With a new package right after `after`.
@@ -108,7 +114,11 @@ impl<'a> Layers<'a> {
 
     /// The layers the build added to the base.
     fn own(&self) -> Vec<&'a Value> {
-        self.0.iter().copied().filter(|l| l["status"] != "base").collect()
+        self.0
+            .iter()
+            .copied()
+            .filter(|l| l["status"] != "base")
+            .collect()
     }
 
     /// The packages of each own layer: its `members`, or the layer itself when it is one
@@ -119,7 +129,10 @@ impl<'a> Layers<'a> {
             .map(|layer| match layer["members"].as_array() {
                 Some(members) => {
                     assert!(members.len() > 1, "a batch of one: {layer}");
-                    members.iter().map(|m| m.as_str().unwrap().to_owned()).collect()
+                    members
+                        .iter()
+                        .map(|m| m.as_str().unwrap().to_owned())
+                        .collect()
                 }
                 None => vec![layer["name"].as_str().unwrap().to_owned()],
             })
@@ -127,7 +140,10 @@ impl<'a> Layers<'a> {
     }
 
     fn with_status(&self, status: &str) -> Vec<&'a Value> {
-        self.own().into_iter().filter(|l| l["status"] == status).collect()
+        self.own()
+            .into_iter()
+            .filter(|l| l["status"] == status)
+            .collect()
     }
 
     /// (packages, digest) of every own layer.
@@ -147,7 +163,39 @@ fn assert_first_grouping(built: &Built, packages: &Packages) {
     assert!(layers.0.len() <= MAX_LAYERS, "{} layers", layers.0.len());
     assert_eq!(layers.with_status("built").len(), layers.own().len());
     let flattened: Vec<String> = layers.groups().concat();
-    assert_eq!(flattened, packages.names(), "grouping is not by the file's order");
+    assert_eq!(
+        flattened,
+        packages.names(),
+        "grouping is not by the file's order"
+    );
+}
+
+/// Every package of the file is in exactly one layer; within a layer packages keep the file's
+/// order, and layers are ordered by the file position of their first package.
+fn assert_file_order(built: &Built, packages: &Packages) {
+    let names = packages.names();
+    let position = |package: &String| {
+        names
+            .iter()
+            .position(|name| name == package)
+            .unwrap_or_else(|| panic!("{package} is not in the build file"))
+    };
+    let groups = Layers::of(built).groups();
+    let mut all: Vec<usize> = groups.iter().flatten().map(position).collect();
+    for group in &groups {
+        let positions: Vec<usize> = group.iter().map(position).collect();
+        assert!(
+            positions.is_sorted(),
+            "{group:?} is not in the file's order"
+        );
+    }
+    let firsts: Vec<usize> = groups.iter().map(|group| position(&group[0])).collect();
+    assert!(
+        firsts.is_sorted(),
+        "layers not ordered by their first package: {groups:?}"
+    );
+    all.sort();
+    assert_eq!(all, (0..names.len()).collect::<Vec<_>>(), "{groups:?}");
 }
 
 /// `after` rebuilt exactly one layer, holding `packages`, and reused every other layer of
@@ -170,7 +218,10 @@ fn assert_one_rebuilt(before: &Built, after: &Built, packages: &[String], new_gr
         .into_iter()
         .filter(|(group, _)| *group != built_group)
         .collect();
-    assert!(kept.is_subset(&old), "a reused layer is not one of before's");
+    assert!(
+        kept.is_subset(&old),
+        "a reused layer is not one of before's"
+    );
     let expected_kept = old.len() - usize::from(!new_group);
     assert_eq!(kept.len(), expected_kept, "layers of before lost");
     assert_eq!(after.with_status("reused").len(), kept.len());
@@ -247,6 +298,7 @@ fn a_layer_budget_keeps_its_grouping_in_a_layout() {
     let build_of = |packages: &Packages| {
         let file = packages.write(project.path(), &base.reference(), &target);
         let built = build(&file, cache.path());
+        assert_file_order(&built, packages);
         assert_layout_records(&layout, &built);
         packages.assert_in(&Unpacked::new(&layout, TAG).rootfs());
         built
@@ -308,11 +360,13 @@ fn a_layer_budget_keeps_its_grouping_from_the_image_at_the_target_tag() {
     let project = scratch_dir();
 
     let packages = Packages::first();
-    let first = build(&packages.write(project.path(), &base, &target), scratch_dir().path());
+    let first = build(
+        &packages.write(project.path(), &base, &target),
+        scratch_dir().path(),
+    );
     assert_first_grouping(&first, &packages);
     let manifest: Value = serde_json::from_slice(&skopeo::inspect_raw(&target, None)).unwrap();
-    let config: Value =
-        serde_json::from_slice(&skopeo::inspect_config_raw(&target, None)).unwrap();
+    let config: Value = serde_json::from_slice(&skopeo::inspect_config_raw(&target, None)).unwrap();
     assert_records(&manifest, &config, &first);
     packages.assert_in(PulledImage::pull(&target, None).root());
 
@@ -320,8 +374,12 @@ fn a_layer_budget_keeps_its_grouping_from_the_image_at_the_target_tag() {
     // the target tag alone.
     let changed = packages.changed(123);
     let before = registry.settled_access_log().len();
-    let second = build(&changed.write(project.path(), &base, &target), scratch_dir().path());
+    let second = build(
+        &changed.write(project.path(), &base, &target),
+        scratch_dir().path(),
+    );
     let log = registry.settled_access_log();
+    assert_file_order(&second, &changed);
     assert_one_rebuilt(&first, &second, &group_of(&first, &name(123)), false);
     for layer in Layers::of(&second).with_status("reused") {
         assert_eq!(layer["reused_from"], "target", "{layer}");
@@ -336,6 +394,9 @@ fn a_layer_budget_keeps_its_grouping_from_the_image_at_the_target_tag() {
         .into_iter()
         .map(|digest| digest.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(uploaded, expected, "only the rebuilt group and the config are uploaded");
+    assert_eq!(
+        uploaded, expected,
+        "only the rebuilt group and the config are uploaded"
+    );
     changed.assert_in(PulledImage::pull(&target, None).root());
 }

@@ -35,7 +35,7 @@ fn name(package: usize) -> String {
 /// Even packages are `dir` layers (a host tree), odd ones `files` layers (two host files with
 /// explicit modes and one inline file).
 fn is_dir_layer(package: usize) -> bool {
-    package % 2 == 0
+    package.is_multiple_of(2)
 }
 
 /// The data file of `package` at `revision`: its own size (a few KiB to ~50 KiB) and
@@ -199,7 +199,10 @@ impl Step {
     /// The layers this build added to the base, in manifest order.
     fn own_layers(&self) -> Vec<&Value> {
         let layers = self.report()["layers"].as_array().unwrap();
-        layers.iter().filter(|layer| layer["status"] != "base").collect()
+        layers
+            .iter()
+            .filter(|layer| layer["status"] != "base")
+            .collect()
     }
 
     fn base_layer_count(&self) -> usize {
@@ -220,7 +223,9 @@ impl Step {
         self.own_layers()
             .into_iter()
             .map(|layer| {
-                let key = layer["key"].as_str().expect("a built or reused layer has a key");
+                let key = layer["key"]
+                    .as_str()
+                    .expect("a built or reused layer has a key");
                 (layer["name"].as_str().unwrap().to_owned(), key.to_owned())
             })
             .collect()
@@ -352,8 +357,15 @@ impl Site {
             .into_iter()
             .filter(Request::is_write)
             .collect();
-        assert!(writes.is_empty(), "--dry-run wrote to the registry: {writes:#?}");
-        assert_eq!(files_below(cache), cache_before, "--dry-run changed the cache dir");
+        assert!(
+            writes.is_empty(),
+            "--dry-run wrote to the registry: {writes:#?}"
+        );
+        assert_eq!(
+            files_below(cache),
+            cache_before,
+            "--dry-run changed the cache dir"
+        );
         String::from_utf8(output.stdout)
             .unwrap()
             .lines()
@@ -366,7 +378,11 @@ impl Site {
     fn pushed(&self, reference: &str, step: &Step) -> Pushed {
         let bytes = skopeo::inspect_raw(reference, None);
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        assert_eq!(digest, step.digest(), "{reference} is not what the report says");
+        assert_eq!(
+            digest,
+            step.digest(),
+            "{reference} is not what the report says"
+        );
         let manifest: Value = serde_json::from_slice(&bytes).unwrap();
         let expected_type = match self.format {
             Format::Docker => "application/vnd.docker.distribution.manifest.v2+json",
@@ -385,7 +401,11 @@ impl Site {
         let digests = |list: &[Value]| -> Vec<Value> {
             list.iter().map(|layer| layer["digest"].clone()).collect()
         };
-        assert_eq!(digests(layers), digests(reported), "manifest vs report order");
+        assert_eq!(
+            digests(layers),
+            digests(reported),
+            "manifest vs report order"
+        );
         for (record, layer) in records(&manifest, &config).iter().zip(reported) {
             match record {
                 None => assert_eq!(layer["status"], "base", "{layer} has no record"),
@@ -397,7 +417,10 @@ impl Site {
             }
         }
         let env = config["config"]["Env"].as_array().unwrap();
-        assert!(env.contains(&Value::from("APP_MODE=incremental")), "{env:?}");
+        assert!(
+            env.contains(&Value::from("APP_MODE=incremental")),
+            "{env:?}"
+        );
         Pushed { manifest }
     }
 }
@@ -426,7 +449,10 @@ fn files_below(dir: &Path) -> BTreeSet<PathBuf> {
 fn assert_podman_sees(reference: &str, project: &Project, order: &[usize]) {
     let pulled = PulledImage::pull(reference, None);
     let root = pulled.root();
-    assert!(root.join("bin/busybox").is_file(), "the base's files are gone");
+    assert!(
+        root.join("bin/busybox").is_file(),
+        "the base's files are gone"
+    );
     for package in 1..=PACKAGES {
         let dir = root.join("opt").join(name(package));
         if !order.contains(&package) {
@@ -441,7 +467,11 @@ fn assert_podman_sees(reference: &str, project: &Project, order: &[usize]) {
             let path = root.join(&file.path);
             let contents = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("/{} in {reference}: {e}", file.path));
-            assert!(contents == file.contents, "/{} has other contents", file.path);
+            assert!(
+                contents == file.contents,
+                "/{} has other contents",
+                file.path
+            );
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
             assert_eq!(mode, file.mode, "/{} mode {mode:o}", file.path);
         }
@@ -475,9 +505,18 @@ fn path_arg(flag: &str, path: &Path) -> Vec<String> {
 #[derive(Debug, PartialEq, Eq)]
 enum PlanLine {
     Base,
-    Reuse { name: String, key: String, from: String },
-    Build { name: String, key: String },
-    Drop { name: String },
+    Reuse {
+        name: String,
+        key: String,
+        from: String,
+    },
+    Build {
+        name: String,
+        key: String,
+    },
+    Drop {
+        name: String,
+    },
 }
 
 fn parse_plan(lines: &[String]) -> Vec<PlanLine> {
@@ -488,12 +527,12 @@ fn parse_plan(lines: &[String]) -> Vec<PlanLine> {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 ["base", _name, digest] if digest.starts_with("sha256:") => PlanLine::Base,
-                ["reuse", name, key, "from", from] => PlanLine::Reuse {
+                ["reuse", name, key, "from", from, ..] => PlanLine::Reuse {
                     name: name.to_string(),
                     key: key.to_string(),
                     from: from.to_string(),
                 },
-                ["build", name, key] => PlanLine::Build {
+                ["build", name, key, ..] => PlanLine::Build {
                     name: name.to_string(),
                     key: key.to_string(),
                 },
@@ -518,12 +557,19 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
     let app = |tag: &str| site.reference(&format!("app:{tag}"));
 
     // (a) The first build makes all 30 layers.
-    let first = site.build(&project.write_build_file(&site.base, &app("a"), &all), &cache_args);
+    let first = site.build(
+        &project.write_build_file(&site.base, &app("a"), &all),
+        &cache_args,
+    );
     assert_eq!(first.names_with_status("built").len(), PACKAGES);
     assert!(first.base_layer_count() >= 1);
     let keys = first.keys();
     let distinct: BTreeSet<&String> = keys.values().collect();
-    assert_eq!(distinct.len(), PACKAGES, "two packages share a key: {keys:?}");
+    assert_eq!(
+        distinct.len(),
+        PACKAGES,
+        "two packages share a key: {keys:?}"
+    );
     let first_pushed = site.pushed(&app("a"), &first);
     first.assert_built_only(
         &all.iter().map(|&p| name(p)).collect::<Vec<_>>(),
@@ -534,7 +580,10 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
 
     // (b) Remove the 10th: nothing is built, only the config is uploaded, and podman sees the
     // 10th's files gone and every other package intact.
-    let removed = site.build(&project.write_build_file(&site.base, &app("b"), &without_removed), &cache_args);
+    let removed = site.build(
+        &project.write_build_file(&site.base, &app("b"), &without_removed),
+        &cache_args,
+    );
     let removed_pushed = site.pushed(&app("b"), &removed);
     removed.assert_built_only(&[], &without_removed, removed_pushed.config_digest());
     assert_eq!(removed.report()["blobs_uploaded"], 1, "only the config");
@@ -545,12 +594,23 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
     // (c) Move the 3rd to the end: nothing is built, the manifest follows the file's order (the
     // manifest's layers are the report's, checked by `pushed`) and the moved layer is the same
     // blob.
-    let reordered = site.build(&project.write_build_file(&site.base, &app("c"), &moved), &cache_args);
+    let reordered = site.build(
+        &project.write_build_file(&site.base, &app("c"), &moved),
+        &cache_args,
+    );
     let reordered_pushed = site.pushed(&app("c"), &reordered);
     reordered.assert_built_only(&[], &moved, reordered_pushed.config_digest());
     reordered.assert_reused_from("local-cache");
-    let last = reordered_pushed.manifest["layers"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["digest"].as_str().unwrap(), first.layer_digest(&name(MOVED)));
+    let last = reordered_pushed.manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["digest"].as_str().unwrap(),
+        first.layer_digest(&name(MOVED))
+    );
     assert_keys_unchanged(&first, &reordered);
     assert_podman_sees(&app("c"), &project, &moved);
 
@@ -558,7 +618,10 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
     project.set_changed_revision(1);
     let changed_file = project.write_build_file(&site.base, &app("d"), &moved);
     let plan = parse_plan(&site.dry_run(&changed_file, &cache_args, cache.path()));
-    let bases = plan.iter().take_while(|line| **line == PlanLine::Base).count();
+    let bases = plan
+        .iter()
+        .take_while(|line| **line == PlanLine::Base)
+        .count();
     assert_eq!(bases, first.base_layer_count(), "{plan:?}");
     let mut planned_key = None;
     for (line, &package) in plan[bases..].iter().zip(&moved) {
@@ -566,7 +629,11 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
             PlanLine::Build { name: built, key } if *built == name(CHANGED) => {
                 planned_key = Some(key.clone());
             }
-            PlanLine::Reuse { name: reused, key, from } => {
+            PlanLine::Reuse {
+                name: reused,
+                key,
+                from,
+            } => {
                 assert_eq!(*reused, name(package), "{plan:?}");
                 assert_eq!(*key, keys[reused], "{plan:?}");
                 assert_eq!(from, "local-cache", "{plan:?}");
@@ -585,15 +652,25 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
     let changed_pushed = site.pushed(&app("d"), &changed);
     changed.assert_built_only(&[name(CHANGED)], &moved, changed_pushed.config_digest());
     let new_key = &changed.keys()[&name(CHANGED)];
-    assert_ne!(*new_key, keys[&name(CHANGED)], "the changed package kept its key");
+    assert_ne!(
+        *new_key,
+        keys[&name(CHANGED)],
+        "the changed package kept its key"
+    );
     let planned_key = planned_key.expect("the plan builds the changed package");
-    assert!(planned_key == "new" || planned_key == *new_key, "plan said {planned_key}");
+    assert!(
+        planned_key == "new" || planned_key == *new_key,
+        "plan said {planned_key}"
+    );
     assert_podman_sees(&app("d"), &project, &moved);
 
-    // (f) The same build twice: the same digest, nothing built or uploaded but the config.
+    // (f) The same build twice: the same digest, nothing built, and since the tag already
+    // points at that very image, nothing written at all.
     let again = site.build(&changed_file, &cache_args);
     assert_eq!(again.digest(), changed.digest());
     again.assert_built_only(&[], &moved, changed_pushed.config_digest());
+    let writes: Vec<&Request> = again.requests.iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "an unchanged rebuild wrote: {writes:#?}");
 
     // (e) (b)-(d) again as on new CI runners: an empty cache dir each, the previous tag as
     // --cache-from, each pushed to a new tag of a new repository (given by --target over the
@@ -603,7 +680,13 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
     let unused = site.reference("unused:never");
     let ci = |tag: &str| site.reference(&format!("ci:{tag}"));
     let runs = [
-        (&without_removed, app("a"), ci("b"), &removed, Vec::<String>::new()),
+        (
+            &without_removed,
+            app("a"),
+            ci("b"),
+            &removed,
+            Vec::<String>::new(),
+        ),
         (&moved, ci("b"), ci("c"), &reordered, Vec::new()),
         (&moved, ci("c"), ci("d"), &changed, vec![name(CHANGED)]),
     ];
@@ -614,25 +697,41 @@ fn incremental_builds_rebuild_only_what_changed(format: Format) {
         let runner_cache = scratch_dir();
         let mut ci_args = path_arg("--cache-dir", runner_cache.path());
         ci_args.extend(args(&[("--cache-from", &previous), ("--target", &target)]));
-        let step = site.build(&project.write_build_file(&site.base, &unused, order), &ci_args);
+        let step = site.build(
+            &project.write_build_file(&site.base, &unused, order),
+            &ci_args,
+        );
         let pushed = site.pushed(&target, &step);
         step.assert_built_only(&built, order, pushed.config_digest());
         step.assert_reused_from(&previous);
-        assert_eq!(step.digest(), same_as.digest(), "{target} differs from its twin");
+        assert_eq!(
+            step.digest(),
+            same_as.digest(),
+            "{target} differs from its twin"
+        );
     }
     assert!(skopeo::digest_if_exists(&unused, None).is_none());
 
-    // The previous image at the target tag is a cache too: (b)'s file onto app:a, which holds
-    // (a), from an empty cache dir. Its plan and its report name the 10th as dropped.
+    // The previous image at the target tag is a cache too, and comes first: (b)'s file onto
+    // app:a, which holds (a). Its plan (planned with the first cache dir, whose layers are in the
+    // repository too; a dry run with an empty cache dir is a test of its own) and its report
+    // (from an empty cache dir) name the 10th as dropped.
     project.set_changed_revision(0);
     let onto_first = project.write_build_file(&site.base, &app("a"), &without_removed);
-    let empty_cache = scratch_dir();
-    let empty_args = path_arg("--cache-dir", empty_cache.path());
-    let plan = parse_plan(&site.dry_run(&onto_first, &empty_args, empty_cache.path()));
-    assert!(plan.contains(&PlanLine::Drop { name: name(REMOVED) }), "{plan:?}");
-    let reuses = plan.iter().filter(|line| matches!(line, PlanLine::Reuse { from, .. } if from == "target")).count();
+    let plan = parse_plan(&site.dry_run(&onto_first, &cache_args, cache.path()));
+    assert!(
+        plan.contains(&PlanLine::Drop {
+            name: name(REMOVED)
+        }),
+        "{plan:?}"
+    );
+    let reuses = plan
+        .iter()
+        .filter(|line| matches!(line, PlanLine::Reuse { from, .. } if from == "target"))
+        .count();
     assert_eq!(reuses, without_removed.len(), "{plan:?}");
-    let onto = site.build(&onto_first, &empty_args);
+    let empty_cache = scratch_dir();
+    let onto = site.build(&onto_first, &path_arg("--cache-dir", empty_cache.path()));
     let onto_pushed = site.pushed(&app("a"), &onto);
     onto.assert_built_only(&[], &without_removed, onto_pushed.config_digest());
     onto.assert_reused_from("target");
@@ -660,4 +759,25 @@ fn incremental_builds_on_a_docker_v2_base() {
 #[test]
 fn incremental_builds_on_an_oci_base() {
     incremental_builds_rebuild_only_what_changed(Format::Oci);
+}
+
+/// `--dry-run` on a new machine — an empty cache dir, nothing at the target tag — prints a plan
+/// that builds every layer and writes nothing: no registry request that changes anything, no
+/// target tag, and nothing in the cache dir (not even the base's filesystem index).
+#[test]
+fn a_dry_run_from_an_empty_cache_dir_writes_nothing() {
+    let site = Site::new(Format::Oci);
+    let project = Project::new();
+    let order = [1, 2, 3];
+    let target = site.reference("app:1");
+    let file = project.write_build_file(&site.base, &target, &order);
+    let cache = scratch_dir();
+    let plan =
+        parse_plan(&site.dry_run(&file, &path_arg("--cache-dir", cache.path()), cache.path()));
+    let built: Vec<&PlanLine> = plan
+        .iter()
+        .filter(|line| matches!(line, PlanLine::Build { .. }))
+        .collect();
+    assert_eq!(built.len(), order.len(), "{plan:?}");
+    assert!(skopeo::digest_if_exists(&target, None).is_none());
 }

@@ -67,7 +67,10 @@ impl Request {
 
 /// The requests among `lines` (access-log lines; other lines are skipped).
 pub fn requests(lines: &[String]) -> Vec<Request> {
-    lines.iter().filter_map(|line| Request::parse(line)).collect()
+    lines
+        .iter()
+        .filter_map(|line| Request::parse(line))
+        .collect()
 }
 
 /// The upload sessions among `requests`: for each `PUT` that completed one, the digest it
@@ -124,7 +127,10 @@ mod tests {
         assert_eq!(head.uploaded_digest(), None);
         let mount = Request::parse(MOUNT).unwrap();
         assert!(mount.is_mount() && mount.is_write() && !mount.sends_blob_data());
-        assert_eq!(Request::parse("time=... level=info msg=\"listening on\""), None);
+        assert_eq!(
+            Request::parse("time=... level=info msg=\"listening on\""),
+            None
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub fn history_records(config: &Value) -> Vec<Option<Recorded>> {
 /// OCI manifest the descriptor's annotations must say the same name and key, and a Docker v2
 /// descriptor must carry none.
 pub fn records(manifest: &Value, config: &Value) -> Vec<Option<Recorded>> {
-    let layers = manifest["layers"].as_array().expect("the manifest lists layers");
+    let layers = manifest["layers"]
+        .as_array()
+        .expect("the manifest lists layers");
     let from_history = history_records(config);
     assert_eq!(
         from_history.len(),

@@ -248,12 +248,13 @@ fn answers_http(host: &str) -> bool {
     answers_http_at(host, "/v2/")
 }
 
-/// True when `GET path` on `host` gets an HTTP answer (any status).
+/// True when `GET path` on `host` gets an HTTP answer (any status). HTTP/1.1, as the access log
+/// lines [`Registry::access_log`] keeps are.
 fn answers_http_at(host: &str, path: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect(host) else {
         return false;
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     let mut head = [0u8; 5];
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
     stream.write_all(request.as_bytes()).is_ok()
