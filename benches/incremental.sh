@@ -259,13 +259,22 @@ col() { awk -v c="$2" '{ print $c }' "$work/$1.uploads" | median; }
 runs_of() { paste -sd' ' "$work/$1.time"; }
 # The rebuilt counts seen, "20" or "20 21" when runs differ.
 rebuilt_of() { sort -u "$work/$1.rebuilt" | paste -sd' '; }
-mib_of_bytes() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+# 1234567 -> "1,234,567 (1.2 MiB)"; below a MiB just the bytes.
+bytes_of() {
+  awk -v b="$1" 'BEGIN {
+    d = sprintf("%d", b); s = ""
+    while (length(d) > 3) { s = "," substr(d, length(d) - 2) s; d = substr(d, 1, length(d) - 3) }
+    s = d s
+    if (b >= 1048576) s = s sprintf(" (%.1f MiB)", b / 1048576)
+    print s
+  }'
+}
 # row KEY LABEL...: a table row of the labels and KEY's figures.
 row() {
   local key=$1
   shift
   printf '| %s ' "$@"
-  echo "| $(rebuilt_of "$key") | $(col "$key" 1) | $(mib_of_bytes "$(col "$key" 2)") | $(fmt "$(med "$key" time)") | $(runs_of "$key") | $(mib_of_kib "$(med "$key" rss)") |"
+  echo "| $(rebuilt_of "$key") | $(col "$key" 1) | $(bytes_of "$(col "$key" 2)") | $(fmt "$(med "$key" time)") | $(runs_of "$key") | $(mib_of_kib "$(med "$key" rss)") |"
 }
 lz_rebuild=$(med remove-layerize-rebuild time) bh_rebuild=$(med remove-buildah-rebuild time)
 speedup=$(ratio "$bh_rebuild" "$lz_rebuild")
@@ -296,7 +305,7 @@ report=$work/report.md
   echo "   one layer each (layerize.yaml \`dir\` layers / a Dockerfile of one \`COPY\` each), then the"
   echo "   ${removed}th removed. layerize keeps its --cache-dir, buildah its storage (\`bud --layers\`):"
   echo
-  echo "| step | tool | layers rebuilt | blobs uploaded | MiB uploaded | median s | runs (s) | peak RSS MiB |"
+  echo "| step | tool | layers rebuilt | blobs uploaded | bytes uploaded | median s | runs (s) | peak RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|"
   row remove-layerize-first "first build + push" "layerize build -c"
   row remove-buildah-first "first build + push" "buildah bud --layers + push"
@@ -305,7 +314,7 @@ report=$work/report.md
   echo
   echo "2. $packages packages, $big_size_mib MiB, one \`dir\` layer each, rebuilt without a change:"
   echo
-  echo "| build | layers rebuilt | blobs uploaded | MiB uploaded | median s | runs (s) | peak RSS MiB |"
+  echo "| build | layers rebuilt | blobs uploaded | bytes uploaded | median s | runs (s) | peak RSS MiB |"
   echo "|---|---|---|---|---|---|---|"
   for key in "${big_keys[@]}"; do
     case $key in

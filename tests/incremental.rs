@@ -174,7 +174,7 @@ impl Project {
     }
 }
 
-/// The registry, the base pushed into it, and the cache dirs of the scenario.
+/// The registry of a scenario and the busybox base pushed into it in the scenario's format.
 struct Site {
     registry: Registry,
     base: String,
