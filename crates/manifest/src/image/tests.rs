@@ -592,3 +592,18 @@ fn a_short_history_is_matched_from_the_end() {
     assert!(histories[0].is_none());
     assert_eq!(histories[1].as_ref().unwrap().created_by, "one");
 }
+
+#[test]
+fn layer_created_times_follow_the_matched_history_entries() {
+    let mut config = docker_config();
+    config["history"] = json!([]);
+    let (manifest, config) = fixture(Family::Docker, &config, base_layers(DOCKER_LAYER_GZIP));
+    let mut image = Image::from_json(&manifest, &config).unwrap();
+    let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
+    image.append_layer(&layer, &diff_id, added_by("one")).unwrap();
+    image.set_created("2024-05-01T00:00:00Z");
+    assert_eq!(
+        image.layer_created_times(),
+        vec![None, Some("2024-05-01T00:00:00Z".to_owned())]
+    );
+}
