@@ -2,8 +2,12 @@
 //! library crates.
 
 mod build_command;
+mod cache_command;
 mod connection_args;
+mod export_chain_command;
+mod image_args;
 mod layer_inputs;
+mod layers_command;
 mod logging;
 mod login_command;
 mod progress;
@@ -35,6 +39,12 @@ enum Command {
     Build(Box<build_command::BuildArgs>),
     /// Store registry credentials in the Docker config.json, as `docker login` does.
     Login(login_command::LoginArgs),
+    /// Show an image's layers: the chain (--tree) or sizes and wasted bytes (--analyze).
+    Layers(Box<layers_command::LayersArgs>),
+    /// Write an image's layer chain (keys, digests, parents, sizes, times, status) as JSON.
+    ExportChain(Box<export_chain_command::ExportChainArgs>),
+    /// Manage the local cache.
+    Cache(cache_command::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +65,9 @@ fn main() -> ExitCode {
             build_command::run(*args, sub_matches)
         }
         Command::Login(args) => login_command::run(args),
+        Command::Layers(args) => layers_command::run(*args),
+        Command::ExportChain(args) => export_chain_command::run(*args),
+        Command::Cache(args) => cache_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
