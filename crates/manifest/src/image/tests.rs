@@ -547,10 +547,7 @@ fn a_base_without_a_name_drops_the_inherited_base_name() {
 #[test]
 fn layer_histories_skip_empty_entries_and_records_survive_both_families() {
     use crate::{layer_records, LayerRecord};
-    for (mut image, family) in [
-        (docker_image(), Family::Docker),
-        (oci_image(), Family::Oci),
-    ] {
+    for (mut image, family) in [(docker_image(), Family::Docker), (oci_image(), Family::Oci)] {
         let (mut layer, diff_id) = new_layer(family, Compression::Gzip);
         let record = LayerRecord {
             name: "app".into(),
@@ -587,7 +584,9 @@ fn a_short_history_is_matched_from_the_end() {
     let (manifest, config) = fixture(Family::Docker, &config, base_layers(DOCKER_LAYER_GZIP));
     let mut image = Image::from_json(&manifest, &config).unwrap();
     let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
-    image.append_layer(&layer, &diff_id, added_by("one")).unwrap();
+    image
+        .append_layer(&layer, &diff_id, added_by("one"))
+        .unwrap();
     let histories = image.layer_histories();
     assert!(histories[0].is_none());
     assert_eq!(histories[1].as_ref().unwrap().created_by, "one");
@@ -600,7 +599,9 @@ fn layer_created_times_follow_the_matched_history_entries() {
     let (manifest, config) = fixture(Family::Docker, &config, base_layers(DOCKER_LAYER_GZIP));
     let mut image = Image::from_json(&manifest, &config).unwrap();
     let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
-    image.append_layer(&layer, &diff_id, added_by("one")).unwrap();
+    image
+        .append_layer(&layer, &diff_id, added_by("one"))
+        .unwrap();
     image.set_created("2024-05-01T00:00:00Z");
     assert_eq!(
         image.layer_created_times(),
