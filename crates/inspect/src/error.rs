@@ -11,7 +11,7 @@ pub enum InspectError {
     Open {
         image: String,
         #[source]
-        source: layerize_builder::BuildError,
+        source: Box<layerize_builder::BuildError>,
     },
     #[error("{image}: layer {index} ({digest}): {source}")]
     Layer {
@@ -19,7 +19,7 @@ pub enum InspectError {
         index: usize,
         digest: Digest,
         #[source]
-        source: layerize_basefs::BaseFsError,
+        source: Box<layerize_basefs::BaseFsError>,
     },
     #[error("build report {}: {message}", path.display())]
     Report { path: PathBuf, message: String },

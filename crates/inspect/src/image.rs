@@ -29,7 +29,7 @@ impl InspectedImage {
             .await
             .map_err(|source| InspectError::Open {
                 image: name.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(InspectedImage {
             name: name.to_owned(),

@@ -106,7 +106,7 @@ pub async fn analyze(
                     image: image.name.clone(),
                     index,
                     digest: descriptor.digest.clone(),
-                    source,
+                    source: Box::new(source),
                 })
         })
         .buffered(CONCURRENT_LAYERS);
