@@ -1,0 +1,696 @@
+//! End-to-end: `layerize layers --tree/--analyze`, `export-chain` and `cache clean`, on images
+//! layerize built with plain flags — in an OCI layout and pushed to a real `docker-registry` —
+//! and on images whose history comments and layer annotations carry layer records (crafted from
+//! a built image with `layerize_manifest`'s types, and copied to the registry by skopeo in OCI
+//! and Docker v2 form).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use layerize_manifest::{Descriptor, Digest, Family, History, Image, LayerRecord};
+use layerize_registry::{BlobBody, OciLayout, Store};
+use serde_json::{json, Value};
+use support::images;
+use support::layerize::{error_line, read_report, run_err, run_ok};
+use support::registry::Registry;
+use support::{scratch_dir, skopeo};
+use tempfile::TempDir;
+
+/// The base's `etc/motd`, which the last layer deletes (see `support::images`' busybox rootfs).
+const BASE_MOTD: &str = "etc/motd from the base\n";
+const BIG: usize = 1000;
+const GONE: usize = 77;
+const SMALL: usize = 300;
+/// The layers the build adds on the one-layer busybox base, in order (`--layer-per-flag`).
+const BUILT: usize = 5;
+
+/// Distinct, poorly compressible content of `len` bytes.
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// Input files and a base layout for the build of this suite.
+struct Inputs {
+    dir: TempDir,
+    base: images::OciLayout,
+}
+
+impl Inputs {
+    fn new() -> Inputs {
+        let dir = scratch_dir();
+        for (name, len, seed) in [("big", BIG, 1), ("gone", GONE, 2), ("small", SMALL, 3)] {
+            std::fs::write(dir.path().join(name), content(len, seed)).unwrap();
+        }
+        Inputs {
+            dir,
+            base: images::oci_base_layout(),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Builds onto `target`: /srv/app.conf written (1000 B), /srv/gone.txt written (77 B),
+    /// /srv/app.conf overwritten (300 B), /srv/gone.txt deleted, the base's /etc/motd deleted,
+    /// one layer each. Returns the report.
+    fn build(&self, target: &str, report: &Path, extra: &[&str]) -> Value {
+        let mut build = support::layerize!();
+        build
+            .args([
+                "build",
+                "--base",
+                &self.base.reference(),
+                "--target",
+                target,
+            ])
+            .arg("--file")
+            .arg(format!("{}:/srv/app.conf", self.path("big")))
+            .arg("--file")
+            .arg(format!("{}:/srv/gone.txt", self.path("gone")))
+            .arg("--file")
+            .arg(format!("{}:/srv/app.conf", self.path("small")))
+            .args(["--delete", "/srv/gone.txt", "--delete", "/etc/motd"])
+            .arg("--layer-per-flag")
+            .arg("--report")
+            .arg(report)
+            .args(extra);
+        run_ok(&mut build);
+        read_report(report)
+    }
+}
+
+/// Runs `layerize ARGS`, which must succeed, and parses its stdout as JSON.
+fn layerize_json(args: &[&str]) -> Value {
+    let output = run_ok(support::layerize!().args(args));
+    serde_json::from_slice(&output.stdout).expect("layerize printed JSON")
+}
+
+fn layerize_text(args: &[&str]) -> String {
+    String::from_utf8(run_ok(support::layerize!().args(args)).stdout).unwrap()
+}
+
+/// The tagged manifest of a layout, parsed, with its digest.
+fn layout_manifest(layout: &Path, tag: &str) -> (Value, String) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let descriptor = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("{tag} in {}", layout.display()));
+    let digest = descriptor["digest"].as_str().unwrap().to_owned();
+    (
+        serde_json::from_slice(&blob(layout, &digest)).unwrap(),
+        digest,
+    )
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let (algorithm, hex) = digest.split_once(':').unwrap();
+    std::fs::read(layout.join("blobs").join(algorithm).join(hex)).unwrap()
+}
+
+/// The length of a gzip layer blob's tar stream, decompressed here independently.
+fn tar_len(layout: &Path, digest: &str) -> u64 {
+    let compressed = blob(layout, digest);
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(&compressed[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    tar.len() as u64
+}
+
+fn lost(path: &str, size: usize, fate: &str, by_layer: usize) -> Value {
+    json!({"path": path, "size": size, "fate": fate, "by_layer": by_layer})
+}
+
+/// The analysis of the suite's image: wasted bytes exactly the overwritten and deleted copies.
+fn assert_analysis(analysis: &Value, layout: &Path, manifest: &Value) {
+    let layers = analysis["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1 + BUILT);
+    let motd = BASE_MOTD.len();
+    assert_eq!(
+        analysis["totals"]["wasted_bytes"],
+        BIG + GONE + motd,
+        "{analysis:#}"
+    );
+    assert_eq!(
+        layers[0]["lost"],
+        json!([lost("etc/motd", motd, "deleted", 5)])
+    );
+    assert_eq!(
+        layers[1]["lost"],
+        json!([lost("srv/app.conf", BIG, "overwritten", 3)])
+    );
+    assert_eq!(
+        layers[2]["lost"],
+        json!([lost("srv/gone.txt", GONE, "deleted", 4)])
+    );
+    for layer in &layers[3..] {
+        assert_eq!(layer["lost"], json!([]), "{layer}");
+        assert_eq!(layer["wasted_bytes"], 0);
+    }
+    assert_eq!(layers[1]["wasted_bytes"], BIG);
+    assert_eq!(
+        (layers[1]["files"].clone(), layers[1]["file_bytes"].clone()),
+        (json!(1), json!(BIG))
+    );
+    assert_eq!(layers[4]["whiteouts"], 1);
+    assert_eq!(
+        analysis["paths"][0],
+        json!({"path": "srv/app.conf", "copies": 2, "wasted_bytes": BIG, "surviving_layer": 3})
+    );
+    assert_eq!(analysis["paths"].as_array().unwrap().len(), 3);
+    let mut compressed = 0;
+    for (layer, descriptor) in layers.iter().zip(manifest["layers"].as_array().unwrap()) {
+        let digest = descriptor["digest"].as_str().unwrap();
+        assert_eq!(layer["digest"], digest);
+        assert_eq!(layer["compressed_bytes"], descriptor["size"]);
+        assert_eq!(layer["uncompressed_bytes"], tar_len(layout, digest));
+        compressed += descriptor["size"].as_u64().unwrap();
+    }
+    assert_eq!(analysis["totals"]["compressed_bytes"], compressed);
+}
+
+#[test]
+fn analyze_counts_overwritten_and_deleted_copies_on_a_layout_and_a_registry() {
+    let inputs = Inputs::new();
+    let out = scratch_dir();
+    let layout = out.path().join("out");
+    let layout_ref = format!("oci:{}:plain", layout.display());
+    let layout_report = out.path().join("layout-report.json");
+    inputs.build(&layout_ref, &layout_report, &[]);
+    let (manifest, _) = layout_manifest(&layout, "plain");
+
+    let report_arg = layout_report.display().to_string();
+    let analysis = layerize_json(&[
+        "layers",
+        "--analyze",
+        &layout_ref,
+        "--json",
+        "--report",
+        &report_arg,
+    ]);
+    assert_analysis(&analysis, &layout, &manifest);
+    assert_eq!(
+        analysis["cache_hit_rate"],
+        json!({"reused": 0, "built": BUILT, "rate": 0.0})
+    );
+    let text = layerize_text(&["layers", "--analyze", &layout_ref]);
+    assert!(text.contains("overwritten by layer 3"), "{text}");
+    assert!(text.contains("/srv/gone.txt"), "{text}");
+    assert!(text.contains("wasted: 1.1 KiB"), "{text}");
+
+    // The same build pushed to a registry: the same layers, read back over HTTP.
+    let registry = Registry::open();
+    let remote = format!("{}/inspect/app:1", registry.host());
+    let remote_report = out.path().join("remote-report.json");
+    inputs.build(&remote, &remote_report, &[]);
+    let remote_analysis = layerize_json(&[
+        "layers",
+        "--analyze",
+        &remote,
+        "--json",
+        "--report",
+        &remote_report.display().to_string(),
+    ]);
+    assert_analysis(&remote_analysis, &layout, &manifest);
+    assert_eq!(remote_analysis["cache_hit_rate"]["built"], BUILT);
+}
+
+#[test]
+fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
+    let inputs = Inputs::new();
+    let out = scratch_dir();
+    let layout = out.path().join("out");
+    let layout_ref = format!("oci:{}:plain", layout.display());
+    let report_path = out.path().join("report.json");
+    let report = inputs.build(&layout_ref, &report_path, &[]);
+    let (manifest, digest) = layout_manifest(&layout, "plain");
+
+    // Plain-flag builds record no layer keys: every layer is `base` by the image alone.
+    let tree = layerize_json(&["layers", "--tree", &layout_ref, "--json"]);
+    assert_eq!(tree["digest"], digest);
+    let layers = tree["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1 + BUILT);
+    for (index, layer) in layers.iter().enumerate() {
+        assert_eq!(layer["origin"], "base", "{layer}");
+        assert_eq!(layer["name"], format!("base[{index}]"));
+        assert_eq!(layer["key"], Value::Null);
+        assert_eq!(layer["digest"], manifest["layers"][index]["digest"]);
+        assert_eq!(layer["size"], manifest["layers"][index]["size"]);
+    }
+    assert_eq!(
+        layers[1]["created_by"],
+        format!("layerize build --file {}:/srv/app.conf", inputs.path("big"))
+    );
+
+    // With the build's report: its statuses and names.
+    let report_arg = report_path.display().to_string();
+    let tree = layerize_json(&[
+        "layers",
+        "--tree",
+        &layout_ref,
+        "--json",
+        "--report",
+        &report_arg,
+    ]);
+    let origins: Vec<&str> = tree["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        origins,
+        ["base", "built", "built", "built", "built", "built"]
+    );
+    assert_eq!(tree["layers"][2]["name"], report["layers"][2]["name"]);
+    let text = layerize_text(&["layers", "--tree", &layout_ref, "--report", &report_arg]);
+    let first = text.lines().nth(2).unwrap();
+    assert!(
+        first.contains("base[0]") && first.contains("base"),
+        "{text}"
+    );
+
+    // A report of another image is refused rather than applied to the wrong layers.
+    let mut other = report.clone();
+    other["digest"] = json!(Digest::sha256(b"another manifest"));
+    let other_path = out.path().join("other.json");
+    std::fs::write(&other_path, other.to_string()).unwrap();
+    let stderr = run_err(
+        support::layerize!()
+            .args(["layers", "--tree", &layout_ref])
+            .arg("--report")
+            .arg(&other_path),
+    );
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("other.json") && error.contains("it describes the image"),
+        "{error}"
+    );
+}
+
+/// Rewrites the suite's image in `layout` (tag `plain`) with a layer record on each built layer
+/// (history comment, and annotations on the OCI descriptors), tagged `recorded`; the third is a
+/// batch of two packages. Returns the records.
+fn craft_recorded(layout: &Path, base: &images::OciLayout) -> Vec<LayerRecord> {
+    let (plain, _) = layout_manifest(layout, "plain");
+    let plain_config: Value =
+        serde_json::from_slice(&blob(layout, plain["config"]["digest"].as_str().unwrap())).unwrap();
+    let base_manifest = base.manifest();
+    let base_config = base.blob(base_manifest["config"]["digest"].as_str().unwrap());
+    let mut image = Image::from_json(&serde_json::to_vec(&base_manifest).unwrap(), &base_config)
+        .expect("the base image");
+    let records: Vec<LayerRecord> = (1..=BUILT)
+        .map(|n| LayerRecord {
+            name: format!("pkg-{n}"),
+            key: Digest::sha256(format!("key of pkg-{n}").as_bytes()).to_string(),
+            members: if n == 3 {
+                vec!["jq".into(), "yq".into()]
+            } else {
+                vec![]
+            },
+        })
+        .collect();
+    let history = plain_config["history"].as_array().unwrap();
+    for (n, record) in records.iter().enumerate() {
+        let position = 1 + n;
+        let mut descriptor: Descriptor =
+            serde_json::from_value(plain["layers"][position].clone()).unwrap();
+        record.annotate(&mut descriptor, Family::Oci);
+        let diff_id: Digest =
+            serde_json::from_value(plain_config["rootfs"]["diff_ids"][position].clone()).unwrap();
+        let created_by = history[history.len() - BUILT + n]["created_by"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let history = History {
+            created_by,
+            comment: Some(record.to_comment()),
+            empty_layer: false,
+        };
+        image.append_layer(&descriptor, &diff_id, history).unwrap();
+    }
+    image.set_created("2024-05-01T10:00:00Z");
+    let finished = image.finish();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = OciLayout::open(layout, Some("recorded".into())).unwrap();
+        let config = finished.config_bytes.clone();
+        store
+            .put_blob(
+                &finished.config.digest,
+                config.len() as u64,
+                BlobBody::Bytes(config.into()),
+            )
+            .await
+            .unwrap();
+        store
+            .put_manifest(
+                "recorded",
+                &finished.manifest_bytes,
+                &finished.manifest.media_type,
+            )
+            .await
+            .unwrap();
+    });
+    records
+}
+
+fn assert_recorded_tree(tree: &Value, records: &[LayerRecord]) {
+    let layers = tree["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["origin"], "base");
+    assert_eq!(layers[0]["key"], Value::Null);
+    for (layer, record) in layers[1..].iter().zip(records) {
+        assert_eq!(layer["origin"], "built", "{layer}");
+        assert_eq!(layer["name"], record.name);
+        assert_eq!(layer["key"], record.key);
+    }
+    assert_eq!(layers[3]["members"], json!(["jq", "yq"]));
+}
+
+#[test]
+fn recorded_layers_show_names_keys_and_origins_in_tree_and_export_chain() {
+    let inputs = Inputs::new();
+    let out = scratch_dir();
+    let layout = out.path().join("out");
+    inputs.build(
+        &format!("oci:{}:plain", layout.display()),
+        &out.path().join("r.json"),
+        &[],
+    );
+    let records = craft_recorded(&layout, &inputs.base);
+    let recorded = format!("oci:{}:recorded", layout.display());
+    let (manifest, digest) = layout_manifest(&layout, "recorded");
+
+    let tree = layerize_json(&["layers", "--tree", &recorded, "--json"]);
+    assert_recorded_tree(&tree, &records);
+    let text = layerize_text(&["layers", "--tree", &recorded]);
+    assert!(
+        text.contains("pkg-2") && text.contains(&records[1].key[..19]),
+        "{text}"
+    );
+
+    // A report of the build that wrote it says which layers were reused, and from where.
+    let statuses = ["base", "reused", "built", "reused", "reused", "built"];
+    let report = json!({
+        "target": recorded,
+        "digest": digest,
+        "layers": manifest["layers"].as_array().unwrap().iter().zip(statuses).enumerate().map(|(index, (layer, status))| {
+            let mut entry = json!({"name": format!("n{index}"), "digest": layer["digest"], "status": status});
+            if status == "reused" {
+                entry["reused_from"] = json!(if index == 1 { "target" } else { "registry.example/app:prev" });
+            }
+            entry
+        }).collect::<Vec<_>>(),
+    });
+    let report_path = out.path().join("recorded-report.json");
+    std::fs::write(&report_path, report.to_string()).unwrap();
+    let report_arg = report_path.display().to_string();
+    let tree = layerize_json(&[
+        "layers",
+        "--tree",
+        &recorded,
+        "--json",
+        "--report",
+        &report_arg,
+    ]);
+    let origins: Vec<(&str, Option<&str>)> = tree["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            (
+                layer["origin"].as_str().unwrap(),
+                layer["reused_from"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            ("base", None),
+            ("reused", Some("target")),
+            ("built", None),
+            ("reused", Some("registry.example/app:prev")),
+            ("reused", Some("registry.example/app:prev")),
+            ("built", None),
+        ]
+    );
+    // Records win over the report's names.
+    assert_eq!(tree["layers"][1]["name"], "pkg-1");
+    let analysis = layerize_json(&[
+        "layers",
+        "--analyze",
+        &recorded,
+        "--json",
+        "--report",
+        &report_arg,
+    ]);
+    assert_eq!(
+        analysis["cache_hit_rate"],
+        json!({"reused": 3, "built": 2, "rate": 0.6})
+    );
+    assert_eq!(
+        analysis["totals"]["wasted_bytes"],
+        BIG + GONE + BASE_MOTD.len()
+    );
+
+    // export-chain: parents chained, digests the manifest's, keys and times from the config.
+    let chain_path = out.path().join("chain.json");
+    run_ok(
+        support::layerize!()
+            .args([
+                "export-chain",
+                &recorded,
+                "--report",
+                &report_arg,
+                "--output",
+            ])
+            .arg(&chain_path),
+    );
+    let chain: Value = serde_json::from_slice(&std::fs::read(&chain_path).unwrap()).unwrap();
+    assert_eq!(chain["digest"], digest);
+    assert_eq!(chain["config_digest"], manifest["config"]["digest"]);
+    assert_eq!(
+        chain["media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let exported = chain["layers"].as_array().unwrap();
+    let manifest_layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(exported.len(), manifest_layers.len());
+    for (index, (layer, descriptor)) in exported.iter().zip(manifest_layers).enumerate() {
+        assert_eq!(layer["index"], index);
+        assert_eq!(layer["digest"], descriptor["digest"]);
+        assert_eq!(layer["size"], descriptor["size"]);
+        assert_eq!(layer["media_type"], descriptor["mediaType"]);
+        let parent = if index == 0 {
+            Value::Null
+        } else {
+            manifest_layers[index - 1]["digest"].clone()
+        };
+        assert_eq!(layer["parent"], parent, "layer {index}");
+        assert_eq!(layer["status"], statuses[index]);
+    }
+    for (layer, record) in exported[1..].iter().zip(&records) {
+        assert_eq!(layer["key"], record.key);
+        assert_eq!(layer["name"], record.name);
+        assert_eq!(layer["created"], "2024-05-01T10:00:00Z");
+    }
+    assert_eq!(exported[0]["key"], Value::Null);
+    assert_eq!(exported[1]["reused_from"], "target");
+
+    // The records travel through a registry, in OCI form and as Docker v2 (history only, as
+    // Docker layer descriptors carry no annotations).
+    let registry = Registry::open();
+    let oci_remote = format!("{}/inspect/recorded:oci", registry.host());
+    skopeo::copy(&recorded, &oci_remote, None, &["--preserve-digests"]);
+    let tree = layerize_json(&["layers", "--tree", &oci_remote, "--json"]);
+    assert_eq!(tree["digest"], digest);
+    assert_recorded_tree(&tree, &records);
+    let docker_remote = format!("{}/inspect/recorded:docker", registry.host());
+    skopeo::copy(&recorded, &docker_remote, None, &["--format", "v2s2"]);
+    let exported = layerize_json(&["export-chain", &docker_remote]);
+    assert_eq!(
+        exported["media_type"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let keys: Vec<&Value> = exported["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["key"])
+        .collect();
+    let mut expected = vec![&Value::Null];
+    let record_keys: Vec<Value> = records.iter().map(|record| json!(record.key)).collect();
+    expected.extend(record_keys.iter());
+    assert_eq!(keys, expected);
+}
+
+/// Sets a file's mtime to `age` before now.
+fn age(path: &Path, age: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+}
+
+/// The cache entries under `dir` (files below `*/v*/`, no `.tmp*`), sorted.
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), out);
+            } else if !entry.file_name().to_string_lossy().starts_with(".tmp") {
+                out.push(entry.path());
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    walk(dir, &mut entries);
+    entries.retain(|path| {
+        let relative = path.strip_prefix(dir).unwrap();
+        let parts: Vec<_> = relative.components().collect();
+        parts.len() >= 3 && parts[1].as_os_str().to_string_lossy().starts_with('v')
+    });
+    entries.sort();
+    entries
+}
+
+#[test]
+fn cache_clean_removes_exactly_the_old_and_least_recently_used_entries() {
+    let inputs = Inputs::new();
+    let out = scratch_dir();
+    let cache = out.path().join("cache");
+    let cache_arg = cache.display().to_string();
+    let plain = format!("oci:{}:plain", out.path().join("out").display());
+    inputs.build(
+        &plain,
+        &out.path().join("r1.json"),
+        &["--cache-dir", &cache_arg],
+    );
+    // A build on that image indexes its six layers: the cache holds one entry per layer.
+    let mut build = support::layerize!();
+    build
+        .args(["build", "--base", &plain])
+        .args([
+            "--target",
+            &format!("oci:{}:next", out.path().join("out").display()),
+        ])
+        .arg("--file")
+        .arg(format!("{}:/srv/next", inputs.path("small")))
+        .args(["--cache-dir", &cache_arg]);
+    run_ok(&mut build);
+    let entries = cache_entries(&cache);
+    assert!(entries.len() > BUILT, "an index per layer: {entries:?}");
+
+    // Two entries unused for over a week, the others used hours apart within the last week
+    // (the first of them longest ago); a writer's temporary file and a file outside the
+    // versioned subdirs, both old, are not entries.
+    let day = Duration::from_secs(24 * 60 * 60);
+    age(&entries[0], day * 10);
+    age(&entries[1], day * 8);
+    let hour = Duration::from_secs(60 * 60);
+    for (count, entry) in entries[2..].iter().rev().enumerate() {
+        age(entry, hour * (count as u32 + 1));
+    }
+    let sizes: Vec<u64> = entries
+        .iter()
+        .map(|e| std::fs::metadata(e).unwrap().len())
+        .collect();
+    let temporary = entries[0].with_file_name(".tmpWRITER");
+    std::fs::write(&temporary, b"half written").unwrap();
+    age(&temporary, day * 30);
+    let readme = cache.join("README");
+    std::fs::write(&readme, b"not an entry").unwrap();
+    age(&readme, day * 30);
+
+    // Over a week old: the first two; then least recently used until the rest fit: the third.
+    let recent: u64 = sizes[2..].iter().sum();
+    let max_size = (recent - sizes[2]).to_string();
+    let clean = |extra: &[&str]| {
+        layerize_text(
+            &[
+                &[
+                    "cache",
+                    "clean",
+                    "--cache-dir",
+                    &cache_arg,
+                    "--older-than",
+                    "7d",
+                    "--max-size",
+                    &max_size,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let dry = clean(&["--dry-run"]);
+    assert!(dry.contains("would remove 3 entries, would free"), "{dry}");
+    assert_eq!(cache_entries(&cache), entries, "a dry run removes nothing");
+
+    let text = clean(&[]);
+    let freed: u64 = sizes[..3].iter().sum();
+    assert!(text.contains("removed 3 entries, freed "), "{text}");
+    assert!(text.contains(&format!("({freed} bytes)")), "{text}");
+    assert_eq!(cache_entries(&cache), entries[3..].to_vec());
+    assert!(temporary.exists() && readme.exists());
+    for entry in &entries[..2] {
+        let name = entry.strip_prefix(&cache).unwrap().display().to_string();
+        assert!(
+            text.contains(&format!("removed {name} ("))
+                && text.contains("unused for the age given"),
+            "{text}"
+        );
+    }
+    assert!(text.contains("least recently used"), "{text}");
+
+    // Nothing left to do.
+    let again = clean(&[]);
+    assert!(again.contains("removed 0 entries"), "{again}");
+}
+
+#[test]
+fn inspecting_commands_refuse_unclear_requests() {
+    let stderr =
+        run_err(support::layerize!().args(["cache", "clean", "--cache-dir", "/nonexistent"]));
+    assert!(
+        error_line(&stderr).contains("--older-than AGE and/or --max-size SIZE"),
+        "{stderr}"
+    );
+    let stderr = run_err(support::layerize!().args(["cache", "clean", "--older-than", "7"]));
+    assert!(
+        stderr.contains("expected a whole number and a unit"),
+        "{stderr}"
+    );
+    let stderr = run_err(support::layerize!().args(["cache", "clean", "--max-size", "2XB"]));
+    assert!(stderr.contains("binary: 1K = 1024 bytes"), "{stderr}");
+    let stderr = run_err(support::layerize!().args(["layers", "oci:/nonexistent"]));
+    assert!(
+        stderr.contains("--tree") && stderr.contains("--analyze"),
+        "{stderr}"
+    );
+    let stderr =
+        run_err(support::layerize!().args(["layers", "--tree", "oci:/nonexistent/layout"]));
+    assert!(
+        error_line(&stderr).contains("/nonexistent/layout"),
+        "{stderr}"
+    );
+}
