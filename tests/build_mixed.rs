@@ -178,19 +178,52 @@ fn a_base_digest_the_registry_lacks_is_not_found() {
 }
 
 #[test]
-fn a_small_append_in_the_base_repository_takes_at_most_ten_requests() {
+fn a_small_append_in_the_base_repository_takes_few_requests_and_an_unchanged_one_writes_nothing() {
     let registry = Registry::open();
     images::push(Image::Busybox, Format::Oci, &registry, "team/app:base");
     let base = format!("{}/team/app:base", registry.host());
     let target = format!("{}/team/app:v1", registry.host());
-    let report = build(&base, &target, &[]);
+    // A machine that never built this layer: its local cache knows nothing.
+    let cache = scratch_dir();
+    let cache_dir = cache.path().to_str().unwrap();
+    let report = build(&base, &target, &["--cache-dir", cache_dir]);
     let base_layers = report["layers"].as_array().unwrap().len() - 1;
     assert_eq!(report["blobs_skipped"], base_layers as u64, "{report}");
     assert_eq!(report["blobs_mounted"], 0);
     assert_eq!(report["blobs_uploaded"], 2, "the new layer and the config");
+    // Ten requests, and one more to read the base layer for the base index (an empty cache).
+    assert_eq!(report["base_index"]["layers_read"], 1, "{report}");
     let requests = report["requests"].as_u64().unwrap();
-    assert!(requests <= 10, "{requests} requests: {report}");
+    assert!(requests <= 11, "{requests} requests: {report}");
     let image = PulledImage::pull(&target, None);
     assert!(image.root().join("etc/note.txt").is_file());
     assert!(image.root().join("bin/busybox").is_file());
+
+    // The same build again: the image at the tag is this one, so nothing is written at all.
+    let writes_before = writes(&registry);
+    let again = build(&base, &target, &["--cache-dir", cache_dir]);
+    assert_eq!(again["digest"], report["digest"]);
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert_eq!(again["layers"][1]["status"], "reused", "{again}");
+    assert_eq!(again["layers"][1]["reused_from"], "target", "{again}");
+    assert_eq!(
+        writes(&registry),
+        writes_before,
+        "an unchanged rebuild writes nothing"
+    );
+    let requests = again["requests"].as_u64().unwrap();
+    assert!(requests <= 6, "{requests} requests: {again}");
+}
+
+/// Requests that change the registry (uploads, manifests), from its access log.
+fn writes(registry: &Registry) -> usize {
+    registry
+        .access_log()
+        .iter()
+        .filter(|line| {
+            ["\"PUT ", "\"POST ", "\"PATCH ", "\"DELETE "]
+                .iter()
+                .any(|m| line.contains(m))
+        })
+        .count()
 }

@@ -8,8 +8,9 @@ pub mod build;
 pub mod layer;
 
 pub use build::plan::{Layer, LayerSpec, Origin};
+pub use build::previous::CacheImage;
 pub use build::report::{LayerReport, Report};
-pub use build::{build, BuildRequest, Endpoints};
+pub use build::{build, execute, plan, BuildRequest, Endpoints, PlannedBuild};
 
 /// Why a build failed. Every variant names what it was working on.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileMap, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::{write_layer, LayerOptions};
 use layerize_builder::{build, BuildError, BuildRequest, Endpoints, LayerSpec};
@@ -75,6 +75,7 @@ fn inline(dest: &str) -> Input {
         source: FileSource::Inline(b"app\n".to_vec()),
         dest: dest.into(),
         meta: EntryMeta::default(),
+        modes: HostModes::Keep,
     }
 }
 
@@ -83,6 +84,7 @@ fn layer(name: &str, inputs: Vec<Input>) -> LayerSpec {
         name: name.into(),
         created_by: format!("test {name}"),
         inputs,
+        members: Vec::new(),
     }
 }
 
@@ -108,6 +110,7 @@ async fn failed_build(
         target_name: "oci:target:app".into(),
         target_reference: "app".into(),
         target_needs_oci,
+        cache_from: Vec::new(),
     };
     let request = BuildRequest {
         platform: None,
@@ -118,6 +121,7 @@ async fn failed_build(
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 4,
         cache_dir: None,
+        max_layers: None,
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),
@@ -168,6 +172,7 @@ async fn a_missing_source_in_a_later_layer_fails_before_any_blob_moves() {
                 source: FileSource::Host("/nonexistent/layerize/app".into()),
                 dest: "/app".into(),
                 meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }],
         ),
     ];

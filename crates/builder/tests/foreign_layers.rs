@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::LayerOptions;
 use layerize_builder::{build, BuildRequest, Endpoints, LayerSpec, Origin};
@@ -59,6 +59,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         target_name: "oci:target:app".into(),
         target_reference: "app".into(),
         target_needs_oci: true,
+        cache_from: Vec::new(),
     };
     let request = BuildRequest {
         platform: None,
@@ -69,7 +70,9 @@ async fn foreign_base_layers_are_referenced_not_copied() {
                 source: FileSource::Inline(b"hi\n".to_vec()),
                 dest: "/hello".into(),
                 meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }],
+            members: Vec::new(),
         }],
         edits: Vec::new(),
         annotations: Vec::new(),
@@ -77,6 +80,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         created: "1970-01-01T00:00:00Z".into(),
         jobs: 2,
         cache_dir: None,
+        max_layers: None,
     };
     let report = build(&endpoints, request).await.unwrap();
 

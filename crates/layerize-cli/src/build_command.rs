@@ -1,13 +1,17 @@
-//! `layerize build`: flags -> build request -> run -> digest on stdout, report and digest files.
+//! `layerize build`: build file and flags -> build request -> plan (printed by `--dry-run`) ->
+//! run -> digest on stdout, report and digest files.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
 use layerize_builder::layer::{Compression, LayerOptions};
-use layerize_builder::{build, BuildRequest};
+use layerize_builder::{execute, plan, BuildRequest, CacheImage, LayerSpec};
+use layerize_buildfile::{BuildFile, LayerEntry, Located};
 use layerize_manifest::{utc_rfc3339, ConfigEdit, Platform};
-use layerize_registry::open::{open_base, open_target, OpenOptions};
+use layerize_registry::open::{open_base, open_cache_source, open_target, OpenOptions};
 use layerize_registry::reference::ImageRef;
 use layerize_registry::remote::RemoteOptions;
 
@@ -16,13 +20,18 @@ use crate::layer_inputs;
 
 #[derive(Args)]
 pub struct BuildArgs {
+    /// The build file (layerize.yaml, see docs/buildfile.md): its layers come first, flags add
+    /// layers after them and config after its config; --base/--target/--platform override it.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    build_file: Option<PathBuf>,
     /// The base image: a registry reference (`ubuntu:22.04`, `host:5000/repo@sha256:…`) or an OCI
-    /// layout (`oci:DIR[:TAG]`).
+    /// layout (`oci:DIR[:TAG]`). Required unless the build file names it.
     #[arg(long)]
-    base: String,
-    /// Where to write the result: a registry reference or `oci:DIR[:TAG]`.
+    base: Option<String>,
+    /// Where to write the result: a registry reference or `oci:DIR[:TAG]`. Required unless the
+    /// build file names it.
     #[arg(long)]
-    target: String,
+    target: Option<String>,
 
     /// Add a host file: SRC:DEST[:MODE] (MODE in octal; default: the file's own permission bits).
     #[arg(long, value_name = "SRC:DEST[:MODE]")]
@@ -95,6 +104,15 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// Reuse layers recorded in this image as well as in the one at the target tag (repeatable,
+    /// first match wins): e.g. the previous commit's or the branch's tag.
+    #[arg(long, value_name = "REF")]
+    cache_from: Vec<String>,
+    /// Print the plan (for each layer: base, reuse and from where, or build; and the layers
+    /// dropped since the image at the target tag) and stop before writing anything.
+    #[arg(long)]
+    dry_run: bool,
+
     /// Write a JSON report (target, digest, layers with their status) to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -126,19 +144,49 @@ enum CompressionArg {
 }
 
 pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
-    let inputs = layer_inputs::collect(matches)?;
-    let layers = layer_inputs::into_layers(inputs, args.layer_per_flag);
-    let edits = config_edits(&args)?;
-    let annotations = args
-        .annotation
+    let build_file = args.build_file.as_ref().map(BuildFile::load).transpose()?;
+    let mut layers: Vec<LayerSpec> = build_file
         .iter()
-        .map(|value| key_value("--annotation", value))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let platform: Option<Platform> = args
-        .platform
-        .as_deref()
-        .map(|value| value.parse().with_context(|| format!("--platform {value}")))
-        .transpose()?;
+        .flat_map(|file| file.layers().iter().map(LayerEntry::to_spec))
+        .collect();
+    let inputs = layer_inputs::collect(matches)?;
+    layers.extend(layer_inputs::into_layers(inputs, args.layer_per_flag));
+    let mut edits = build_file
+        .as_ref()
+        .map(BuildFile::config_edits)
+        .unwrap_or_default();
+    edits.extend(config_edits(&args)?);
+    let mut annotations = build_file
+        .as_ref()
+        .map(|file| file.annotations().to_vec())
+        .unwrap_or_default();
+    for value in &args.annotation {
+        annotations.push(key_value("--annotation", value)?);
+    }
+    let platform: Option<Platform> = match &args.platform {
+        Some(value) => Some(
+            value
+                .parse()
+                .with_context(|| format!("--platform {value}"))?,
+        ),
+        None => build_file
+            .as_ref()
+            .and_then(|file| file.image().platform.as_ref())
+            .map(|platform| platform.value.clone()),
+    };
+    let max_layers = build_file
+        .as_ref()
+        .and_then(|file| file.optimization().max_layers.as_ref())
+        .map(|max| max.value as usize);
+    // --jobs given on the command line wins over the build file's `parallel`.
+    let jobs = match (&build_file, matches.value_source("jobs")) {
+        (Some(file), Some(ValueSource::DefaultValue) | None) => file
+            .optimization()
+            .parallel
+            .layers_at_once(NonZeroUsize::new(args.jobs).unwrap_or(NonZeroUsize::MIN))
+            .get(),
+        _ => args.jobs,
+    };
 
     let mut layer_options = LayerOptions::from_env();
     layer_options.compression = match args.compression {
@@ -153,20 +201,24 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     let created = utc_rfc3339(layer_options.mtime);
 
-    let base_ref: ImageRef = args
-        .base
-        .parse()
-        .with_context(|| format!("--base {}", args.base))?;
-    let target_ref: ImageRef = args
-        .target
-        .parse()
-        .with_context(|| format!("--target {}", args.target))?;
+    let file_image = build_file.as_ref().map(BuildFile::image);
+    let base_ref = image_ref(
+        "--base",
+        args.base.as_deref(),
+        file_image.and_then(|image| image.base.as_ref()),
+        "image.base",
+    )?;
+    let target_ref = image_ref(
+        "--target",
+        args.target.as_deref(),
+        file_image.and_then(|image| image.target.as_ref()),
+        "image.target",
+    )?;
     if let ImageRef::Registry(reference) = &target_ref {
         if reference.digest.is_some() {
             // Refused before any upload: the digest of the result exists only after the build.
             bail!(
-                "--target {}: name a tag, not a digest (the image's digest is known only once it is built)",
-                args.target
+                "target {target_ref}: name a tag, not a digest (the image's digest is known only once it is built)"
             );
         }
     }
@@ -175,7 +227,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let _runtime_guard = runtime.enter();
     let open_options = OpenOptions {
         remote: RemoteOptions {
-            jobs: args.jobs,
+            jobs,
             ..args.registry.connection.remote_options()
         },
     };
@@ -192,6 +244,27 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         &base,
     )
     .with_context(|| format!("opening the target {target_ref}"))?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|name| {
+            let image: ImageRef = name
+                .parse()
+                .with_context(|| format!("--cache-from {name}"))?;
+            let opened = open_cache_source(
+                &image,
+                args.registry.target_creds.as_deref(),
+                &open_options,
+                &target,
+            )
+            .with_context(|| format!("opening the cache image {image}"))?;
+            Ok(CacheImage {
+                name: name.clone(),
+                store: opened.store,
+                reference: opened.reference,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let endpoints = layerize_builder::Endpoints {
         base_reference: base.reference,
         base_name: base.public_name,
@@ -200,6 +273,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         target_reference: target.reference,
         target_needs_oci: target.needs_oci,
         target: target.store,
+        cache_from,
     };
     let request = BuildRequest {
         platform,
@@ -208,14 +282,22 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         annotations,
         layer_options,
         created,
-        jobs: args.jobs,
+        jobs,
         cache_dir: args
             .cache_dir
             .clone()
             .or_else(layerize_basefs::default_cache_dir),
+        max_layers,
     };
 
-    let report = runtime.block_on(build(&endpoints, request))?;
+    let planned = runtime.block_on(plan(&endpoints, request))?;
+    if args.dry_run {
+        for line in planned.lines() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let report = runtime.block_on(execute(&endpoints, planned))?;
 
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
@@ -228,6 +310,23 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     println!("{}", report.digest);
     Ok(())
+}
+
+/// The image reference from its flag, else from the build file, else an error naming both.
+fn image_ref(
+    flag: &str,
+    value: Option<&str>,
+    from_file: Option<&Located<ImageRef>>,
+    file_key: &str,
+) -> anyhow::Result<ImageRef> {
+    match (value, from_file) {
+        (Some(value), _) => value.parse().with_context(|| format!("{flag} {value}")),
+        (None, Some(located)) => Ok(located.value.clone()),
+        (None, None) => bail!(
+            "no {} image: give {flag}, or {file_key} in the build file",
+            &flag[2..]
+        ),
+    }
 }
 
 fn config_edits(args: &BuildArgs) -> anyhow::Result<Vec<ConfigEdit>> {

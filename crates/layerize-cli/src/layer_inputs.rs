@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::ArgMatches;
-use layerize_builder::layer::filemap::{EntryMeta, FileSource};
+use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::LayerSpec;
 
@@ -34,7 +34,7 @@ pub fn collect(matches: &ArgMatches) -> anyhow::Result<Vec<Input>> {
 }
 
 /// Groups the inputs into layers: all in one layer, or one layer per flag. Each layer's
-/// `created_by` is the flags that made it.
+/// `created_by` says what its flags put where (not the host paths, see [`Input::summary`]).
 pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
     if inputs.is_empty() {
         return Vec::new();
@@ -48,11 +48,12 @@ pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
         .into_iter()
         .enumerate()
         .map(|(index, inputs)| {
-            let flags: Vec<String> = inputs.iter().map(|input| format!("--{input}")).collect();
+            let parts: Vec<String> = inputs.iter().map(Input::summary).collect();
             LayerSpec {
                 name: format!("layer-{}", index + 1),
-                created_by: format!("layerize build {}", flags.join(" ")),
+                created_by: format!("layerize build: {}", parts.join(", ")),
                 inputs,
+                members: Vec::new(),
             }
         })
         .collect()
@@ -82,6 +83,8 @@ fn parse_file(value: &str) -> anyhow::Result<Input> {
             mode,
             ..EntryMeta::default()
         },
+        // The flags take the host's bits as they are (the build file normalises them).
+        modes: HostModes::Keep,
     })
 }
 
@@ -93,6 +96,7 @@ fn parse_dir(value: &str) -> anyhow::Result<Input> {
     Ok(Input::Dir {
         source: non_empty_path(source)?,
         dest: non_empty(dest)?,
+        modes: HostModes::Keep,
     })
 }
 
@@ -121,7 +125,8 @@ mod tests {
                 meta: EntryMeta {
                     mode: Some(0o755),
                     ..EntryMeta::default()
-                }
+                },
+                modes: HostModes::Keep,
             }
         );
         assert_eq!(
@@ -129,7 +134,8 @@ mod tests {
             Input::File {
                 source: FileSource::Host("a".into()),
                 dest: "/b".into(),
-                meta: EntryMeta::default()
+                meta: EntryMeta::default(),
+                modes: HostModes::Keep,
             }
         );
         assert!(parse_file("a:/b:9").is_err());
@@ -145,7 +151,8 @@ mod tests {
             parse_dir("src:/srv").unwrap(),
             Input::Dir {
                 source: "src".into(),
-                dest: "/srv".into()
+                dest: "/srv".into(),
+                modes: HostModes::Keep,
             }
         );
     }

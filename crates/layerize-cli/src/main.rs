@@ -6,6 +6,7 @@ mod cache_command;
 mod connection_args;
 mod export_chain_command;
 mod image_args;
+mod init_command;
 mod layer_inputs;
 mod layers_command;
 mod logging;
@@ -39,6 +40,8 @@ enum Command {
     Build(Box<build_command::BuildArgs>),
     /// Store registry credentials in the Docker config.json, as `docker login` does.
     Login(login_command::LoginArgs),
+    /// Write a commented example build file (layerize.yaml).
+    Init(init_command::InitArgs),
     /// Show an image's layers: the chain (--tree) or sizes and wasted bytes (--analyze).
     Layers(Box<layers_command::LayersArgs>),
     /// Write an image's layer chain (keys, digests, parents, sizes, times, status) as JSON.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             build_command::run(*args, sub_matches)
         }
         Command::Login(args) => login_command::run(args),
+        Command::Init(args) => init_command::run(args),
         Command::Layers(args) => layers_command::run(*args),
         Command::ExportChain(args) => export_chain_command::run(*args),
         Command::Cache(args) => cache_command::run(args),

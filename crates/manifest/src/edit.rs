@@ -40,6 +40,14 @@ pub enum ConfigEdit {
 }
 
 impl ConfigEdit {
+    /// Checks the edit's own values as applying it to a Linux config would (a variable's name, an
+    /// absolute working directory, a label key, a port's syntax), without an image at hand: so
+    /// that a bad value is refused where it is written, before any image is read.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        let mut linux = serde_json::json!({"os": "linux"});
+        self.apply_to(&mut linux)
+    }
+
     /// Applies the edit to the whole config document `config` (creating `config.config` when
     /// it is missing or null).
     pub(crate) fn apply_to(&self, config: &mut Value) -> Result<(), ManifestError> {
@@ -303,7 +311,9 @@ mod tests {
         ] {
             let mut config = json!({"config": {}});
             assert!(edit.apply_to(&mut config).is_err(), "{edit:?}");
+            assert!(edit.check().is_err(), "{edit:?}");
         }
+        ConfigEdit::ExposedPort("53/udp".into()).check().unwrap();
         let mut windows = json!({"os": "windows"});
         ConfigEdit::WorkingDir("C:\\app".into())
             .apply_to(&mut windows)

@@ -57,17 +57,46 @@ pub fn open_target(
         ImageRef::Layout { path, tag } => {
             Ok(layout_store(OciLayout::create(path, tag.clone())?, image))
         }
-        ImageRef::Registry(reference) => {
-            let shared = base.registry.as_ref().filter(|(registry, base_creds)| {
-                registry.host() == reference.api_host() && base_creds.as_deref() == creds
-            });
-            let registry = match shared {
-                Some((registry, _)) => registry.clone(),
-                None => connect(reference.api_host(), &reference.registry, creds, options)?,
-            };
-            Ok(remote_store(registry, creds, image))
-        }
+        ImageRef::Registry(_) => remote_sharing(image, creds, options, base),
     }
+}
+
+/// Opens an image to read layers from besides the base (a `--cache-from` image), sharing the
+/// target's registry client when it is on the same registry with the same credentials, so that
+/// its blobs can be mounted into the target instead of copied.
+pub fn open_cache_source(
+    image: &ImageRef,
+    creds: Option<&str>,
+    options: &OpenOptions,
+    target: &OpenedStore,
+) -> Result<OpenedStore, StoreError> {
+    match image {
+        ImageRef::Layout { path, tag } => {
+            Ok(layout_store(OciLayout::open(path, tag.clone())?, image))
+        }
+        ImageRef::Registry(_) => remote_sharing(image, creds, options, target),
+    }
+}
+
+/// A store for the registry image `image`, on `peer`'s client when both are on one registry with
+/// the same credentials (mounts, one token cache), else on a client of its own.
+fn remote_sharing(
+    image: &ImageRef,
+    creds: Option<&str>,
+    options: &OpenOptions,
+    peer: &OpenedStore,
+) -> Result<OpenedStore, StoreError> {
+    let ImageRef::Registry(reference) = image else {
+        unreachable!("remote_sharing is only called for registry references");
+    };
+    let shared = peer.registry.as_ref().filter(|(registry, peer_creds)| {
+        registry.host() == reference.api_host() && peer_creds.as_deref() == creds
+    });
+    let registry = match shared {
+        Some((registry, _)) => registry.clone(),
+        None => connect(reference.api_host(), &reference.registry, creds, options)?,
+    };
+    Ok(remote_store(registry, creds, image))
 }
 
 fn layout_store(layout: OciLayout, image: &ImageRef) -> OpenedStore {

@@ -78,6 +78,9 @@ impl LayerCache {
                 return None;
             }
         };
+        // Entries are files whose modification time is their last use, which is what
+        // `layerize cache clean` removes the least recently used by.
+        let _ = file.set_modified(std::time::SystemTime::now());
         match decode(file, diff_id) {
             Ok(layer) => Some(layer),
             Err(error) => {

@@ -1,10 +1,14 @@
 //! The build plan: every layer of the resulting image as a value saying what it is and where it
-//! comes from (the base, this build, or a cache).
+//! comes from (the base, this build, or a cache), and the layers of the previous image that the
+//! build no longer has.
+
+use std::fmt;
 
 use layerize_manifest::{Descriptor, Digest};
 use serde::Serialize;
 
-use crate::layer::filemap::FileMap;
+use crate::build::previous::CacheSource;
+use crate::layer::filemap::{FileMap, Fingerprint};
 use crate::layer::recipe::Input;
 
 /// Where a layer of the result comes from.
@@ -22,10 +26,13 @@ pub enum Origin {
 /// One layer of an image as a value: what it is (digests, size, media type) and how it was made.
 #[derive(Debug, Clone)]
 pub struct Layer {
-    /// A human name: `base[3]` for base layers, the spec name for built ones.
+    /// A human name: `base[3]` for base layers, the layer entry's (or batch's) name otherwise.
     pub name: String,
-    /// The cache key of a built layer, derived from its own inputs only (later issues).
+    /// The key of a layer layerize makes, derived from its own inputs only (see
+    /// [`crate::layer::key`]); `None` for base layers.
     pub key: Option<String>,
+    /// The packages a batch layer holds (empty unless it holds several).
+    pub members: Vec<String>,
     /// How it was made, as the config history's `created_by` says (empty for base layers).
     pub created_by: String,
     /// The compressed blob as the manifest lists it.
@@ -33,45 +40,123 @@ pub struct Layer {
     /// The sha256 of the uncompressed tar, as the config lists it.
     pub diff_id: Digest,
     pub origin: Origin,
+    /// For a reused layer: where it was found.
+    pub reused_from: Option<CacheSource>,
 }
 
-/// A layer this build is asked to make.
+/// A layer entry of the build: one package, or an explicit group of several.
+#[derive(Clone, Debug)]
 pub struct LayerSpec {
-    /// A short name for logs and the report (`files`, `layer-2`, a package name later).
+    /// A short name for the plan, logs, the report and the image's record (`files`, a package
+    /// name, a group's name).
     pub name: String,
     /// The config history's `created_by` for this layer.
     pub created_by: String,
     /// What goes into it, in order; destinations resolve against the base when the build runs.
     pub inputs: Vec<Input>,
+    /// The packages of an explicit group, in order (empty: the entry is one package, `name`).
+    pub members: Vec<String>,
 }
 
-/// A layer to make, its inputs applied to a file map over the base and checked.
-pub struct PreparedLayer {
+impl LayerSpec {
+    /// The packages this entry holds: its members, or itself.
+    pub fn packages(&self) -> Vec<String> {
+        if self.members.is_empty() {
+            vec![self.name.clone()]
+        } else {
+            self.members.clone()
+        }
+    }
+}
+
+/// A layer the build makes or reuses, its file map checked against the base.
+pub struct PlannedLayer {
     pub name: String,
     pub created_by: String,
+    pub members: Vec<String>,
     pub files: FileMap,
+    /// The file map's fingerprint, remembered with its diffID once the layer exists.
+    pub fingerprint: Fingerprint,
+    /// The diffID, when it was worth knowing before building (a cache might have the layer).
+    pub diff_id: Option<Digest>,
+    pub key: Option<String>,
+    pub decision: Decision,
 }
 
-/// What to do for one layer of the result.
-pub enum Step {
-    /// Carry a base layer over: make its blob present in the target.
-    FromBase(Box<Layer>),
-    /// Build a layer from its checked file map.
-    Build(PreparedLayer),
+/// What to do for a layer the build asks for.
+pub enum Decision {
+    /// Take this blob; it still has to be made present in the target (from `source`).
+    Reuse(Candidate),
+    /// Build it.
+    Build(BuildReason),
 }
 
-/// The layers of the result in order: the base's first, then the ones asked for.
-pub struct Plan {
-    pub steps: Vec<Step>,
+/// A blob a cache says has a layer's key.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    pub source: CacheSource,
 }
 
-impl Plan {
-    pub fn new(base_layers: Vec<Layer>, layers: Vec<PreparedLayer>) -> Self {
-        let steps = base_layers
-            .into_iter()
-            .map(|layer| Step::FromBase(Box::new(layer)))
-            .chain(layers.into_iter().map(Step::Build))
-            .collect();
-        Plan { steps }
+/// Why a layer is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildReason {
+    /// No cache has anything yet, so its key was not worked out in advance.
+    NoCache,
+    /// No cache has its key.
+    NewKey,
+}
+
+impl fmt::Display for BuildReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuildReason::NoCache => "no cache to reuse from",
+            BuildReason::NewKey => "no cache has its key",
+        })
+    }
+}
+
+/// A layer of the previous image at the target tag that this build no longer has.
+#[derive(Clone, Debug, Serialize)]
+pub struct Dropped {
+    pub name: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// One line of a plan as `--dry-run` prints it.
+pub enum PlanLine<'a> {
+    Base(&'a Layer),
+    Layer(&'a PlannedLayer),
+    Dropped(&'a Dropped),
+}
+
+impl fmt::Display for PlanLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanLine::Base(layer) => {
+                write!(f, "base   {} {}", layer.name, layer.descriptor.digest)
+            }
+            PlanLine::Layer(layer) => {
+                let key = layer.key.as_deref().unwrap_or("new");
+                match &layer.decision {
+                    Decision::Reuse(candidate) => {
+                        write!(f, "reuse  {} {key} from {}", layer.name, candidate.source)
+                    }
+                    Decision::Build(reason) => {
+                        write!(f, "build  {} {key} ({reason})", layer.name)
+                    }
+                }?;
+                if !layer.members.is_empty() {
+                    write!(f, " [{}]", layer.members.join(", "))?;
+                }
+                Ok(())
+            }
+            PlanLine::Dropped(dropped) => {
+                write!(f, "drop   {} ({})", dropped.name, dropped.reason)
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 use layerize_manifest::Digest;
 use serde::Serialize;
 
-use crate::build::plan::{Layer, Origin};
+use crate::build::plan::{Dropped, Layer, Origin};
 
 /// The outcome of one build.
 #[derive(Debug, Clone, Serialize)]
@@ -15,6 +15,8 @@ pub struct Report {
     pub digest: Digest,
     pub manifest_media_type: String,
     pub layers: Vec<LayerReport>,
+    /// Layers the image at the target tag had before that this build no longer has.
+    pub dropped: Vec<Dropped>,
     /// Bytes sent to the target (layer and config blobs).
     pub bytes_uploaded: u64,
     pub blobs_uploaded: u64,
@@ -51,6 +53,15 @@ pub struct LayerReport {
     pub size: u64,
     pub media_type: String,
     pub status: Origin,
+    /// The layer's key (absent for base layers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The packages of a batch layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// For a reused layer: `target`, `local-cache`, or the `--cache-from` reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
 }
 
 impl From<&Layer> for LayerReport {
@@ -62,6 +73,9 @@ impl From<&Layer> for LayerReport {
             size: layer.descriptor.size,
             media_type: layer.descriptor.media_type.clone(),
             status: layer.origin,
+            key: layer.key.clone(),
+            members: layer.members.clone(),
+            reused_from: layer.reused_from.as_ref().map(ToString::to_string),
         }
     }
 }

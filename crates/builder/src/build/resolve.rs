@@ -12,6 +12,8 @@ const MAX_CONFIG_BYTES: usize = 8 << 20;
 pub struct ResolvedImage {
     /// The digest of the platform's manifest (not of the index that led to it).
     pub manifest_digest: Digest,
+    /// The digest of what the reference itself names (the index, for a multi-platform image).
+    pub reference_digest: Digest,
     pub image: Image,
 }
 
@@ -24,6 +26,7 @@ pub async fn resolve(
     platform: Option<&Platform>,
 ) -> Result<ResolvedImage, BuildError> {
     let mut fetched = store.get_manifest(reference).await?;
+    let reference_digest = fetched.digest.clone();
     let kind = ManifestKind::detect(&fetched.bytes, Some(&fetched.media_type))?;
     if matches!(kind, ManifestKind::DockerList | ManifestKind::OciIndex) {
         let chosen = select_manifest(&fetched.bytes, &platform.cloned().unwrap_or_default())?;
@@ -50,6 +53,7 @@ pub async fn resolve(
     }
     Ok(ResolvedImage {
         manifest_digest: fetched.digest,
+        reference_digest,
         image,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod filemap;
 mod hashing;
+pub mod key;
 mod parallel_gzip;
 mod pax;
 pub mod recipe;

@@ -26,6 +26,8 @@ use crate::{BlobBody, BlobStream, FetchedManifest, PutOutcome, Store, StoreError
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// How much of an error answer is read to summarise it; the rest is not read at all.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// In-memory blobs up to this size are uploaded without a HEAD first (see `put_blob`).
+const SEND_WITHOUT_ASKING: usize = 1 << 20;
 
 /// Every manifest kind layerize reads: with a Docker-only Accept, distribution answers 404 for
 /// an OCI manifest.
@@ -480,7 +482,11 @@ impl Store for RemoteRepository {
         size: u64,
         body: BlobBody,
     ) -> Result<PutOutcome, StoreError> {
-        if self.head_blob(digest, &self.push_scopes()).await? {
+        // A small blob in memory (a config) is sent without asking first: the upload costs two
+        // requests whether or not the registry has it, asking first costs one more when it does
+        // not, which is the usual case for a config a build has just made.
+        let small = matches!(&body, BlobBody::Bytes(bytes) if bytes.len() <= SEND_WITHOUT_ASKING);
+        if !small && self.head_blob(digest, &self.push_scopes()).await? {
             self.counters.count_skip();
             return Ok(PutOutcome::Existed);
         }

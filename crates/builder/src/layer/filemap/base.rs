@@ -16,6 +16,7 @@ use std::sync::Arc;
 use layerize_basefs::{Entry as BaseEntry, FsIndex, Kind as BaseKind, ResolveError, Resolver};
 
 use super::entry::{Entry, Node, SpecialKind, Xattrs, DIR_MODE, PERMISSION_BITS};
+use super::host_modes::HostModes;
 use super::host_tree::HostTree;
 use super::path::{ancestors, normalize};
 use super::{FileMap, FileMapError};
@@ -185,9 +186,10 @@ impl FileMap {
         src: &Path,
         dest: String,
         seq: u64,
+        modes: HostModes,
     ) -> Result<(), FileMapError> {
         let mut trees = Vec::new();
-        self.plan_host_trees(src.to_owned(), dest, seq, None, &mut trees)?;
+        self.plan_host_trees(src.to_owned(), dest, seq, None, modes, &mut trees)?;
         for tree in trees {
             self.add_implicit_parents(&tree.dest, seq);
             self.host_trees.push(tree);
@@ -201,6 +203,7 @@ impl FileMap {
         dest: String,
         seq: u64,
         via: Option<String>,
+        modes: HostModes,
         trees: &mut Vec<HostTree>,
     ) -> Result<(), FileMapError> {
         self.check_parents(&dest)?;
@@ -223,9 +226,11 @@ impl FileMap {
             skip: splits.iter().map(|split| split.link.clone()).collect(),
             root,
             via,
+            modes,
         });
         for split in splits {
-            self.plan_host_trees(split.src, split.dest, seq, Some(split.link), trees)?;
+            let via = Some(split.link);
+            self.plan_host_trees(split.src, split.dest, seq, via, modes, trees)?;
         }
         Ok(())
     }

@@ -10,7 +10,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::entry::{Content, Entry, EntryMeta, Node, SpecialKind, Xattrs, PERMISSION_BITS};
+use super::entry::{Content, Entry, EntryMeta, Node, SpecialKind, Xattrs};
+use super::host_modes::HostModes;
 use super::path::join;
 use super::FileMapError;
 
@@ -27,6 +28,8 @@ pub(super) struct HostTree {
     pub(super) root: Option<Entry>,
     /// The base symlink this tree is a directory of another tree written through.
     pub(super) via: Option<String>,
+    /// How the tree's permission bits are taken.
+    pub(super) modes: HostModes,
 }
 
 /// What a host tree has at a layer path, looked up without walking the tree.
@@ -166,7 +169,7 @@ impl<'a> HostWalk<'a> {
                 }
                 let entry = match &tree.root {
                     Some(root) => root.clone(),
-                    None => host_entry(Node::Dir, &metadata),
+                    None => host_entry(Node::Dir, &metadata, tree.modes),
                 };
                 let path = tree.dest.clone();
                 return Ok(Some(HostItem {
@@ -196,7 +199,7 @@ impl<'a> HostWalk<'a> {
                 self.frames.push(Frame::read(src, path)?);
                 continue;
             }
-            if let Some(item) = host_item(src, path, self.skipped)? {
+            if let Some(item) = host_item(src, path, self.skipped, self.tree.modes)? {
                 return Ok(Some(item));
             }
         }
@@ -239,12 +242,13 @@ impl Frame {
 /// Names that extractors of OCI layers read as deletions of the layers below.
 const WHITEOUT_PREFIX: &str = ".wh.";
 
-/// The entry of the host file `src` at `path`: only its type, permission bits, link target and
-/// device numbers are kept. `None` for a socket, which a tar cannot carry.
+/// The entry of the host file `src` at `path`: only its type, permission bits (taken as `modes`
+/// says), link target and device numbers are kept. `None` for a socket, which a tar cannot carry.
 pub(super) fn host_item(
     src: PathBuf,
     path: String,
     skipped: Skipped,
+    modes: HostModes,
 ) -> Result<Option<HostItem>, FileMapError> {
     let io_error = |source| FileMapError::Io {
         path: src.clone(),
@@ -289,15 +293,15 @@ pub(super) fn host_item(
             minor: libc::minor(device),
         }
     };
-    let entry = host_entry(node, &metadata);
+    let entry = host_entry(node, &metadata, modes);
     Ok(Some(HostItem { path, entry, inode }))
 }
 
-/// Host metadata reduced to what a layer keeps: the permission bits.
-pub(super) fn host_entry(node: Node, metadata: &std::fs::Metadata) -> Entry {
+/// Host metadata reduced to what a layer keeps: the permission bits, taken as `modes` says.
+pub(super) fn host_entry(node: Node, metadata: &std::fs::Metadata, modes: HostModes) -> Entry {
     Entry {
+        mode: modes.mode(&node, metadata.permissions().mode()),
         node,
-        mode: metadata.permissions().mode() & PERMISSION_BITS,
         uid: 0,
         gid: 0,
         mtime: None,
@@ -313,10 +317,11 @@ pub(super) fn not_a_directory(path: &Path) -> FileMapError {
     }
 }
 
-/// Host metadata reduced to what a layer keeps: the permission bits.
-pub(super) fn mode_only(metadata: &std::fs::Metadata) -> EntryMeta {
+/// The metadata of a host regular file reduced to what a layer keeps: the permission bits, taken
+/// as `modes` says.
+pub(super) fn mode_only(metadata: &std::fs::Metadata, modes: HostModes) -> EntryMeta {
     EntryMeta {
-        mode: Some(metadata.permissions().mode() & PERMISSION_BITS),
+        mode: Some(modes.regular_file(metadata.permissions().mode())),
         ..EntryMeta::default()
     }
 }

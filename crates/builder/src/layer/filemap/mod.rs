@@ -29,6 +29,10 @@ mod base;
 pub(crate) mod base_tests;
 mod entries;
 mod entry;
+mod fingerprint;
+mod host_modes;
+#[cfg(test)]
+mod host_modes_tests;
 mod host_tree;
 mod path;
 #[cfg(test)]
@@ -47,6 +51,8 @@ use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
+pub use fingerprint::Fingerprint;
+pub use host_modes::HostModes;
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
 
@@ -157,6 +163,18 @@ impl FileMap {
         source: FileSource,
         meta: EntryMeta,
     ) -> Result<(), FileMapError> {
+        self.add_file_with_modes(dest, source, meta, HostModes::Keep)
+    }
+
+    /// Adds a regular file. A host source must exist now; unless `meta.mode` is set, its
+    /// permission bits are taken as `modes` says.
+    pub fn add_file_with_modes(
+        &mut self,
+        dest: &str,
+        source: FileSource,
+        meta: EntryMeta,
+        modes: HostModes,
+    ) -> Result<(), FileMapError> {
         let path = self.destination(dest, Follow::Parents)?;
         let (content, default_mode) = match source {
             FileSource::Inline(bytes) => (Content::Inline(bytes.into()), FILE_MODE),
@@ -166,7 +184,7 @@ impl FileMap {
                 if !metadata.is_file() {
                     return Err(FileMapError::SourceNotFile(src));
                 }
-                let mode = metadata.permissions().mode() & PERMISSION_BITS;
+                let mode = modes.regular_file(metadata.permissions().mode());
                 (Content::Host(src), mode)
             }
         };
@@ -260,13 +278,24 @@ impl FileMap {
     /// filesystem on a base with `bin -> usr/bin`) is written at the link's target, merged with
     /// what the tree has there.
     pub fn add_host_dir(&mut self, src: &Path, dest: &str) -> Result<(), FileMapError> {
+        self.add_host_dir_with_modes(src, dest, HostModes::Keep)
+    }
+
+    /// [`FileMap::add_host_dir`] with the permission bits below the tree's root (and of the root
+    /// where the base does not have it) taken as `modes` says.
+    pub fn add_host_dir_with_modes(
+        &mut self,
+        src: &Path,
+        dest: &str,
+        modes: HostModes,
+    ) -> Result<(), FileMapError> {
         let dest = self.destination(dest, Follow::All)?;
         let metadata = std::fs::metadata(src).map_err(|source| host_error(src, source))?;
         if !metadata.is_dir() {
             return Err(not_a_directory(src));
         }
         let seq = self.next_seq();
-        self.add_host_trees(src, dest, seq)
+        self.add_host_trees(src, dest, seq, modes)
     }
 
     /// Adds the entries of an existing tar (plain, gzip or zstd, detected by magic bytes),
@@ -388,7 +417,7 @@ impl FileMap {
                 if best.as_ref().is_none_or(|(best, _)| rank.outranks(best))
                     && self.visible_now(path, tree.seq)?
                 {
-                    best = Some((rank, Winner::Host(src, metadata)));
+                    best = Some((rank, Winner::Host(src, metadata, tree.modes)));
                 }
             }
         }
@@ -426,7 +455,7 @@ impl FileMap {
     /// first becomes an entry of its own, so that the link has a target in the map; one with
     /// several links is refused, as its other links are only known when the tree is walked.
     fn resolve_hardlink(&mut self, path: &str) -> Result<Option<(String, Entry)>, FileMapError> {
-        let (src, metadata) = match self.winner(path)? {
+        let (src, metadata, modes) = match self.winner(path)? {
             None => return Ok(None),
             Some(Winner::Explicit(entry)) => {
                 return Ok(match &entry.node {
@@ -439,13 +468,14 @@ impl FileMap {
                     _ => None,
                 })
             }
-            Some(Winner::Host(src, metadata)) => (src, metadata),
+            Some(Winner::Host(src, metadata, modes)) => (src, metadata, modes),
         };
         if !metadata.file_type().is_file() || metadata.nlink() > 1 {
             return Ok(None);
         }
         let node = Node::File(Content::Host(src));
-        self.insert(path.to_owned(), node, mode_only(&metadata), FILE_MODE)?;
+        let meta = mode_only(&metadata, modes);
+        self.insert(path.to_owned(), node, meta, FILE_MODE)?;
         Ok(self
             .entries
             .get(path)
@@ -568,8 +598,8 @@ impl Rank {
 /// The entry at a path while the map is being built.
 enum Winner<'a> {
     Explicit(&'a Entry),
-    /// An entry of a host tree: its host path and metadata.
-    Host(PathBuf, std::fs::Metadata),
+    /// An entry of a host tree: its host path and metadata, and how the tree takes modes.
+    Host(PathBuf, std::fs::Metadata, HostModes),
 }
 
 enum Kind {
@@ -586,8 +616,8 @@ impl Winner<'_> {
                 Node::Symlink(_) => Kind::Symlink,
                 _ => Kind::Other,
             },
-            Winner::Host(_, metadata) if metadata.is_dir() => Kind::Dir,
-            Winner::Host(_, metadata) if metadata.is_symlink() => Kind::Symlink,
+            Winner::Host(_, metadata, _) if metadata.is_dir() => Kind::Dir,
+            Winner::Host(_, metadata, _) if metadata.is_symlink() => Kind::Symlink,
             Winner::Host(..) => Kind::Other,
         }
     }

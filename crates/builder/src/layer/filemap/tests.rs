@@ -4,7 +4,7 @@ use super::path::normalize;
 use super::*;
 
 /// `path kind mode uid:gid` for every entry, in map (= tar) order.
-fn listing(map: &FileMap) -> Vec<String> {
+pub(super) fn listing(map: &FileMap) -> Vec<String> {
     map.entries()
         .map(|item| {
             let (path, entry) = item.unwrap();

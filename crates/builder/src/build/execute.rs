@@ -1,0 +1,440 @@
+//! Running a planned build: make every layer present in the target (base blobs skipped when the
+//! target's previous image lists them, copied or mounted otherwise; reused layers confirmed or
+//! mounted from their cache image; the rest built and uploaded as they finish, concurrently),
+//! append the layers with their records, write the config, and only then write the manifest and
+//! move the tag — unless the tag already points at exactly this image.
+
+use std::cmp::Reverse;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_manifest::media_type::is_foreign_layer;
+use layerize_manifest::{Descriptor, Digest, History, LayerRecord};
+use layerize_registry::{BlobBody, PutOutcome, Store};
+use tracing::{info, warn};
+
+use crate::build::local_cache::CachedLayer;
+use crate::build::plan::{Candidate, Decision, Layer, Origin, PlannedLayer};
+use crate::build::prepare::PlannedBuild;
+use crate::build::previous::{CacheSource, PreviousImage};
+use crate::build::report::{LayerReport, Report};
+use crate::build::Endpoints;
+use crate::layer::filemap::Fingerprint;
+use crate::layer::key::layer_key;
+use crate::layer::{write_layer, LayerOptions};
+use crate::BuildError;
+
+/// How long after its last change a host file must have been left alone before a fingerprint
+/// covering it is remembered (timestamps are coarser than writes can be frequent).
+const SETTLE_TIME: Duration = Duration::from_secs(2);
+
+/// Counts of what happened to blobs in the target.
+#[derive(Default)]
+struct Transfers {
+    bytes_uploaded: u64,
+    blobs_uploaded: u64,
+    blobs_mounted: u64,
+    blobs_skipped: u64,
+}
+
+impl Transfers {
+    fn record(&mut self, outcome: PutOutcome) {
+        match outcome {
+            PutOutcome::Existed => self.blobs_skipped += 1,
+            PutOutcome::Mounted => self.blobs_mounted += 1,
+            PutOutcome::Uploaded { bytes } => {
+                self.blobs_uploaded += 1;
+                self.bytes_uploaded += bytes;
+            }
+        }
+    }
+}
+
+/// What to do for one layer of the result.
+enum Step {
+    FromBase(Layer),
+    Make(PlannedLayer),
+}
+
+/// A layer made present, with what the local cache should learn from it.
+struct Done {
+    layer: Layer,
+    outcome: PutOutcome,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Runs `planned` and returns the report. The target's tag moves only when everything
+/// succeeded.
+pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Report, BuildError> {
+    let PlannedBuild {
+        mut image,
+        base_layers,
+        layers,
+        dropped,
+        previous,
+        cache_images,
+        base_index,
+        media_type,
+        options,
+        created,
+        jobs,
+        local,
+    } = planned;
+    let family = image.family();
+    // Blobs a manifest in the target repository lists are held by it: no HEAD needed.
+    let present: HashSet<Digest> = previous
+        .as_ref()
+        .map(|previous| previous.digests().into_iter().cloned().collect())
+        .unwrap_or_default();
+    let transfers = Mutex::new(Transfers::default());
+    // Steps run concurrently (bounded by `jobs`), each starting as soon as a slot frees up: layers
+    // to make first (they need the CPU), then base blobs largest first, so the longest transfer
+    // never starts last. Results are put back in the plan's order afterwards.
+    let mut steps: Vec<(usize, Step)> = base_layers
+        .into_iter()
+        .map(Step::FromBase)
+        .chain(layers.into_iter().map(Step::Make))
+        .enumerate()
+        .collect();
+    steps.sort_by_key(|(_, step)| match step {
+        Step::Make(_) => (0, Reverse(0)),
+        Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
+    });
+    let context = StepContext {
+        endpoints,
+        options: &options,
+        media_type,
+        present: &present,
+        cache_images: &cache_images,
+    };
+    let mut results: Vec<(usize, Done)> = stream::iter(steps)
+        .map(|(index, step)| {
+            let context = &context;
+            let transfers = &transfers;
+            async move {
+                let done = context.run(step).await?;
+                transfers.lock().unwrap().record(done.outcome);
+                info!(
+                    phase = "build",
+                    step = 2,
+                    layer = %done.layer.name,
+                    digest = %done.layer.descriptor.digest,
+                    size = done.layer.descriptor.size,
+                    status = ?done.layer.origin,
+                    outcome = done.outcome.name(),
+                    bytes = done.outcome.bytes_sent(),
+                    "Layer present in target"
+                );
+                Ok::<_, BuildError>((index, done))
+            }
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    results.sort_by_key(|(index, _)| *index);
+
+    for done in results
+        .iter()
+        .filter(|done| done.1.layer.origin != Origin::Base)
+    {
+        let layer = &done.1.layer;
+        let record = LayerRecord {
+            name: layer.name.clone(),
+            key: layer.key.clone().expect("layers layerize makes have keys"),
+            members: layer.members.clone(),
+        };
+        let mut descriptor = layer.descriptor.clone();
+        record.annotate(&mut descriptor, family);
+        let history = History {
+            created_by: layer.created_by.clone(),
+            comment: Some(record.to_comment()),
+            empty_layer: false,
+        };
+        image.append_layer(&descriptor, &layer.diff_id, history)?;
+    }
+    // After the appends: it also dates the history entries they added.
+    image.set_created(&created);
+    info!(
+        phase = "build",
+        step = 4,
+        diff_ids = image.diff_ids().len(),
+        "Updated base image config, added new layer diffIDs"
+    );
+
+    let finished = image.finish();
+    let unchanged = previous
+        .as_ref()
+        .is_some_and(|previous| previous.tag_digest.as_ref() == Some(&finished.manifest.digest));
+    let digest = if unchanged {
+        // The tag already points at this very manifest, whose config and layers the registry
+        // holds: writing them again would change nothing.
+        info!(
+            phase = "build",
+            step = 8,
+            digest = %finished.manifest.digest,
+            "The target tag already points at this image; nothing to write"
+        );
+        finished.manifest.digest.clone()
+    } else {
+        let config_outcome = endpoints
+            .target
+            .put_blob(
+                &finished.config.digest,
+                finished.config.size,
+                BlobBody::Bytes(finished.config_bytes.clone().into()),
+            )
+            .await?;
+        transfers.lock().unwrap().record(config_outcome);
+        info!(
+            phase = "build",
+            step = 5,
+            config_digest = %finished.config.digest,
+            "Uploaded updated config"
+        );
+        // Every blob the manifest references was confirmed present by the target in this run
+        // (listed by its current manifest, HEAD 200, mount 201, upload 201, or a verified write
+        // on disk); any failure returned above, so the tag moves only over a complete image.
+        info!(
+            phase = "build",
+            step = 7,
+            updated_manifest_size = finished.manifest.size,
+            "Updated manifest, pointing to new config and layers"
+        );
+        let digest = endpoints
+            .target
+            .put_manifest(
+                &endpoints.target_reference,
+                &finished.manifest_bytes,
+                &finished.manifest.media_type,
+            )
+            .await?;
+        info!(
+            phase = "build",
+            step = 8,
+            target = %endpoints.target.name(),
+            digest = %digest,
+            "Uploaded updated manifest to target"
+        );
+        digest
+    };
+
+    let results: Vec<Done> = results.into_iter().map(|(_, done)| done).collect();
+    if let Some(local) = &local {
+        let now = SystemTime::now();
+        for done in &results {
+            let layer = &done.layer;
+            let Some(key) = &layer.key else { continue };
+            local.record_layer(&CachedLayer {
+                key: key.clone(),
+                digest: layer.descriptor.digest.clone(),
+                size: layer.descriptor.size,
+                diff_id: layer.diff_id.clone(),
+                name: layer.name.clone(),
+            });
+            if let Some(fingerprint) = &done.fingerprint {
+                if fingerprint.is_settled(now, SETTLE_TIME) {
+                    local.record_diff_id(&fingerprint.digest, &layer.diff_id);
+                }
+            }
+        }
+    }
+    let transfers = transfers.into_inner().unwrap();
+    Ok(Report {
+        target: endpoints.target_name.clone(),
+        digest,
+        manifest_media_type: finished.manifest.media_type,
+        layers: results
+            .iter()
+            .map(|done| LayerReport::from(&done.layer))
+            .collect(),
+        dropped,
+        bytes_uploaded: transfers.bytes_uploaded,
+        blobs_uploaded: transfers.blobs_uploaded,
+        blobs_mounted: transfers.blobs_mounted,
+        blobs_skipped: transfers.blobs_skipped,
+        requests: endpoints.base.requests()
+            + endpoints.target.requests()
+            + cache_images
+                .iter()
+                .map(|image| image.store.requests())
+                .sum::<u64>(),
+        base_index,
+    })
+}
+
+/// What every step shares.
+struct StepContext<'a> {
+    endpoints: &'a Endpoints,
+    options: &'a Arc<LayerOptions>,
+    media_type: &'static str,
+    present: &'a HashSet<Digest>,
+    cache_images: &'a [PreviousImage],
+}
+
+impl StepContext<'_> {
+    async fn run(&self, step: Step) -> Result<Done, BuildError> {
+        match step {
+            Step::FromBase(layer) => {
+                // Foreign (non-distributable) layers live at their descriptor's `urls`;
+                // registries are not meant to hold them, so they are never copied.
+                let outcome = if is_foreign_layer(&layer.descriptor.media_type)
+                    || self.present.contains(&layer.descriptor.digest)
+                {
+                    PutOutcome::Existed
+                } else {
+                    self.endpoints
+                        .target
+                        .copy_blob_from(
+                            self.endpoints.base.as_ref(),
+                            &layer.descriptor.digest,
+                            layer.descriptor.size,
+                        )
+                        .await?
+                };
+                Ok(Done {
+                    layer,
+                    outcome,
+                    fingerprint: None,
+                })
+            }
+            Step::Make(planned) => {
+                let candidate = match &planned.decision {
+                    Decision::Reuse(candidate) => Some(candidate.clone()),
+                    Decision::Build(_) => None,
+                };
+                if let Some(candidate) = candidate {
+                    match self.make_present(&candidate).await {
+                        Ok(outcome) => return Ok(self.reused(planned, candidate, outcome)),
+                        Err(error) => warn!(
+                            layer = %planned.name,
+                            source = %candidate.source,
+                            %error,
+                            "cannot take the cached layer; building it"
+                        ),
+                    }
+                }
+                self.build(planned).await
+            }
+        }
+    }
+
+    /// Makes a cached blob present in the target: the target's own and the local cache's were
+    /// confirmed while planning; a `--cache-from` image's is mounted or copied now.
+    async fn make_present(&self, candidate: &Candidate) -> Result<PutOutcome, BuildError> {
+        match &candidate.source {
+            CacheSource::Target | CacheSource::Local => Ok(PutOutcome::Existed),
+            CacheSource::CacheFrom(_) => {
+                let image = self
+                    .cache_images
+                    .iter()
+                    .find(|image| image.source == candidate.source)
+                    .expect("candidates come from the cache images");
+                Ok(self
+                    .endpoints
+                    .target
+                    .copy_blob_from(image.store.as_ref(), &candidate.digest, candidate.size)
+                    .await?)
+            }
+        }
+    }
+
+    fn reused(&self, planned: PlannedLayer, candidate: Candidate, outcome: PutOutcome) -> Done {
+        Done {
+            layer: Layer {
+                name: planned.name,
+                key: planned.key,
+                members: planned.members,
+                created_by: planned.created_by,
+                // The key fixes the codec, so the blob is the same whichever family the cached
+                // image was; the media type is the target's.
+                descriptor: Descriptor::new(self.media_type, candidate.digest, candidate.size),
+                diff_id: candidate.diff_id,
+                origin: Origin::Reused,
+                reused_from: Some(candidate.source),
+            },
+            outcome,
+            fingerprint: Some(planned.fingerprint),
+        }
+    }
+
+    /// Builds one layer into a spool file on a blocking thread, then puts it into the target.
+    async fn build(&self, planned: PlannedLayer) -> Result<Done, BuildError> {
+        let target = self.endpoints.target.as_ref();
+        let spool_dir = target.spool_dir().unwrap_or_else(std::env::temp_dir);
+        let PlannedLayer {
+            name,
+            created_by,
+            members,
+            files,
+            fingerprint,
+            diff_id: expected_diff_id,
+            key,
+            decision: _,
+        } = planned;
+        let options = Arc::clone(self.options);
+        let (written, spool) = tokio::task::spawn_blocking(move || {
+            let spool = tempfile::Builder::new()
+                .prefix(".layerize-spool-")
+                .tempfile_in(&spool_dir)
+                .map_err(|source| BuildError::Io {
+                    context: format!("creating a spool file in {}", spool_dir.display()),
+                    source,
+                })?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
+            let written = write_layer(&files, &options, out)?;
+            Ok::<_, BuildError>((written, spool.into_temp_path()))
+        })
+        .await
+        .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))??;
+        if let Some(expected) = &expected_diff_id {
+            if *expected != written.diff_id {
+                return Err(BuildError::Invalid(format!(
+                    "{name}: its files changed while the build ran (diffID {expected} when planned, {} when built); run the build again",
+                    written.diff_id
+                )));
+            }
+        }
+        info!(
+            phase = "build",
+            step = 1,
+            layer = %name,
+            diff_id = %written.diff_id,
+            digest = %written.digest,
+            compressed_size = written.size,
+            uncompressed_size = written.uncompressed_size,
+            "Built layer"
+        );
+        let outcome = put_layer(target, &written.digest, written.size, &spool).await?;
+        drop(spool);
+        let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
+        Ok(Done {
+            layer: Layer {
+                name,
+                key: Some(key),
+                members,
+                created_by,
+                descriptor: Descriptor::new(self.media_type, written.digest, written.size),
+                diff_id: written.diff_id,
+                origin: Origin::Built,
+                reused_from: None,
+            },
+            outcome,
+            fingerprint: Some(fingerprint),
+        })
+    }
+}
+
+/// Puts a spooled layer into the target; a rename into a layout leaves nothing behind, otherwise
+/// dropping the spool path afterwards removes the file.
+async fn put_layer(
+    target: &dyn Store,
+    digest: &Digest,
+    size: u64,
+    spool: &tempfile::TempPath,
+) -> Result<PutOutcome, BuildError> {
+    Ok(target
+        .put_blob(digest, size, BlobBody::File(spool.to_path_buf()))
+        .await?)
+}

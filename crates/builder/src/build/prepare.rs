@@ -1,0 +1,518 @@
+//! Planning a build, before any blob moves: resolve the base and apply the config, read the
+//! previous images (target tag, `--cache-from`), batch layer entries under the layer budget, make
+//! and check every layer's file map against the base, work out the keys a cache could answer, and
+//! decide for each layer whether it is reused (and from where) or built.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::{future, stream, StreamExt, TryStreamExt};
+use layerize_basefs::{index_image, FsIndex, LayerCache};
+use layerize_manifest::media_type::is_foreign_layer;
+use layerize_manifest::{layer_media_type, Image};
+use tracing::{info, warn};
+
+use crate::build::budget::{self, DEFAULT_MAX_LAYERS, HARD_LIMIT};
+use crate::build::local_cache::LocalCache;
+use crate::build::plan::{
+    BuildReason, Candidate, Decision, Dropped, Layer, LayerSpec, Origin, PlanLine, PlannedLayer,
+};
+use crate::build::previous::{read_previous, CacheImage, CacheSource, PreviousImage};
+use crate::build::report::BaseIndexReport;
+use crate::build::resolve::resolve;
+use crate::build::{BuildRequest, Endpoints};
+use crate::layer::filemap::FileMap;
+use crate::layer::key::{diff_id_of, layer_key};
+use crate::layer::recipe::{self, Input};
+use crate::layer::LayerOptions;
+use crate::BuildError;
+
+/// A build decided but not run: everything [`crate::build::execute`] needs, and the plan to show.
+pub struct PlannedBuild {
+    /// The base with the config edits and annotations applied, layers not appended yet.
+    pub(crate) image: Image,
+    pub base_layers: Vec<Layer>,
+    pub layers: Vec<PlannedLayer>,
+    pub dropped: Vec<Dropped>,
+    /// The image at the target tag before this build.
+    pub(crate) previous: Option<PreviousImage>,
+    /// The `--cache-from` images that could be read.
+    pub(crate) cache_images: Vec<PreviousImage>,
+    pub base_index: Option<BaseIndexReport>,
+    pub(crate) media_type: &'static str,
+    pub(crate) options: Arc<LayerOptions>,
+    pub(crate) created: String,
+    pub(crate) jobs: usize,
+    pub(crate) local: Option<LocalCache>,
+}
+
+impl PlannedBuild {
+    /// The plan, one line per layer (base layers first) and per dropped layer.
+    pub fn lines(&self) -> impl Iterator<Item = PlanLine<'_>> {
+        self.base_layers
+            .iter()
+            .map(PlanLine::Base)
+            .chain(self.layers.iter().map(PlanLine::Layer))
+            .chain(self.dropped.iter().map(PlanLine::Dropped))
+    }
+}
+
+/// Plans a build. Reads the base, the previous images and the inputs; writes nothing.
+pub async fn plan(
+    endpoints: &Endpoints,
+    request: BuildRequest,
+) -> Result<PlannedBuild, BuildError> {
+    let BuildRequest {
+        platform,
+        layers: specs,
+        edits,
+        annotations,
+        layer_options,
+        created,
+        jobs,
+        cache_dir,
+        max_layers,
+    } = request;
+    info!(
+        phase = "build",
+        step = 0,
+        base_image = %endpoints.base.name(),
+        target_image = %endpoints.target.name(),
+        layers = specs.len(),
+        "Start image building process"
+    );
+    check_names(&specs)?;
+    let base = resolve(
+        endpoints.base.as_ref(),
+        &endpoints.base_reference,
+        platform.as_ref(),
+    )
+    .await?;
+    let mut image = base.image;
+    info!(
+        phase = "build",
+        step = 6,
+        media_type = %image.manifest_media_type(),
+        manifest_digest = %base.manifest_digest,
+        layers = image.layers().len(),
+        "Obtained base image manifest"
+    );
+    if endpoints.target_needs_oci {
+        image.to_oci()?;
+    }
+    let media_type = layer_media_type(image.family(), layer_options.compression.kind())?;
+    // Config edits and annotations touch neither the layers nor the history that appending
+    // changes, so they are applied (and checked) now, before any blob moves.
+    for edit in &edits {
+        image.apply(edit)?;
+    }
+    image.set_base_annotations(endpoints.base_name.as_deref(), &base.manifest_digest);
+    for (key, value) in &annotations {
+        image.set_annotation(key, value)?;
+    }
+    let base_layers: Vec<Layer> = image
+        .layers()
+        .into_iter()
+        .zip(image.diff_ids())
+        .enumerate()
+        .map(|(index, (descriptor, diff_id))| Layer {
+            name: format!("base[{index}]"),
+            key: None,
+            members: Vec::new(),
+            created_by: String::new(),
+            descriptor,
+            diff_id,
+            origin: Origin::Base,
+            reused_from: None,
+        })
+        .collect();
+
+    let platform = platform.or_else(|| image.platform());
+    let target_image = CacheImage {
+        name: endpoints.target_name.clone(),
+        store: Arc::clone(&endpoints.target),
+        reference: endpoints.target_reference.clone(),
+    };
+    let (previous, cache_images) = future::join(
+        read_previous(&target_image, platform.as_ref(), CacheSource::Target),
+        future::join_all(endpoints.cache_from.iter().map(|image| {
+            read_previous(
+                image,
+                platform.as_ref(),
+                CacheSource::CacheFrom(image.name.clone()),
+            )
+        })),
+    )
+    .await;
+    let cache_images: Vec<PreviousImage> = cache_images.into_iter().flatten().collect();
+
+    let specs = apply_budget(
+        specs,
+        max_layers,
+        base_layers.len(),
+        previous.iter().chain(&cache_images),
+    )?;
+
+    let (base_fs, base_index) = if specs.iter().any(|spec| !spec.inputs.is_empty()) {
+        let (index, report) =
+            index_base(endpoints.base.as_ref(), &base_layers, cache_dir.as_deref()).await?;
+        (Some(Arc::new(index)), Some(report))
+    } else {
+        (None, None)
+    };
+
+    let local = cache_dir.as_deref().map(LocalCache::new);
+    let may_hit = previous
+        .iter()
+        .chain(&cache_images)
+        .any(|image| image.recorded().next().is_some())
+        || local.as_ref().is_some_and(LocalCache::has_layers);
+    let options = Arc::new(layer_options);
+    let local = Arc::new(local);
+    let mut layers = prepare_layers(specs, base_fs, &options, &local, may_hit).await?;
+    let local = Arc::into_inner(local).expect("the preparing tasks have ended");
+
+    let candidates = candidates(previous.iter().chain(&cache_images));
+    for layer in &mut layers {
+        let Some(key) = &layer.key else { continue };
+        let found = match candidates.get(key.as_str()) {
+            Some(candidate) => Some(candidate.clone()),
+            None => confirmed_local(endpoints, local.as_ref(), key).await?,
+        };
+        if let Some(candidate) = found {
+            layer.decision = Decision::Reuse(candidate);
+        }
+    }
+    let dropped = dropped(previous.as_ref(), &layers);
+    for line in layers
+        .iter()
+        .map(PlanLine::Layer)
+        .chain(dropped.iter().map(PlanLine::Dropped))
+    {
+        info!(phase = "plan", "{line}");
+    }
+    Ok(PlannedBuild {
+        image,
+        base_layers,
+        layers,
+        dropped,
+        previous,
+        cache_images,
+        base_index,
+        media_type,
+        options,
+        created,
+        jobs: jobs.max(1),
+        local,
+    })
+}
+
+/// Layer entry and package names must be unique: they are how images record what a layer holds,
+/// which the budget's batching goes by.
+fn check_names(specs: &[LayerSpec]) -> Result<(), BuildError> {
+    let mut seen = HashSet::new();
+    for name in specs.iter().flat_map(LayerSpec::packages) {
+        if !seen.insert(name.clone()) {
+            return Err(BuildError::Invalid(format!(
+                "two layers are named {name:?}; layer and package names must be unique"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Batches layer entries into at most `max_layers` layers (base included), keeping the batches
+/// the previous images recorded (see [`budget`]).
+fn apply_budget<'a>(
+    specs: Vec<LayerSpec>,
+    max_layers: Option<usize>,
+    base_layers: usize,
+    previous: impl Iterator<Item = &'a PreviousImage>,
+) -> Result<Vec<LayerSpec>, BuildError> {
+    let max_layers = max_layers.unwrap_or(DEFAULT_MAX_LAYERS);
+    if max_layers == 0 || max_layers > HARD_LIMIT {
+        return Err(BuildError::Invalid(format!(
+            "max_layers {max_layers}: expected 1 to {HARD_LIMIT} (Docker refuses images with more than {HARD_LIMIT} layers)"
+        )));
+    }
+    if specs.is_empty() {
+        return Ok(specs);
+    }
+    if base_layers >= max_layers {
+        return Err(BuildError::Invalid(format!(
+            "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
+        )));
+    }
+    let budget = max_layers - base_layers;
+    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
+    // The first previous image that recorded anything says how packages were batched.
+    let grouping: Vec<Vec<String>> = previous
+        .map(|image| {
+            image
+                .recorded()
+                .map(|(_, record)| record.packages())
+                .collect::<Vec<_>>()
+        })
+        .find(|grouping| !grouping.is_empty())
+        .unwrap_or_default();
+    let groups = budget::group(&units, &grouping, budget);
+    if groups.len() == specs.len() {
+        return Ok(specs);
+    }
+    let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
+    Ok(groups
+        .into_iter()
+        .map(|group| {
+            let mut members: Vec<LayerSpec> = group
+                .iter()
+                .map(|&unit| specs[unit].take().expect("each unit is in one group"))
+                .collect();
+            if members.len() == 1 {
+                return members.pop().expect("one member");
+            }
+            let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
+            LayerSpec {
+                name: format!("{}+{}", packages[0], packages.len() - 1),
+                created_by: format!("layerize build: batch of {}", packages.join(" ")),
+                inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
+                members: packages,
+            }
+        })
+        .collect())
+}
+
+/// The filesystem of the base, from the on-disk cache where it has the layers, else read from
+/// their blobs once. Foreign (non-distributable) layers cannot be read from the store: their
+/// paths are left out, with a warning.
+async fn index_base(
+    store: &dyn layerize_registry::Store,
+    base_layers: &[Layer],
+    cache_dir: Option<&Path>,
+) -> Result<(FsIndex, BaseIndexReport), BuildError> {
+    let readable: Vec<_> = base_layers
+        .iter()
+        .filter(|layer| {
+            let foreign = is_foreign_layer(&layer.descriptor.media_type);
+            if foreign {
+                warn!(
+                    layer = %layer.name,
+                    digest = %layer.descriptor.digest,
+                    "the base has a non-distributable layer; destinations are not resolved against its files"
+                );
+            }
+            !foreign
+        })
+        .map(|layer| (layer.descriptor.clone(), layer.diff_id.clone()))
+        .collect();
+    let cache = cache_dir.map(LayerCache::new);
+    let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
+    let report = BaseIndexReport {
+        paths: base_fs.index.len(),
+        layers_from_cache: base_fs.stats.layers_from_cache,
+        layers_read: base_fs.stats.layers_read,
+        blob_bytes_read: base_fs.stats.blob_bytes_read,
+    };
+    info!(
+        phase = "build",
+        step = 6,
+        paths = report.paths,
+        layers_from_cache = report.layers_from_cache,
+        layers_read = report.layers_read,
+        blob_bytes_read = report.blob_bytes_read,
+        "Indexed the base filesystem"
+    );
+    Ok((base_fs.index, report))
+}
+
+/// Makes each layer's file map over the base and walks it without reading file contents
+/// (its fingerprint), so that a missing source, a bad tree or a conflict with the base fails the
+/// build before anything is transferred. Every layer resolves against the base alone, never
+/// against the other layers of the build, so that a layer does not depend on its neighbours.
+/// When a cache could have a layer, its diffID (hence its key) is found now: from the local
+/// cache when its fingerprint is known, else by hashing its tar without compressing it.
+async fn prepare_layers(
+    specs: Vec<LayerSpec>,
+    base: Option<Arc<FsIndex>>,
+    options: &Arc<LayerOptions>,
+    local: &Arc<Option<LocalCache>>,
+    may_hit: bool,
+) -> Result<Vec<PlannedLayer>, BuildError> {
+    let parallel = std::thread::available_parallelism().map_or(1, usize::from);
+    stream::iter(specs)
+        .map(|spec| {
+            let base = base.clone();
+            let options = Arc::clone(options);
+            let local = Arc::clone(local);
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    prepare_layer(spec, base, &options, local.as_ref().as_ref(), may_hit)
+                })
+                .await
+                .map_err(|err| {
+                    BuildError::Invalid(format!("layer planning thread failed: {err}"))
+                })?
+            }
+        })
+        .buffered(parallel)
+        .try_collect()
+        .await
+}
+
+fn prepare_layer(
+    spec: LayerSpec,
+    base: Option<Arc<FsIndex>>,
+    options: &LayerOptions,
+    local: Option<&LocalCache>,
+    may_hit: bool,
+) -> Result<PlannedLayer, BuildError> {
+    let mut files = match base {
+        Some(base) => FileMap::on_base(base),
+        None => FileMap::new(),
+    };
+    recipe::apply(&spec.inputs, &mut files).map_err(|error| BuildError::Input {
+        layer: spec.name.clone(),
+        error: Box::new(error),
+    })?;
+    let files_error = |error| BuildError::Files {
+        layer: spec.name.clone(),
+        error: Box::new(error),
+    };
+    let fingerprint = files
+        .fingerprint(options.mtime, &tar_identities(&spec.inputs))
+        .map_err(files_error)?;
+    let known = local.and_then(|local| local.diff_id(&fingerprint.digest));
+    let diff_id = match known {
+        Some(diff_id) => Some(diff_id),
+        None if may_hit => Some(diff_id_of(&files, options)?.0),
+        None => None,
+    };
+    let key = diff_id.as_ref().map(|diff_id| layer_key(diff_id, options));
+    let reason = if may_hit {
+        BuildReason::NewKey
+    } else {
+        BuildReason::NoCache
+    };
+    Ok(PlannedLayer {
+        name: spec.name,
+        created_by: spec.created_by,
+        members: spec.members,
+        files,
+        fingerprint,
+        diff_id,
+        key,
+        decision: Decision::Build(reason),
+    })
+}
+
+/// The identity on disk of the tar inputs, which a file map holds only as (spooled) copies: what
+/// a fingerprint needs to notice that a tar changed.
+fn tar_identities(inputs: &[Input]) -> Vec<u8> {
+    let mut seed = Vec::new();
+    for input in inputs {
+        if let Input::Tar(path) = input {
+            seed.extend_from_slice(path.as_os_str().as_encoded_bytes());
+            seed.push(0);
+            if let Ok(metadata) = std::fs::metadata(path) {
+                for number in [
+                    metadata.dev(),
+                    metadata.ino(),
+                    metadata.size(),
+                    metadata.mtime() as u64,
+                    metadata.mtime_nsec() as u64,
+                    metadata.ctime() as u64,
+                    metadata.ctime_nsec() as u64,
+                ] {
+                    seed.extend_from_slice(&number.to_le_bytes());
+                }
+            }
+        }
+    }
+    seed
+}
+
+/// Every key the previous images recorded, the first image (the target's) winning.
+fn candidates<'a>(images: impl Iterator<Item = &'a PreviousImage>) -> HashMap<&'a str, Candidate> {
+    let mut found = HashMap::new();
+    for image in images {
+        for (layer, record) in image.recorded() {
+            found
+                .entry(record.key.as_str())
+                .or_insert_with(|| Candidate {
+                    digest: layer.descriptor.digest.clone(),
+                    size: layer.descriptor.size,
+                    diff_id: layer.diff_id.clone(),
+                    source: image.source.clone(),
+                });
+        }
+    }
+    found
+}
+
+/// The local cache's blob for `key`, when the target repository confirms it holds it.
+async fn confirmed_local(
+    endpoints: &Endpoints,
+    local: Option<&LocalCache>,
+    key: &str,
+) -> Result<Option<Candidate>, BuildError> {
+    let Some(cached) = local.and_then(|local| local.layer(key)) else {
+        return Ok(None);
+    };
+    if !endpoints.target.has_blob(&cached.digest).await? {
+        info!(phase = "plan", key, digest = %cached.digest, "the local cache knows the layer, but the target does not hold its blob");
+        return Ok(None);
+    }
+    Ok(Some(Candidate {
+        digest: cached.digest,
+        size: cached.size,
+        diff_id: cached.diff_id,
+        source: CacheSource::Local,
+    }))
+}
+
+/// The layers of the previous image at the target tag whose keys this build does not have.
+fn dropped(previous: Option<&PreviousImage>, layers: &[PlannedLayer]) -> Vec<Dropped> {
+    let Some(previous) = previous else {
+        return Vec::new();
+    };
+    let keys: HashSet<&str> = layers
+        .iter()
+        .filter_map(|layer| layer.key.as_deref())
+        .collect();
+    let packages: HashSet<String> = layers
+        .iter()
+        .flat_map(|layer| {
+            if layer.members.is_empty() {
+                vec![layer.name.clone()]
+            } else {
+                layer.members.clone()
+            }
+        })
+        .collect();
+    previous
+        .recorded()
+        .filter(|(_, record)| !keys.contains(record.key.as_str()))
+        .map(|(_, record)| {
+            let gone: Vec<String> = record
+                .packages()
+                .into_iter()
+                .filter(|name| !packages.contains(name))
+                .collect();
+            let reason = if gone.len() == record.packages().len() {
+                "not in the build any more".to_owned()
+            } else if !gone.is_empty() {
+                format!("its batch lost {}", gone.join(", "))
+            } else if record.members.is_empty() {
+                "its inputs changed".to_owned()
+            } else {
+                "a package in its batch changed, or the batch was regrouped".to_owned()
+            };
+            Dropped {
+                name: record.name.clone(),
+                key: record.key.clone(),
+                reason,
+            }
+        })
+        .collect()
+}
