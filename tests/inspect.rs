@@ -240,50 +240,93 @@ fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
     let report = inputs.build(&layout_ref, &report_path, &[]);
     let (manifest, digest) = layout_manifest(&layout, "plain");
 
-    // Plain-flag builds record no layer keys: every layer is `base` by the image alone.
+    // By the image alone: the base's layer has no record, the built ones have theirs.
     let tree = layerize_json(&["layers", "--tree", &layout_ref, "--json"]);
     assert_eq!(tree["digest"], digest);
     let layers = tree["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1 + BUILT);
+    assert_eq!(
+        (&layers[0]["origin"], &layers[0]["name"], &layers[0]["key"]),
+        (&json!("base"), &json!("base[0]"), &Value::Null)
+    );
     for (index, layer) in layers.iter().enumerate() {
-        assert_eq!(layer["origin"], "base", "{layer}");
-        assert_eq!(layer["name"], format!("base[{index}]"));
-        assert_eq!(layer["key"], Value::Null);
+        assert_eq!(layer["index"], index);
         assert_eq!(layer["digest"], manifest["layers"][index]["digest"]);
         assert_eq!(layer["size"], manifest["layers"][index]["size"]);
     }
-    assert_eq!(
-        layers[1]["created_by"],
-        format!("layerize build --file {}:/srv/app.conf", inputs.path("big"))
+    for (layer, reported) in layers[1..]
+        .iter()
+        .zip(&report["layers"].as_array().unwrap()[1..])
+    {
+        assert_eq!(layer["origin"], "built", "{layer}");
+        assert_eq!(layer["name"], reported["name"]);
+        assert_eq!(layer["key"], reported["key"]);
+        assert!(
+            layer["key"].as_str().unwrap().starts_with("sha256:"),
+            "{layer}"
+        );
+    }
+    assert!(
+        layers[1]["created_by"]
+            .as_str()
+            .unwrap()
+            .contains("/srv/app.conf"),
+        "{}",
+        layers[1]
     );
 
-    // With the build's report: its statuses and names.
-    let report_arg = report_path.display().to_string();
+    // The same build again reuses every layer: its report says so, and from where.
+    let again_path = out.path().join("again.json");
+    let again = inputs.build(&layout_ref, &again_path, &[]);
+    assert_eq!(
+        again["digest"], digest,
+        "the same inputs give the same image"
+    );
+    let again_arg = again_path.display().to_string();
     let tree = layerize_json(&[
         "layers",
         "--tree",
         &layout_ref,
         "--json",
         "--report",
-        &report_arg,
+        &again_arg,
     ]);
-    let origins: Vec<&str> = tree["layers"]
+    let origins: Vec<(&Value, &Value)> = tree["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|layer| layer["origin"].as_str().unwrap())
+        .map(|layer| (&layer["origin"], &layer["reused_from"]))
         .collect();
-    assert_eq!(
-        origins,
-        ["base", "built", "built", "built", "built", "built"]
+    let reported: Vec<(&Value, &Value)> = again["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| (&layer["status"], &layer["reused_from"]))
+        .collect();
+    assert_eq!(origins, reported);
+    assert!(
+        origins[1..].iter().all(|(origin, _)| *origin == "reused"),
+        "{origins:?}"
     );
-    assert_eq!(tree["layers"][2]["name"], report["layers"][2]["name"]);
-    let text = layerize_text(&["layers", "--tree", &layout_ref, "--report", &report_arg]);
+    let analysis = layerize_json(&[
+        "layers",
+        "--analyze",
+        &layout_ref,
+        "--json",
+        "--report",
+        &again_arg,
+    ]);
+    assert_eq!(
+        analysis["cache_hit_rate"],
+        json!({"reused": BUILT, "built": 0, "rate": 1.0})
+    );
+    let text = layerize_text(&["layers", "--tree", &layout_ref, "--report", &again_arg]);
     let first = text.lines().nth(2).unwrap();
     assert!(
         first.contains("base[0]") && first.contains("base"),
         "{text}"
     );
+    assert!(text.lines().nth(3).unwrap().contains("reused ("), "{text}");
 
     // A report of another image is refused rather than applied to the wrong layers.
     let mut other = report.clone();
