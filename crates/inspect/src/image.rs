@@ -27,10 +27,7 @@ impl InspectedImage {
     ) -> Result<InspectedImage, InspectError> {
         let resolved = resolve(store, reference, platform)
             .await
-            .map_err(|source| InspectError::Open {
-                image: name.to_owned(),
-                source: Box::new(source),
-            })?;
+            .map_err(|error| InspectError::Open(Box::new(error)))?;
         Ok(InspectedImage {
             name: name.to_owned(),
             manifest_digest: resolved.manifest_digest,

@@ -45,8 +45,8 @@ impl ImageArgs {
         let options = OpenOptions {
             remote: self.connection.remote_options(),
         };
-        let store = open_base(&reference, self.creds.as_deref(), &options)
-            .with_context(|| format!("opening {reference}"))?;
+        // Store errors name the store (`oci:DIR:TAG`, `host/repo`) themselves.
+        let store = open_base(&reference, self.creds.as_deref(), &options)?;
         let image = runtime.block_on(InspectedImage::open(
             store.store.as_ref(),
             &store.reference,

@@ -102,11 +102,10 @@ pub async fn analyze(
             read_image_layer(store, descriptor, diff_id)
                 .await
                 .map(Some)
-                .map_err(|source| InspectError::Layer {
+                .map_err(|error| InspectError::Layer {
                     image: image.name.clone(),
                     index,
-                    digest: descriptor.digest.clone(),
-                    source: Box::new(source),
+                    error: Box::new(error),
                 })
         })
         .buffered(CONCURRENT_LAYERS);

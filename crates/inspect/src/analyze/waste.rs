@@ -62,8 +62,9 @@ impl Waste {
     }
 }
 
+/// The copy of a file the image shows at a path so far.
 #[derive(Clone, Copy, Debug)]
-struct Copy {
+struct Visible {
     layer: usize,
     size: u64,
 }
@@ -71,7 +72,7 @@ struct Copy {
 /// Applies layers in order and collects what each loses.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    live: BTreeMap<String, Copy>,
+    live: BTreeMap<String, Visible>,
     lost: Vec<Vec<LostCopy>>,
 }
 
@@ -107,7 +108,7 @@ impl Ledger {
                         self.lose_below(change.path, Fate::Hidden, layer);
                     }
                     if kind == Kind::File {
-                        let copy = Copy {
+                        let copy = Visible {
                             layer,
                             size: change.size,
                         };
@@ -183,7 +184,7 @@ impl Ledger {
         }
     }
 
-    fn record(&mut self, path: String, copy: Copy, fate: Fate, by_layer: usize) {
+    fn record(&mut self, path: String, copy: Visible, fate: Fate, by_layer: usize) {
         debug_assert!(copy.layer < by_layer, "a layer never loses its own files");
         self.lost[copy.layer].push(LostCopy {
             path,
