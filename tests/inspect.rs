@@ -11,7 +11,7 @@ mod cache_clean;
 mod recorded;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use layerize_manifest::Digest;
 use serde_json::{json, Value};
@@ -42,7 +42,8 @@ fn content(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Input files and a base layout for the build of this suite.
+/// The input files and base layout of this suite's build, and a scratch directory for its
+/// outputs: the layout `out` (the build's tag `plain`), reports, caches.
 struct Inputs {
     dir: TempDir,
     base: images::OciLayout,
@@ -61,7 +62,22 @@ impl Inputs {
     }
 
     fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        self.file(name).display().to_string()
+    }
+
+    /// A file of the scratch directory.
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The output layout.
+    fn layout(&self) -> PathBuf {
+        self.file("out")
+    }
+
+    /// `oci:…/out:TAG`.
+    fn layout_ref(&self, tag: &str) -> String {
+        format!("oci:{}:{tag}", self.layout().display())
     }
 
     /// Builds onto `target`: /srv/app.conf written (1000 B), /srv/gone.txt written (77 B),
@@ -91,6 +107,19 @@ impl Inputs {
         run_ok(&mut build);
         read_report(report)
     }
+}
+
+/// `layers --analyze REF --json --report REPORT`.
+fn analyze_json(reference: &str, report: &Path) -> Value {
+    let report = report.display().to_string();
+    layerize_json(&[
+        "layers",
+        "--analyze",
+        reference,
+        "--json",
+        "--report",
+        &report,
+    ])
 }
 
 /// Runs `layerize ARGS`, which must succeed, and parses its stdout as JSON.
@@ -190,22 +219,12 @@ fn assert_analysis(analysis: &Value, layout: &Path, manifest: &Value) {
 #[test]
 fn analyze_counts_overwritten_and_deleted_copies_on_a_layout_and_a_registry() {
     let inputs = Inputs::new();
-    let out = scratch_dir();
-    let layout = out.path().join("out");
-    let layout_ref = format!("oci:{}:plain", layout.display());
-    let layout_report = out.path().join("layout-report.json");
+    let (layout, layout_ref) = (inputs.layout(), inputs.layout_ref("plain"));
+    let layout_report = inputs.file("layout-report.json");
     inputs.build(&layout_ref, &layout_report, &[]);
     let (manifest, _) = layout_manifest(&layout, "plain");
 
-    let report_arg = layout_report.display().to_string();
-    let analysis = layerize_json(&[
-        "layers",
-        "--analyze",
-        &layout_ref,
-        "--json",
-        "--report",
-        &report_arg,
-    ]);
+    let analysis = analyze_json(&layout_ref, &layout_report);
     assert_analysis(&analysis, &layout, &manifest);
     assert_eq!(
         analysis["cache_hit_rate"],
@@ -219,16 +238,9 @@ fn analyze_counts_overwritten_and_deleted_copies_on_a_layout_and_a_registry() {
     // The same build pushed to a registry: the same layers, read back over HTTP.
     let registry = Registry::open();
     let remote = format!("{}/inspect/app:1", registry.host());
-    let remote_report = out.path().join("remote-report.json");
+    let remote_report = inputs.file("remote-report.json");
     inputs.build(&remote, &remote_report, &[]);
-    let remote_analysis = layerize_json(&[
-        "layers",
-        "--analyze",
-        &remote,
-        "--json",
-        "--report",
-        &remote_report.display().to_string(),
-    ]);
+    let remote_analysis = analyze_json(&remote, &remote_report);
     assert_analysis(&remote_analysis, &layout, &manifest);
     assert_eq!(remote_analysis["cache_hit_rate"]["built"], BUILT);
 }
@@ -236,10 +248,8 @@ fn analyze_counts_overwritten_and_deleted_copies_on_a_layout_and_a_registry() {
 #[test]
 fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
     let inputs = Inputs::new();
-    let out = scratch_dir();
-    let layout = out.path().join("out");
-    let layout_ref = format!("oci:{}:plain", layout.display());
-    let report_path = out.path().join("report.json");
+    let (layout, layout_ref) = (inputs.layout(), inputs.layout_ref("plain"));
+    let report_path = inputs.file("report.json");
     let report = inputs.build(&layout_ref, &report_path, &[]);
     let (manifest, digest) = layout_manifest(&layout, "plain");
 
@@ -279,7 +289,7 @@ fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
     );
 
     // The same build again reuses every layer: its report says so, and from where.
-    let again_path = out.path().join("again.json");
+    let again_path = inputs.file("again.json");
     let again = inputs.build(&layout_ref, &again_path, &[]);
     assert_eq!(
         again["digest"], digest,
@@ -311,14 +321,7 @@ fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
         origins[1..].iter().all(|(origin, _)| *origin == "reused"),
         "{origins:?}"
     );
-    let analysis = layerize_json(&[
-        "layers",
-        "--analyze",
-        &layout_ref,
-        "--json",
-        "--report",
-        &again_arg,
-    ]);
+    let analysis = analyze_json(&layout_ref, &again_path);
     assert_eq!(
         analysis["cache_hit_rate"],
         json!({"reused": BUILT, "built": 0, "rate": 1.0})
@@ -334,7 +337,7 @@ fn tree_lists_base_layers_as_base_and_takes_origins_from_the_build_report() {
     // A report of another image is refused rather than applied to the wrong layers.
     let mut other = report.clone();
     other["digest"] = json!(Digest::sha256(b"another manifest"));
-    let other_path = out.path().join("other.json");
+    let other_path = inputs.file("other.json");
     std::fs::write(&other_path, other.to_string()).unwrap();
     let stderr = run_err(
         support::layerize!()

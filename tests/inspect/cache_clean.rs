@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use support::layerize::run_ok;
-use support::scratch_dir;
 
 use super::{layerize_text, Inputs, BUILT};
 
@@ -45,23 +44,15 @@ fn cache_entries(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn cache_clean_removes_exactly_the_old_and_least_recently_used_entries() {
     let inputs = Inputs::new();
-    let out = scratch_dir();
-    let cache = out.path().join("cache");
+    let cache = inputs.file("cache");
     let cache_arg = cache.display().to_string();
-    let plain = format!("oci:{}:plain", out.path().join("out").display());
-    inputs.build(
-        &plain,
-        &out.path().join("r1.json"),
-        &["--cache-dir", &cache_arg],
-    );
+    let plain = inputs.layout_ref("plain");
+    inputs.build(&plain, &inputs.file("r.json"), &["--cache-dir", &cache_arg]);
     // A build on that image indexes its six layers: the cache holds one entry per layer.
     let mut build = support::layerize!();
     build
         .args(["build", "--base", &plain])
-        .args([
-            "--target",
-            &format!("oci:{}:next", out.path().join("out").display()),
-        ])
+        .args(["--target", &inputs.layout_ref("next")])
         .arg("--file")
         .arg(format!("{}:/srv/next", inputs.path("small")))
         .args(["--cache-dir", &cache_arg]);

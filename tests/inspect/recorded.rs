@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use support::images;
 use support::layerize::run_ok;
 use support::registry::Registry;
-use support::{scratch_dir, skopeo};
+use support::skopeo;
 
 use super::{
-    blob, layerize_json, layerize_text, layout_manifest, Inputs, BASE_MOTD, BIG, BUILT, GONE,
+    analyze_json, blob, layerize_json, layerize_text, layout_manifest, Inputs, BASE_MOTD, BIG,
+    BUILT, GONE,
 };
 
 /// Rewrites the suite's image in `layout` (tag `plain`) with a layer record on each built layer
@@ -98,15 +99,10 @@ fn assert_recorded_tree(tree: &Value, records: &[LayerRecord]) {
 #[test]
 fn recorded_layers_show_names_keys_and_origins_in_tree_and_export_chain() {
     let inputs = Inputs::new();
-    let out = scratch_dir();
-    let layout = out.path().join("out");
-    inputs.build(
-        &format!("oci:{}:plain", layout.display()),
-        &out.path().join("r.json"),
-        &[],
-    );
+    let layout = inputs.layout();
+    inputs.build(&inputs.layout_ref("plain"), &inputs.file("r.json"), &[]);
     let records = craft_recorded(&layout, &inputs.base);
-    let recorded = format!("oci:{}:recorded", layout.display());
+    let recorded = inputs.layout_ref("recorded");
     let (manifest, digest) = layout_manifest(&layout, "recorded");
 
     let tree = layerize_json(&["layers", "--tree", &recorded, "--json"]);
@@ -130,7 +126,7 @@ fn recorded_layers_show_names_keys_and_origins_in_tree_and_export_chain() {
             entry
         }).collect::<Vec<_>>(),
     });
-    let report_path = out.path().join("recorded-report.json");
+    let report_path = inputs.file("recorded-report.json");
     std::fs::write(&report_path, report.to_string()).unwrap();
     let report_arg = report_path.display().to_string();
     let tree = layerize_json(&[
@@ -165,14 +161,7 @@ fn recorded_layers_show_names_keys_and_origins_in_tree_and_export_chain() {
     );
     // Records win over the report's names.
     assert_eq!(tree["layers"][1]["name"], "pkg-1");
-    let analysis = layerize_json(&[
-        "layers",
-        "--analyze",
-        &recorded,
-        "--json",
-        "--report",
-        &report_arg,
-    ]);
+    let analysis = analyze_json(&recorded, &report_path);
     assert_eq!(
         analysis["cache_hit_rate"],
         json!({"reused": 3, "built": 2, "rate": 0.6})
@@ -183,7 +172,7 @@ fn recorded_layers_show_names_keys_and_origins_in_tree_and_export_chain() {
     );
 
     // export-chain: parents chained, digests the manifest's, keys and times from the config.
-    let chain_path = out.path().join("chain.json");
+    let chain_path = inputs.file("chain.json");
     run_ok(
         support::layerize!()
             .args([
