@@ -410,7 +410,7 @@ async fn build_layer(
         .put_blob(
             &written.digest,
             written.size,
-            BlobBody::File(spool.to_path_buf()),
+            BlobBody::Spooled(spool.to_path_buf()),
         )
         .await?;
     // A rename into the store leaves nothing behind; otherwise this removes the spool file.
