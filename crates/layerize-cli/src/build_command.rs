@@ -218,8 +218,13 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     if let ImageRef::Registry(reference) = &target_ref {
         if reference.digest.is_some() {
             // Refused before any upload: the digest of the result exists only after the build.
+            let named_by = if args.target.is_some() {
+                "--target"
+            } else {
+                "image.target"
+            };
             bail!(
-                "target {target_ref}: name a tag, not a digest (the image's digest is known only once it is built)"
+                "{named_by} {target_ref}: name a tag, not a digest (the image's digest is known only once it is built)"
             );
         }
     }
