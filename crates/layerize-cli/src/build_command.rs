@@ -294,6 +294,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             .clone()
             .or_else(layerize_basefs::default_cache_dir),
         max_layers,
+        dry_run: args.dry_run,
     };
 
     let planned = runtime.block_on(plan(&endpoints, request))?;

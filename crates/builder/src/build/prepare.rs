@@ -59,7 +59,8 @@ impl PlannedBuild {
     }
 }
 
-/// Plans a build. Reads the base, the previous images and the inputs; writes nothing.
+/// Plans a build. Reads the base, the previous images and the inputs; writes nothing but the
+/// base filesystem index to the local cache, and not even that for a dry run.
 pub async fn plan(
     endpoints: &Endpoints,
     request: BuildRequest,
@@ -74,6 +75,7 @@ pub async fn plan(
         jobs,
         cache_dir,
         max_layers,
+        dry_run,
     } = request;
     info!(
         phase = "build",
@@ -156,8 +158,13 @@ pub async fn plan(
     )?;
 
     let (base_fs, base_index) = if specs.iter().any(|spec| !spec.inputs.is_empty()) {
-        let (index, report) =
-            index_base(endpoints.base.as_ref(), &base_layers, cache_dir.as_deref()).await?;
+        let (index, report) = index_base(
+            endpoints.base.as_ref(),
+            &base_layers,
+            cache_dir.as_deref(),
+            dry_run,
+        )
+        .await?;
         (Some(Arc::new(index)), Some(report))
     } else {
         (None, None)
@@ -290,6 +297,7 @@ async fn index_base(
     store: &dyn layerize_registry::Store,
     base_layers: &[Layer],
     cache_dir: Option<&Path>,
+    dry_run: bool,
 ) -> Result<(FsIndex, BaseIndexReport), BuildError> {
     let readable: Vec<_> = base_layers
         .iter()
@@ -306,7 +314,10 @@ async fn index_base(
         })
         .map(|layer| (layer.descriptor.clone(), layer.diff_id.clone()))
         .collect();
-    let cache = cache_dir.map(LayerCache::new);
+    let cache =
+        cache_dir
+            .map(LayerCache::new)
+            .map(|cache| if dry_run { cache.read_only() } else { cache });
     let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
     let report = BaseIndexReport {
         paths: base_fs.index.len(),
