@@ -52,7 +52,7 @@ use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
-pub use fingerprint::Fingerprint;
+pub use fingerprint::{file_identity, Fingerprint};
 pub use host_modes::HostModes;
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
