@@ -51,31 +51,31 @@ pub enum MemberError {
 #[derive(Debug, thiserror::Error)]
 pub enum BaseFsError {
     #[error(
-        "base layer {layer} is a foreign (non-distributable) layer ({media_type}): its blob is \
+        "layer {layer} is a foreign (non-distributable) layer ({media_type}): its blob is \
          not in the registry, so its files cannot be indexed"
     )]
     ForeignLayer { layer: Digest, media_type: String },
-    #[error("base layer {layer}: {source}")]
+    #[error("layer {layer}: {source}")]
     Store {
         layer: Digest,
         #[source]
         source: StoreError,
     },
-    #[error("base layer {layer}: {source}")]
+    #[error("layer {layer}: {source}")]
     Layer {
         layer: Digest,
         #[source]
         source: LayerError,
     },
-    #[error("base layer {layer}: the blob's digest is {actual}")]
+    #[error("layer {layer}: the blob's digest is {actual}")]
     BlobDigestMismatch { layer: Digest, actual: Digest },
-    #[error("base layer {layer}: the blob is {actual} bytes, the manifest says {expected}")]
+    #[error("layer {layer}: the blob is {actual} bytes, the manifest says {expected}")]
     BlobSizeMismatch {
         layer: Digest,
         expected: u64,
         actual: u64,
     },
-    #[error("base layer {layer}: the blob is longer than the manifest's {expected} bytes")]
+    #[error("layer {layer}: the blob is longer than the manifest's {expected} bytes")]
     BlobTooLong { layer: Digest, expected: u64 },
     #[error("file to capture: {0}")]
     CapturePath(#[source] PathError),

@@ -10,6 +10,8 @@
 //! Building one: [`read_layer`] reads one layer blob into a [`LayerIndex`], [`merge`] stacks
 //! them; [`index_image`] does both for an image in a [`layerize_registry::Store`], with a
 //! [`LayerCache`] on disk so that a later build on the same base reads no base blob.
+//! [`read_image_layer`] reads one layer of an image for tools that look at layers one by one
+//! ([`LayerIndex::changes`]).
 
 mod blob_reader;
 mod cache;
@@ -29,9 +31,9 @@ mod test_tar;
 pub use cache::{default_cache_dir, LayerCache};
 pub use entry::{Entry, Kind, OwnedEntry};
 pub use error::{BaseFsError, LayerError, MemberError};
-pub use image::{index_image, BaseFs, IndexStats};
+pub use image::{index_image, read_image_layer, BaseFs, IndexStats, ReadLayer};
 pub use index::FsIndex;
-pub use layer::{read_layer, Capture, CaptureSet, LayerIndex};
+pub use layer::{read_layer, Capture, CaptureSet, Change, LayerIndex, PathChange};
 pub use merge::merge;
 pub use path::{normalise, PathError};
 pub use resolve::{ResolveError, Resolved, Resolver, MAX_SYMLINK_EXPANSIONS};

@@ -122,6 +122,7 @@ async fn failed_build(
         jobs: 4,
         cache_dir: None,
         max_layers: None,
+        dry_run: false,
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),

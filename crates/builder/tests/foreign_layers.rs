@@ -81,6 +81,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         jobs: 2,
         cache_dir: None,
         max_layers: None,
+        dry_run: false,
     };
     let report = build(&endpoints, request).await.unwrap();
 

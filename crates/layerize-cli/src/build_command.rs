@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
-use layerize_builder::layer::{Compression, LayerOptions};
+use layerize_builder::layer::{Compression, CompressionPool, LayerOptions};
 use layerize_builder::{execute, plan, BuildRequest, CacheImage, LayerSpec};
 use layerize_buildfile::{BuildFile, LayerEntry, Located};
 use layerize_manifest::{utc_rfc3339, ConfigEdit, Platform};
@@ -93,7 +93,8 @@ pub struct BuildArgs {
     /// Layer compression (zstd needs an OCI manifest).
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     compression: CompressionArg,
-    /// Compression threads (default: all cores). Output is identical for any value.
+    /// Compression threads, shared by all layers of the build (default: all cores). Output is
+    /// identical for any value.
     #[arg(long)]
     threads: Option<usize>,
     /// Blobs transferred at once.
@@ -197,7 +198,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         if threads == 0 {
             bail!("--threads must be at least 1");
         }
-        layer_options.threads = threads;
+        layer_options.pool = CompressionPool::new(threads);
     }
     let created = utc_rfc3339(layer_options.mtime);
 
@@ -217,8 +218,13 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     if let ImageRef::Registry(reference) = &target_ref {
         if reference.digest.is_some() {
             // Refused before any upload: the digest of the result exists only after the build.
+            let named_by = if args.target.is_some() {
+                "--target"
+            } else {
+                "image.target"
+            };
             bail!(
-                "target {target_ref}: name a tag, not a digest (the image's digest is known only once it is built)"
+                "{named_by} {target_ref}: name a tag, not a digest (the image's digest is known only once it is built)"
             );
         }
     }
@@ -288,6 +294,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             .clone()
             .or_else(layerize_basefs::default_cache_dir),
         max_layers,
+        dry_run: args.dry_run,
     };
 
     let planned = runtime.block_on(plan(&endpoints, request))?;

@@ -2,9 +2,13 @@
 //! library crates.
 
 mod build_command;
+mod cache_command;
 mod connection_args;
+mod export_chain_command;
+mod image_args;
 mod init_command;
 mod layer_inputs;
+mod layers_command;
 mod logging;
 mod login_command;
 mod progress;
@@ -38,6 +42,12 @@ enum Command {
     Login(login_command::LoginArgs),
     /// Write a commented example build file (layerize.yaml).
     Init(init_command::InitArgs),
+    /// Show an image's layers: the chain (--tree) or sizes and wasted bytes (--analyze).
+    Layers(Box<layers_command::LayersArgs>),
+    /// Write an image's layer chain (keys, digests, parents, sizes, times, status) as JSON.
+    ExportChain(Box<export_chain_command::ExportChainArgs>),
+    /// Manage the local cache.
+    Cache(cache_command::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +69,9 @@ fn main() -> ExitCode {
         }
         Command::Login(args) => login_command::run(args),
         Command::Init(args) => init_command::run(args),
+        Command::Layers(args) => layers_command::run(*args),
+        Command::ExportChain(args) => export_chain_command::run(*args),
+        Command::Cache(args) => cache_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

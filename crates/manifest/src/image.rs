@@ -132,17 +132,35 @@ impl Image {
     /// for theirs), the entries are matched from the end, since appended layers come last; with
     /// more entries than layers nothing is matched.
     pub fn layer_histories(&self) -> Vec<Option<History>> {
+        self.layer_history_entries()
+            .into_iter()
+            .map(|entry| {
+                entry.map(|entry| History {
+                    created_by: entry["created_by"].as_str().unwrap_or_default().to_owned(),
+                    comment: entry["comment"].as_str().map(str::to_owned),
+                    empty_layer: false,
+                })
+            })
+            .collect()
+    }
+
+    /// The `created` time (as written, normally RFC 3339) of each layer's history entry, matched
+    /// as [`Image::layer_histories`] matches them; `None` where there is no entry or no time.
+    pub fn layer_created_times(&self) -> Vec<Option<String>> {
+        self.layer_history_entries()
+            .into_iter()
+            .map(|entry| entry.and_then(|entry| entry["created"].as_str().map(str::to_owned)))
+            .collect()
+    }
+
+    /// The raw history entry of each layer, matched as [`Image::layer_histories`] says.
+    fn layer_history_entries(&self) -> Vec<Option<&Value>> {
         let layers = self.layers().len();
-        let entries: Vec<History> = self.config["history"]
+        let entries: Vec<&Value> = self.config["history"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|entry| entry["empty_layer"].as_bool() != Some(true))
-            .map(|entry| History {
-                created_by: entry["created_by"].as_str().unwrap_or_default().to_owned(),
-                comment: entry["comment"].as_str().map(str::to_owned),
-                empty_layer: false,
-            })
             .collect();
         if entries.len() > layers {
             return vec![None; layers];

@@ -40,7 +40,7 @@ pub fn open_base(
         }
         ImageRef::Registry(reference) => {
             let registry = connect(reference.api_host(), &reference.registry, creds, options)?;
-            Ok(remote_store(registry, creds, image))
+            Ok(remote_store(registry, creds, image, false))
         }
     }
 }
@@ -57,7 +57,7 @@ pub fn open_target(
         ImageRef::Layout { path, tag } => {
             Ok(layout_store(OciLayout::create(path, tag.clone())?, image))
         }
-        ImageRef::Registry(_) => remote_sharing(image, creds, options, base),
+        ImageRef::Registry(_) => remote_sharing(image, creds, options, base, true),
     }
 }
 
@@ -74,7 +74,7 @@ pub fn open_cache_source(
         ImageRef::Layout { path, tag } => {
             Ok(layout_store(OciLayout::open(path, tag.clone())?, image))
         }
-        ImageRef::Registry(_) => remote_sharing(image, creds, options, target),
+        ImageRef::Registry(_) => remote_sharing(image, creds, options, target, false),
     }
 }
 
@@ -85,6 +85,7 @@ fn remote_sharing(
     creds: Option<&str>,
     options: &OpenOptions,
     peer: &OpenedStore,
+    pushing: bool,
 ) -> Result<OpenedStore, StoreError> {
     let ImageRef::Registry(reference) = image else {
         unreachable!("remote_sharing is only called for registry references");
@@ -96,7 +97,7 @@ fn remote_sharing(
         Some((registry, _)) => registry.clone(),
         None => connect(reference.api_host(), &reference.registry, creds, options)?,
     };
-    Ok(remote_store(registry, creds, image))
+    Ok(remote_store(registry, creds, image, pushing))
 }
 
 fn layout_store(layout: OciLayout, image: &ImageRef) -> OpenedStore {
@@ -109,12 +110,25 @@ fn layout_store(layout: OciLayout, image: &ImageRef) -> OpenedStore {
     }
 }
 
-fn remote_store(registry: Registry, creds: Option<&str>, image: &ImageRef) -> OpenedStore {
+/// A store for the registry image `image`; `pushing` for a target (see
+/// `RemoteRepository::for_push`).
+fn remote_store(
+    registry: Registry,
+    creds: Option<&str>,
+    image: &ImageRef,
+    pushing: bool,
+) -> OpenedStore {
     let ImageRef::Registry(reference) = image else {
         unreachable!("remote_store is only called for registry references");
     };
+    let repository = registry.repository(&reference.repository);
+    let repository = if pushing {
+        repository.for_push()
+    } else {
+        repository
+    };
     OpenedStore {
-        store: Arc::new(registry.repository(&reference.repository)),
+        store: Arc::new(repository),
         reference: image.store_reference(),
         public_name: Some(reference.to_string()),
         needs_oci: false,

@@ -20,12 +20,20 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
-/// What to write as a blob.
+/// What to write as a blob. Stores verify every body against the digest and size they are
+/// given, except the digest of a [`BlobBody::Spooled`] file.
 pub enum BlobBody {
     /// Small blobs already in memory (configs).
     Bytes(Bytes),
-    /// A finished file on disk (a spooled layer).
+    /// A finished file on disk that this process did not write itself, or did not hash as it
+    /// wrote it: verified like any other body.
     File(PathBuf),
+    /// A file this process has just written and whose digest it computed from the very bytes
+    /// it wrote (a built layer's spool file, hashed on its way out of the compressor). A store
+    /// may take the digest on trust and check only the size, which spares re-reading and
+    /// re-hashing the whole blob. Never for a file from elsewhere (another store, the user, a
+    /// file another process may still write): that is [`BlobBody::File`].
+    Spooled(PathBuf),
     /// Bytes streamed from elsewhere (a blob of another store), verified against the digest.
     Stream(BlobStream),
 }
@@ -122,7 +130,8 @@ pub trait Store: Send + Sync {
     ) -> Result<PutOutcome, StoreError>;
 
     /// A directory on the same file system as the store's blobs, where a layer can be spooled so
-    /// that `put_blob(BlobBody::File)` becomes a rename. `None`: any temporary directory.
+    /// that `put_blob(BlobBody::Spooled)` (or `File`) becomes a rename. `None`: any temporary
+    /// directory.
     fn spool_dir(&self) -> Option<PathBuf> {
         None
     }

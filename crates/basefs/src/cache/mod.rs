@@ -48,6 +48,8 @@ fn cache_dir_from(xdg_cache_home: Option<OsString>, home: Option<OsString>) -> O
 #[derive(Clone, Debug)]
 pub struct LayerCache {
     dir: PathBuf,
+    /// Whether [`LayerCache::store`] writes (a dry run reads the cache but leaves it as it is).
+    writable: bool,
 }
 
 impl LayerCache {
@@ -58,7 +60,14 @@ impl LayerCache {
                 .join("basefs")
                 .join(format!("v{VERSION}"))
                 .join("sha256"),
+            writable: true,
         }
+    }
+
+    /// The same cache, read but never written.
+    pub fn read_only(mut self) -> LayerCache {
+        self.writable = false;
+        self
     }
 
     /// Where the index of the layer with this diffID lives.
@@ -80,7 +89,9 @@ impl LayerCache {
         };
         // Entries are files whose modification time is their last use, which is what
         // `layerize cache clean` removes the least recently used by.
-        let _ = file.set_modified(std::time::SystemTime::now());
+        if self.writable {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         match decode(file, diff_id) {
             Ok(layer) => Some(layer),
             Err(error) => {
@@ -93,6 +104,9 @@ impl LayerCache {
     /// Writes the index of the layer: to a temporary file in the same directory, renamed into
     /// place when complete, so readers see the old file, no file, or the whole new one.
     pub fn store(&self, diff_id: &Digest, layer: &LayerIndex) -> io::Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.dir)?;
         let temp = tempfile::NamedTempFile::new_in(&self.dir)?;
         let mut writer = HashingWriter::new(BufWriter::new(temp));

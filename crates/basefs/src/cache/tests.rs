@@ -63,6 +63,26 @@ fn a_stored_layer_loads_back_equal() {
 }
 
 #[test]
+fn a_read_only_cache_loads_but_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (diff_id, layer) = rich_layer();
+    let read_only = LayerCache::new(dir.path()).read_only();
+    read_only.store(&diff_id, &layer).unwrap();
+    assert!(!dir.path().join("basefs").exists());
+    LayerCache::new(dir.path()).store(&diff_id, &layer).unwrap();
+    let path = read_only.path(&diff_id);
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert_eq!(read_only.load(&diff_id).unwrap(), layer);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), old);
+}
+
+#[test]
 fn truncated_or_damaged_files_are_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let cache = LayerCache::new(dir.path());

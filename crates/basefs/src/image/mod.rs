@@ -14,7 +14,7 @@ use crate::blob_reader::BlobReader;
 use crate::cache::LayerCache;
 use crate::error::BaseFsError;
 use crate::hashing::HashingReader;
-use crate::layer::{read_layer, Capture, CaptureSet, LayerIndex};
+use crate::layer::{read_layer_measured, Capture, CaptureSet, LayerIndex};
 use crate::{merge, FsIndex, Kind};
 
 /// Layers read at once: enough to keep the network busy while two cores decompress.
@@ -99,10 +99,10 @@ pub async fn index_image(
                 let (descriptor, diff_id) = &layers[number];
                 let keep = std::mem::take(&mut captured[number]);
                 async move {
-                    let (layer, bytes) =
+                    let read =
                         read_from_store(store, descriptor, diff_id, Arc::new(set), keep, cache)
                             .await?;
-                    Ok::<_, BaseFsError>((number, layer, bytes))
+                    Ok::<_, BaseFsError>((number, read.layer, read.blob_bytes))
                 }
             })
             .buffered(CONCURRENT_LAYERS)
@@ -179,7 +179,7 @@ async fn obtain(
             });
         }
     }
-    let (layer, bytes) = read_from_store(
+    let read = read_from_store(
         store,
         descriptor,
         diff_id,
@@ -189,14 +189,36 @@ async fn obtain(
     )
     .await?;
     Ok(Obtained {
-        layer,
-        blob_bytes: Some(bytes),
+        layer: read.layer,
+        blob_bytes: Some(read.blob_bytes),
     })
 }
 
-/// Streams the layer's blob from `store` into [`read_layer`] on a blocking thread, checks the
-/// blob's size and digest, and caches the result with `keep` (captures of an earlier read)
-/// added. Returns the layer and the blob bytes read.
+/// One layer read from its blob, with the sizes of the blob and of its tar stream.
+#[derive(Clone, Debug)]
+pub struct ReadLayer {
+    pub layer: LayerIndex,
+    /// Compressed bytes read from the store (the descriptor's size).
+    pub blob_bytes: u64,
+    /// Bytes of the uncompressed tar stream (what the diffID covers).
+    pub tar_bytes: u64,
+}
+
+/// Reads one layer of an image from `store`, streaming its blob (checked against the
+/// descriptor's size and digest and the diffID) without keeping any file content or caching it.
+pub async fn read_image_layer(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    diff_id: &Digest,
+) -> Result<ReadLayer, BaseFsError> {
+    refuse_foreign_layers(&[(descriptor.clone(), diff_id.clone())])?;
+    let nothing = Arc::new(CaptureSet::default());
+    read_from_store(store, descriptor, diff_id, nothing, BTreeMap::new(), None).await
+}
+
+/// Streams the layer's blob from `store` into [`crate::read_layer`] on a blocking thread,
+/// checks the blob's size and digest, and caches the result with `keep` (captures of an earlier
+/// read) added.
 async fn read_from_store(
     store: &dyn Store,
     descriptor: &Descriptor,
@@ -204,7 +226,7 @@ async fn read_from_store(
     capture: Arc<CaptureSet>,
     keep: BTreeMap<String, Vec<u8>>,
     cache: Option<&LayerCache>,
-) -> Result<(LayerIndex, u64), BaseFsError> {
+) -> Result<ReadLayer, BaseFsError> {
     let layer_digest = descriptor.digest.clone();
     let store_error = |source| BaseFsError::Store {
         layer: layer_digest.clone(),
@@ -218,7 +240,7 @@ async fn read_from_store(
     let (descriptor, diff_id, cache) = (descriptor.clone(), diff_id.clone(), cache.cloned());
     let reading = tokio::task::spawn_blocking(move || {
         let mut blob = HashingReader::new(BlobReader::new(receiver, descriptor.size));
-        let read = read_layer(&mut blob, &diff_id, &capture);
+        let read = read_layer_measured(&mut blob, &diff_id, &capture);
         let overlong = blob.get_ref().overlong();
         let (digest, bytes) = blob.finish();
         let layer = descriptor.digest;
@@ -228,7 +250,7 @@ async fn read_from_store(
                 expected: descriptor.size,
             });
         }
-        let mut index = read.map_err(|source| BaseFsError::Layer {
+        let (mut index, tar_bytes) = read.map_err(|source| BaseFsError::Layer {
             layer: layer.clone(),
             source,
         })?;
@@ -254,7 +276,11 @@ async fn read_from_store(
                 tracing::warn!(path = %path.display(), %error, "cannot cache a layer index");
             }
         }
-        Ok((index, bytes))
+        Ok(ReadLayer {
+            layer: index,
+            blob_bytes: bytes,
+            tar_bytes,
+        })
     });
     let feeding = async move {
         while let Some(chunk) = blob.next().await {

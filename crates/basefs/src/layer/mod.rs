@@ -94,11 +94,58 @@ impl LayerIndex {
         self.captured.get(path).map(Vec::as_slice)
     }
 
+    /// Whether an opaque whiteout at the root hides every path of the layers below.
+    pub fn hides_root(&self) -> bool {
+        self.settled.hides_root
+    }
+
+    /// What the layer does at each path it describes, in tree order: every directory right
+    /// before its subtree.
+    pub fn changes(&self) -> impl Iterator<Item = PathChange<'_>> {
+        let table = &self.settled.table;
+        table.records.iter().map(move |record| PathChange {
+            path: table.path(record),
+            change: match record.slot() {
+                Slot::Entry(kind) => Change::Put(kind),
+                Slot::Whiteout => Change::Whiteout,
+                Slot::Opaque => Change::Opaque,
+            },
+            size: record.size,
+            hides_lower: record.hides_lower(),
+        })
+    }
+
     /// The layer's own regular file at `path` (its size), if it has one.
     pub(crate) fn file_size(&self, path: &str) -> Option<u64> {
         let record = self.settled.find(path)?;
         (record.slot() == Slot::Entry(Kind::File)).then_some(record.size)
     }
+}
+
+/// What a layer does at one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// An entry of this kind is put there (a file replaces what lower layers have at the path; a
+    /// directory merges with a lower one unless [`PathChange::hides_lower`]).
+    Put(Kind),
+    /// A whiteout: the path and everything below it are removed from the lower layers.
+    Whiteout,
+    /// An opaque whiteout without an entry for the directory: what the lower layers have below
+    /// it is hidden, the directory itself stays.
+    Opaque,
+}
+
+/// One path of a layer, as [`LayerIndex::changes`] lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathChange<'a> {
+    /// Normalised, relative to the root.
+    pub path: &'a str,
+    pub change: Change,
+    /// Bytes of a regular file's content; 0 for everything else.
+    pub size: u64,
+    /// The layer removes what lower layers have at and below the path before putting its own
+    /// entry there (a whiteout, a non-directory, an opaque directory).
+    pub hides_lower: bool,
 }
 
 /// Reads the layer blob `blob` (gzip, zstd or plain tar, told by its first bytes) to its end,
@@ -109,13 +156,22 @@ pub fn read_layer(
     diff_id: &Digest,
     capture: &CaptureSet,
 ) -> Result<LayerIndex, LayerError> {
+    read_layer_measured(blob, diff_id, capture).map(|(layer, _)| layer)
+}
+
+/// [`read_layer`], also returning the length of the uncompressed tar stream.
+pub(crate) fn read_layer_measured(
+    blob: impl Read,
+    diff_id: &Digest,
+    capture: &CaptureSet,
+) -> Result<(LayerIndex, u64), LayerError> {
     let tar = decompress::decompressed(blob).map_err(LayerError::Read)?;
     // Tar headers are read 512 bytes at a time; a buffer keeps the decoder's calls large.
     let mut stream = BufReader::with_capacity(64 * 1024, HashingReader::new(tar));
     let raw = members::read(&mut stream, capture)?;
     // The diffID covers everything, including the zero blocks after the end-of-archive mark.
     io::copy(&mut stream, &mut io::sink()).map_err(LayerError::Read)?;
-    let (actual, _) = stream.into_inner().finish();
+    let (actual, tar_bytes) = stream.into_inner().finish();
     if &actual != diff_id {
         return Err(LayerError::DiffIdMismatch {
             expected: diff_id.clone(),
@@ -134,5 +190,5 @@ pub fn read_layer(
         })
         .map(|(path, (_, content))| (path, content))
         .collect();
-    Ok(LayerIndex { settled, captured })
+    Ok((LayerIndex { settled, captured }, tar_bytes))
 }

@@ -361,3 +361,41 @@ fn captures_asked_files_within_their_limit() {
     assert_eq!(layer.captured("etc/not-asked"), None);
     assert_eq!(layer.captured.len(), 1);
 }
+
+#[test]
+fn changes_list_entries_whiteouts_and_opaque_dirs_in_tree_order() {
+    use crate::{Change, PathChange};
+
+    let mut tar = TarWriter::new();
+    tar.file("etc/app.conf", b"12345", 0o644)
+        .whiteout("etc/motd")
+        .opaque("srv")
+        .dir("var", 0o755)
+        .opaque("var")
+        .symlink("bin", "usr/bin");
+    let tar = tar.finish();
+    let index = layer(&tar);
+    let changes: Vec<PathChange<'_>> = index.changes().collect();
+    let change = |path, change, size, hides_lower| PathChange {
+        path,
+        change,
+        size,
+        hides_lower,
+    };
+    assert_eq!(
+        changes,
+        [
+            change("bin", Change::Put(Kind::Symlink), 0, true),
+            change("etc/app.conf", Change::Put(Kind::File), 5, true),
+            change("etc/motd", Change::Whiteout, 0, true),
+            change("srv", Change::Opaque, 0, true),
+            change("var", Change::Put(Kind::Dir), 0, true),
+        ]
+    );
+    assert!(!index.hides_root());
+
+    let mut tar = TarWriter::new();
+    let root_opaque = layer(&tar.opaque("").finish());
+    assert!(root_opaque.hides_root());
+    assert_eq!(root_opaque.changes().count(), 0);
+}

@@ -435,6 +435,6 @@ async fn put_layer(
     spool: &tempfile::TempPath,
 ) -> Result<PutOutcome, BuildError> {
     Ok(target
-        .put_blob(digest, size, BlobBody::File(spool.to_path_buf()))
+        .put_blob(digest, size, BlobBody::Spooled(spool.to_path_buf()))
         .await?)
 }

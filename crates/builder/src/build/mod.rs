@@ -65,6 +65,8 @@ pub struct BuildRequest {
     /// [`budget::DEFAULT_MAX_LAYERS`], at most [`budget::HARD_LIMIT`]); entries beyond it are
     /// batched.
     pub max_layers: Option<usize>,
+    /// Only plan: caches are read but never written (see [`plan`]).
+    pub dry_run: bool,
 }
 
 /// Plans and runs one build and returns its report. The target's tag moves only when everything

@@ -4,7 +4,6 @@
 //! decide for each layer whether it is reused (and from where) or built.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ use crate::build::previous::{read_previous, CacheImage, CacheSource, PreviousIma
 use crate::build::report::BaseIndexReport;
 use crate::build::resolve::resolve;
 use crate::build::{BuildRequest, Endpoints};
-use crate::layer::filemap::FileMap;
+use crate::layer::filemap::{file_identity, FileMap};
 use crate::layer::key::{diff_id_of, layer_key};
 use crate::layer::recipe::{self, Input};
 use crate::layer::LayerOptions;
@@ -59,7 +58,8 @@ impl PlannedBuild {
     }
 }
 
-/// Plans a build. Reads the base, the previous images and the inputs; writes nothing.
+/// Plans a build. Reads the base, the previous images and the inputs; writes nothing but the
+/// base filesystem index to the local cache, and not even that for a dry run.
 pub async fn plan(
     endpoints: &Endpoints,
     request: BuildRequest,
@@ -74,6 +74,7 @@ pub async fn plan(
         jobs,
         cache_dir,
         max_layers,
+        dry_run,
     } = request;
     info!(
         phase = "build",
@@ -156,8 +157,13 @@ pub async fn plan(
     )?;
 
     let (base_fs, base_index) = if specs.iter().any(|spec| !spec.inputs.is_empty()) {
-        let (index, report) =
-            index_base(endpoints.base.as_ref(), &base_layers, cache_dir.as_deref()).await?;
+        let (index, report) = index_base(
+            endpoints.base.as_ref(),
+            &base_layers,
+            cache_dir.as_deref(),
+            dry_run,
+        )
+        .await?;
         (Some(Arc::new(index)), Some(report))
     } else {
         (None, None)
@@ -290,6 +296,7 @@ async fn index_base(
     store: &dyn layerize_registry::Store,
     base_layers: &[Layer],
     cache_dir: Option<&Path>,
+    dry_run: bool,
 ) -> Result<(FsIndex, BaseIndexReport), BuildError> {
     let readable: Vec<_> = base_layers
         .iter()
@@ -306,7 +313,9 @@ async fn index_base(
         })
         .map(|layer| (layer.descriptor.clone(), layer.diff_id.clone()))
         .collect();
-    let cache = cache_dir.map(LayerCache::new);
+    let cache = cache_dir
+        .map(LayerCache::new)
+        .map(|cache| if dry_run { cache.read_only() } else { cache });
     let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
     let report = BaseIndexReport {
         paths: base_fs.index.len(),
@@ -415,17 +424,7 @@ fn tar_identities(inputs: &[Input]) -> Vec<u8> {
             seed.extend_from_slice(path.as_os_str().as_encoded_bytes());
             seed.push(0);
             if let Ok(metadata) = std::fs::metadata(path) {
-                for number in [
-                    metadata.dev(),
-                    metadata.ino(),
-                    metadata.size(),
-                    metadata.mtime() as u64,
-                    metadata.mtime_nsec() as u64,
-                    metadata.ctime() as u64,
-                    metadata.ctime_nsec() as u64,
-                ] {
-                    seed.extend_from_slice(&number.to_le_bytes());
-                }
+                seed.extend_from_slice(&file_identity(&metadata));
             }
         }
     }

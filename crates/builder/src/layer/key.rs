@@ -45,7 +45,7 @@ pub fn diff_id_of(map: &FileMap, options: &LayerOptions) -> Result<(Digest, u64)
 mod tests {
     use super::*;
     use crate::layer::filemap::{EntryMeta, FileSource};
-    use crate::layer::write_layer;
+    use crate::layer::{write_layer, CompressionPool};
 
     fn sample() -> FileMap {
         let mut map = FileMap::new();
@@ -69,7 +69,7 @@ mod tests {
     fn options(compression: Compression) -> LayerOptions {
         LayerOptions {
             compression,
-            threads: 2,
+            pool: CompressionPool::new(2),
             mtime: 1_700_000_000,
         }
     }
@@ -99,7 +99,7 @@ mod tests {
             layer_key(
                 &diff_id,
                 &LayerOptions {
-                    threads: 1,
+                    pool: CompressionPool::new(1),
                     ..gzip6.clone()
                 }
             )

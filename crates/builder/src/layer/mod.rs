@@ -1,7 +1,9 @@
 //! Writing one layer blob in a single pass: the file map's tar stream is hashed (diffID), then
-//! compressed (gzip on worker threads, or zstd with zstd's own workers), then hashed again
-//! (digest) on its way to the output. Memory stays flat whatever the layer's size.
+//! compressed (gzip on the workers of a [`CompressionPool`] that concurrent layers share, or zstd
+//! with libzstd's own workers), then hashed again (digest) on its way to the output. Memory stays
+//! flat whatever the layer's size.
 
+mod compression_pool;
 pub mod filemap;
 mod hashing;
 pub mod key;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use layerize_manifest::Digest;
 use libdeflater::CompressionLvl;
 
+pub use compression_pool::CompressionPool;
 use filemap::{FileMap, FileMapError};
 use hashing::HashingWriter;
 use tar_writer::write_tar;
@@ -47,23 +50,24 @@ impl Compression {
     }
 }
 
-/// Everything besides the file map that decides a layer's bytes — except `threads`, which only
+/// Everything besides the file map that decides a layer's bytes — except `pool`, which only
 /// decides how fast they are made.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct LayerOptions {
     pub compression: Compression,
-    /// Compression worker threads (at least 1 is used).
-    pub threads: usize,
+    /// The gzip workers, shared with every other layer written with a clone of the same pool
+    /// (for zstd, how many workers libzstd starts for this layer).
+    pub pool: CompressionPool,
     /// The mtime of entries that have none of their own, in seconds since the epoch.
     pub mtime: u64,
 }
 
 impl Default for LayerOptions {
-    /// gzip level 6 on every core, mtime 0.
+    /// gzip level 6 on the process-wide pool (a worker per core), mtime 0.
     fn default() -> Self {
         LayerOptions {
             compression: Compression::default(),
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            pool: CompressionPool::shared(),
             mtime: 0,
         }
     }
@@ -137,13 +141,13 @@ impl From<io::Error> for LayerError {
 }
 
 /// Writes the layer described by `map` to `out` and returns its digests and sizes. Identical maps
-/// and options give identical bytes, whatever `options.threads` is.
+/// and options give identical bytes, whatever the size of `options.pool` and however many layers
+/// are written on it at once (from other threads).
 pub fn write_layer<W: Write>(
     map: &FileMap,
     options: &LayerOptions,
     out: W,
 ) -> Result<WrittenLayer, LayerError> {
-    let threads = options.threads.max(1);
     let mut blob = HashingWriter::new(out);
     let (diff_id, uncompressed_size) = match options.compression {
         Compression::Gzip { level } => {
@@ -155,7 +159,7 @@ pub fn write_layer<W: Write>(
                     level: level.into(),
                     expected: "0 to 12",
                 })?;
-            parallel_gzip::compress(level, threads, &mut blob, |compressor| {
+            parallel_gzip::compress(&options.pool, level, &mut blob, |compressor| {
                 let mut tar = HashingWriter::new(compressor);
                 write_tar(map, options.mtime, &mut tar)?;
                 Ok::<_, LayerError>(tar.finish())
@@ -171,7 +175,9 @@ pub fn write_layer<W: Write>(
             }
             let mut encoder = zstd::stream::write::Encoder::new(&mut blob, level)?;
             // zstd's output with workers differs from its single-threaded output but not between
-            // worker counts, so there is always at least one worker.
+            // worker counts, so there is always at least one worker. They are libzstd's own
+            // threads, as many as the pool has, not the pool's: libzstd schedules its jobs itself.
+            let threads = options.pool.threads();
             encoder.multithread(u32::try_from(threads).unwrap_or(u32::MAX))?;
             let mut tar = HashingWriter::new(&mut encoder);
             write_tar(map, options.mtime, &mut tar)?;
@@ -203,7 +209,7 @@ mod tests {
     pub(super) fn options(compression: Compression, threads: usize) -> LayerOptions {
         LayerOptions {
             compression,
-            threads,
+            pool: CompressionPool::new(threads),
             mtime: 1_700_000_000,
         }
     }
@@ -319,6 +325,49 @@ mod tests {
                 assert_eq!(again, written, "{compression:?} with {threads} threads");
                 assert!(again_blob == blob, "{compression:?} with {threads} threads");
             }
+        }
+    }
+
+    #[test]
+    fn layers_written_at_once_on_one_pool_are_the_layers_written_alone() {
+        let maps: Vec<(FileMap, Compression)> = (0..5)
+            .map(|n| {
+                let mut map = sample_map();
+                let content = FileSource::Inline(text(100_000 * (n + 1)));
+                map.add_file(&format!("/layer/{n}"), content, EntryMeta::default())
+                    .unwrap();
+                (
+                    map,
+                    Compression::Gzip {
+                        level: [6, 1, 9][n % 3],
+                    },
+                )
+            })
+            .collect();
+        let alone: Vec<_> = maps
+            .iter()
+            .map(|(map, compression)| build(map, &options(*compression, 1)))
+            .collect();
+        let shared = CompressionPool::new(2);
+        let together: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = maps
+                .iter()
+                .map(|(map, compression)| {
+                    let options = LayerOptions {
+                        compression: *compression,
+                        pool: shared.clone(),
+                        mtime: 1_700_000_000,
+                    };
+                    scope.spawn(move || build(map, &options))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (n, ((written, blob), (alone_written, alone_blob))) in
+            together.iter().zip(&alone).enumerate()
+        {
+            assert_eq!(written, alone_written, "layer {n}");
+            assert!(blob == alone_blob, "layer {n}");
         }
     }
 
@@ -501,7 +550,7 @@ mod tests {
         std::env::remove_var("SOURCE_DATE_EPOCH");
         assert_eq!(options.mtime, 1_234_567_890);
         assert_eq!(LayerOptions::from_env().mtime, 0);
-        assert!(options.threads >= 1);
+        assert!(options.pool.threads() >= 1);
         assert_eq!(options.compression, Compression::Gzip { level: 6 });
 
         let mut map = FileMap::new();

@@ -591,3 +591,21 @@ fn a_short_history_is_matched_from_the_end() {
     assert!(histories[0].is_none());
     assert_eq!(histories[1].as_ref().unwrap().created_by, "one");
 }
+
+#[test]
+fn layer_created_times_follow_the_matched_history_entries() {
+    let mut image = docker_image();
+    let (layer, diff_id) = new_layer(Family::Docker, Compression::Gzip);
+    image
+        .append_layer(&layer, &diff_id, added_by("app"))
+        .unwrap();
+    image.set_created("2024-05-01T00:00:00Z");
+    // The empty_layer entries (CMD, STOPSIGNAL) are skipped, as layer_histories skips them.
+    assert_eq!(
+        image.layer_created_times(),
+        vec![
+            Some("2023-10-30T00:00:00Z".to_owned()),
+            Some("2024-05-01T00:00:00Z".to_owned())
+        ]
+    );
+}

@@ -1,8 +1,9 @@
 //! Writing blobs into a layout: streamed into a hidden temporary file in `blobs/` while hashed,
 //! or hard-linked from a file, verified (size and sha256) and only then renamed to the blob's
-//! name, so that a blob name never holds anything but its content. Every blob (and metadata
-//! file) is mode 0644, as skopeo and umoci write them, whatever the umask or the mode of a file
-//! handed over.
+//! name, so that a blob name never holds anything but its content. The one exception is a file
+//! this process spooled and hashed as it wrote it ([`BlobBody::Spooled`](crate::BlobBody)): its
+//! digest is taken on trust and only its size is checked. Every blob (and metadata file) is mode
+//! 0644, as skopeo and umoci write them, whatever the umask or the mode of a file handed over.
 
 use std::fs;
 use std::io::{self, Read};
@@ -28,14 +29,17 @@ pub(super) enum Placed {
     AlreadyThere,
 }
 
-/// Whose file a blob is placed from, which decides whether a hard link may change its mode.
+/// Whose file a blob is placed from, which decides whether a hard link may change its mode and
+/// whether its digest is checked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum FileOrigin {
-    /// A file handed over to become the blob (a layer spooled by the builder, often 0600): it
-    /// is made 0644 when linked.
+    /// A file handed over to become the blob: it is made 0644 when linked, and verified.
     HandedOver,
+    /// A file handed over that this process wrote and hashed as it wrote it (a layer spooled by
+    /// the builder, often 0600): made 0644 when linked; only its size is checked.
+    Spooled,
     /// A blob of another layout, which is not ours to change: linked only when it is 0644
-    /// already, copied otherwise.
+    /// already, copied otherwise; verified.
     OtherLayout,
 }
 
@@ -93,7 +97,8 @@ impl OciLayout {
     }
 
     /// Places the file at `source` as a blob: hard-linked when the file system (and, for
-    /// another layout's blob, its mode) allows, copied otherwise; verified either way.
+    /// another layout's blob, its mode) allows, copied otherwise; verified either way (a
+    /// linked spooled file by its size alone).
     pub(super) async fn place_file(
         &self,
         digest: &Digest,
@@ -121,6 +126,13 @@ impl OciLayout {
                 }),
         };
         match linked {
+            Ok(temp_path) if origin == FileOrigin::Spooled => {
+                let actual_size = fs::metadata(&temp_path).map_err(read_error)?.len();
+                if actual_size != size {
+                    return Err(self.size_mismatch(digest, size, actual_size));
+                }
+                self.commit(temp_path, digest, Placed::Linked)
+            }
             Ok(temp_path) => {
                 let path = temp_path.to_path_buf();
                 let (actual_size, actual_digest) =
@@ -351,6 +363,62 @@ mod tests {
             fs::metadata(&spooled).unwrap().ino(),
             fs::metadata(target.blob_path(&layer_digest)).unwrap().ino()
         );
+    }
+
+    #[tokio::test]
+    async fn spooled_files_are_checked_by_size_and_handed_over_files_by_digest_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout_in(&dir, "l", None);
+        let spool = |content: &[u8]| {
+            let spooled = tempfile::Builder::new()
+                .tempfile_in(layout.spool_dir().unwrap())
+                .unwrap()
+                .into_temp_path();
+            fs::write(&spooled, content).unwrap();
+            spooled
+        };
+        let content = b"the bytes the builder wrote";
+        let digest = Digest::sha256(content);
+        let size = content.len() as u64;
+
+        // A handed-over file is re-hashed: other bytes under the same size are refused.
+        let tampered = spool(b"the bytes somebody changed");
+        let error = layout
+            .put_blob(&digest, 26, BlobBody::File(tampered.to_path_buf()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::DigestMismatch { .. }),
+            "{error:?}"
+        );
+        // A spooled one is not (its writer hashed it), but its size still has to match.
+        let spooled = spool(content);
+        let error = layout
+            .put_blob(&digest, size + 1, BlobBody::Spooled(spooled.to_path_buf()))
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("expected {} bytes, received {size}", size + 1)),
+            "{error}"
+        );
+        assert_eq!(blob_count(&layout), 0);
+
+        let outcome = layout
+            .put_blob(&digest, size, BlobBody::Spooled(spooled.to_path_buf()))
+            .await
+            .unwrap();
+        assert_eq!(outcome, PutOutcome::Uploaded { bytes: size });
+        let blob = layout.blob_path(&digest);
+        assert_eq!(
+            fs::metadata(&blob).unwrap().ino(),
+            fs::metadata(&spooled).unwrap().ino()
+        );
+        assert_eq!(mode(&blob), FILE_MODE);
+        assert_eq!(read_all(&layout, &digest).await, content);
+        drop((tampered, spooled));
+        assert_eq!(leftovers(&layout), Vec::<PathBuf>::new());
     }
 
     #[tokio::test]

@@ -149,6 +149,10 @@ impl Store for OciLayout {
                 self.place_file(digest, size, &path, FileOrigin::HandedOver)
                     .await?
             }
+            BlobBody::Spooled(path) => {
+                self.place_file(digest, size, &path, FileOrigin::Spooled)
+                    .await?
+            }
         };
         // A built layer that is hard-linked in is still new content for this layout: it counts
         // as uploaded. Only blobs taken from another store count as mounted.

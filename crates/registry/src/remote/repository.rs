@@ -39,6 +39,10 @@ pub struct RemoteRepository {
     registry: Registry,
     repository: String,
     counters: Arc<RequestCounters>,
+    /// Whether this repository is written to: then even reads ask for a token with push rights,
+    /// so that one token serves the whole build instead of a pull token first and a push token
+    /// once the first blob moves.
+    pushing: bool,
 }
 
 impl RemoteRepository {
@@ -58,7 +62,14 @@ impl RemoteRepository {
             registry,
             repository: repository.to_owned(),
             counters: Arc::default(),
+            pushing: false,
         }
+    }
+
+    /// This repository as a push target (see the `pushing` field).
+    pub fn for_push(mut self) -> Self {
+        self.pushing = true;
+        self
     }
 
     /// What this repository client has done so far.
@@ -75,6 +86,9 @@ impl RemoteRepository {
     }
 
     fn pull_scopes(&self) -> Scopes {
+        if self.pushing {
+            return self.push_scopes();
+        }
         Scopes::repository(&self.repository, &["pull"])
     }
 
@@ -513,7 +527,8 @@ impl Store for RemoteRepository {
                 )
                 .await
             }
-            BlobBody::File(path) => {
+            // The registry verifies the digest of what it receives, whoever made the file.
+            BlobBody::File(path) | BlobBody::Spooled(path) => {
                 let length = std::fs::metadata(&path)
                     .map_err(|source| StoreError::Io {
                         store: self.name(),

@@ -59,17 +59,7 @@ impl FileMap {
                             source: source_error,
                         })?;
                     hasher.update(b"h");
-                    for number in [
-                        metadata.dev(),
-                        metadata.ino(),
-                        metadata.size(),
-                        metadata.mtime() as u64,
-                        metadata.mtime_nsec() as u64,
-                        metadata.ctime() as u64,
-                        metadata.ctime_nsec() as u64,
-                    ] {
-                        hasher.update(number.to_le_bytes());
-                    }
+                    hasher.update(file_identity(&metadata));
                     for time in [metadata.modified(), metadata.created()]
                         .into_iter()
                         .flatten()
@@ -108,6 +98,23 @@ impl FileMap {
             newest_change,
         })
     }
+}
+
+/// What stands in for a host file's content in a fingerprint: device, inode, size, and the
+/// modification and change times to the nanosecond, as little-endian bytes.
+pub fn file_identity(metadata: &std::fs::Metadata) -> Vec<u8> {
+    [
+        metadata.dev(),
+        metadata.ino(),
+        metadata.size(),
+        metadata.mtime() as u64,
+        metadata.mtime_nsec() as u64,
+        metadata.ctime() as u64,
+        metadata.ctime_nsec() as u64,
+    ]
+    .iter()
+    .flat_map(|number| number.to_le_bytes())
+    .collect()
 }
 
 /// The inode change time, which `std` does not expose as a `SystemTime`.

@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::layer::tar_import;
@@ -51,7 +52,7 @@ use entries::Entries;
 pub(crate) use entry::{Content, Entry, Node, SpecialKind};
 pub use entry::{EntryMeta, FileSource, Xattrs};
 use entry::{DIR_MODE, FILE_MODE, PERMISSION_BITS};
-pub use fingerprint::Fingerprint;
+pub use fingerprint::{file_identity, Fingerprint};
 pub use host_modes::HostModes;
 use host_tree::{host_error, mode_only, not_a_directory, HostLookup, HostTree, HostWalk, Skipped};
 use path::{ancestors, check_no_nul};
@@ -126,6 +127,9 @@ pub struct FileMap {
     base: Base,
     /// What the layer's whiteouts hide of the base.
     hidden: Hidden,
+    /// Whether a walk has already logged what it skips (sockets): a layer hashed for its key and
+    /// then built is walked twice, and says so once.
+    skips_reported: Arc<AtomicBool>,
 }
 
 /// An entry added one by one (or a parent directory created for one).
@@ -347,9 +351,13 @@ impl FileMap {
     }
 
     /// The entries in tar order, host trees walked as they come; what a walk skips (sockets) is
-    /// logged.
+    /// logged by the first such walk.
     pub(crate) fn entries(&self) -> Entries<'_> {
-        self.walk(Skipped::Warn)
+        if self.skips_reported.swap(true, Ordering::Relaxed) {
+            self.walk(Skipped::Quiet)
+        } else {
+            self.walk(Skipped::Warn)
+        }
     }
 
     fn walk(&self, skipped: Skipped) -> Entries<'_> {
