@@ -1,45 +1,76 @@
 #!/usr/bin/env bash
-# Layer-building benchmark, each comparison in the same run, RUNS times interleaved, printing the
+# Layer-building benchmark, each comparison in the same run, RUNS times interleaved, reporting the
 # medians (wall time, CPU time, peak RSS, output size) and layerize's ratios to pigz:
-# - usr: one layer from a ~500 MiB tree (the first 250 MiB of /usr/lib and of /usr/share in path
-#   order: binaries, libraries, text, docs) with `layerize build --dir` (release binary, an empty
-#   base made by umoci, an OCI layout target), `tar -c | pigz -6 -p 2` and `tar -c | gzip -6`.
-# - rootfs: the same with layerize and pigz on three copies of a Debian bookworm minbase root
-#   filesystem directory made by mmdebstrap, /dev nodes included (~530 MiB, ~26k entries: the
-#   shape of real images).
+# - rootfs: one layer from three copies of a Debian bookworm minbase root filesystem directory
+#   made by mmdebstrap, /dev nodes included (~530 MiB, ~26k entries: the shape of real images),
+#   with `layerize build --dir TREE:/ --threads 2` (release binary, an empty base made by umoci,
+#   an OCI layout target: the whole CLI path, blob placed into the layout) and
+#   `tar -c | pigz -6 -p 2`. Goal (issue 6): layerize <= 0.4x pigz's wall time, < 64 MiB RSS.
+# - usr: the same with layerize, pigz and `tar -c | gzip -6` on a ~500 MiB tree (the first
+#   250 MiB of /usr/lib and of /usr/share in path order: binaries, libraries, text, docs).
+#   Goal: <= 0.5x pigz's time, <= 1.03x its size.
+# - With LEVELS="4 5" the layer alone (the builder's `layer_of_dir` example: the same checking
+#   walk and writing as a build, no layout) is also timed at those libdeflate levels and at 6, in
+#   the same interleaved runs, because the CLI always uses the default level.
 # Then peak RSS of layerize for a ~20 MiB and a ~2 GiB tree (skip with RSS_SCALING=0).
 #
-# Usage: benches/layer.sh            (env: RUNS=3, TREE_MIB=500, WORK=/var/tmp/layerize-bench,
-#                                      COMPARE="usr rootfs", RSS_SCALING=1,
-#                                      ROOTFS=DIR: an mmdebstrap rootfs to copy instead of making one,
-#                                      KEEP=0 keeps the trees for the next run)
+# Usage: benches/layer.sh [--no-doc]
+#   RUNS=N          interleaved runs of each tool (default 5)
+#   COMPARE="..."   the comparisons to run (default "rootfs usr")
+#   LEVELS="..."    also time the layer alone at these gzip levels, and at 6 (default: none)
+#   TREE_MIB=N      size of the usr tree (default 500)
+#   ROOTFS=DIR      an mmdebstrap rootfs to copy instead of making one
+#   WORK=DIR        where the trees and outputs go (default /var/tmp/layerize-bench)
+#   KEEP=1          keep WORK (and the trees) for the next run
+#   LOAD_WAIT=SECS  how long to wait for the 1-minute load average to drop below the core count
+#                   before measuring (default 90); the loads seen are reported either way
+#   RSS_SCALING=0   skip the peak-RSS-by-size runs
+# Prints a summary and, unless --no-doc, replaces the generated part of the "Layer building"
+# section of docs/benchmarks.md (between the layer-bench markers).
 # Needs: pigz, gzip, umoci, GNU time (/usr/bin/time), python3, cargo; for rootfs, root and
 # mmdebstrap with this machine's apt sources (unless ROOTFS is given).
 set -euo pipefail
 
-RUNS=${RUNS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/doc_section.sh
+source "$ROOT/benches/doc_section.sh"
+update_doc=true
+for arg in "$@"; do
+  case $arg in
+    --no-doc) update_doc=false ;;
+    *) echo "usage: $0 [--no-doc]" >&2; exit 2 ;;
+  esac
+done
+
+RUNS=${RUNS:-5}
 TREE_MIB=${TREE_MIB:-500}
 WORK=${WORK:-/var/tmp/layerize-bench}
 RSS_SCALING=${RSS_SCALING:-1}
-COMPARE=${COMPARE:-usr rootfs}
+COMPARE=${COMPARE:-rootfs usr}
+LEVELS=${LEVELS:-}
 ROOTFS=${ROOTFS:-}
 KEEP=${KEEP:-0}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOAD_WAIT=${LOAD_WAIT:-90}
+CORES=$(nproc)
 
 for tool in pigz gzip umoci /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/install-deps)" >&2; exit 1; }
 done
 
-echo "building layerize (release)..." >&2
+echo "building layerize and the layer_of_dir example (release)..." >&2
 cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" -p layerize-cli
+cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" -p layerize-builder --example layer_of_dir
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-export LAYERIZE="$TARGET_DIR/release/layerize" WORK
+export LAYERIZE="$TARGET_DIR/release/layerize" LAYER_OF_DIR="$TARGET_DIR/release/examples/layer_of_dir" WORK
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- crates Cargo.lock || echo "+uncommitted")
 
 mkdir -p "$WORK"
 [ "$KEEP" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 export EMPTY_BASE="$WORK/empty-base"
 [ -d "$EMPTY_BASE" ] || { umoci init --layout "$EMPTY_BASE" && umoci new --image "$EMPTY_BASE:base"; }
+REPORT="$WORK/report.md"
+: >"$REPORT"
 
 # layerize_layer DIR OUT THREADS: `layerize build --dir DIR:/` on the empty base into a fresh
 # layout; OUT becomes a hard link to the built layer's blob. Prints the blob's digest.
@@ -95,84 +126,135 @@ make_rootfs_tree() {
   mv "$dir.tmp" "$dir"
 }
 
-# measure NAME OUT COMMAND...: runs COMMAND under GNU time, prints "NAME wall cpu rss_kib size".
-measure() {
-  local name=$1 out=$2; shift 2
-  local stats
-  stats=$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null; } 2>&1 | tail -1)
-  read -r wall user sys rss <<<"$stats"
-  echo "$name $wall $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') $rss $(stat -c %s "$out")"
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+wait_for_quiet() {
+  local waited=0
+  while awk -v l="$(load1)" -v c="$CORES" 'BEGIN { exit !(l >= c) }' && ((waited < LOAD_WAIT)); do
+    echo "load $(load1) on $CORES cores: waiting for other work to settle ($waited/${LOAD_WAIT}s)" >&2
+    sleep 15
+    waited=$((waited + 15))
+  done
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# measure NAME OUT COMMAND...: runs COMMAND under GNU time, prints
+# "NAME wall cpu rss_kib size load1_at_start".
+measure() {
+  local name=$1 out=$2 load stats
+  shift 2
+  load=$(load1)
+  stats=$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null; } 2>&1 | tail -1)
+  read -r wall user sys rss <<<"$stats"
+  echo "$name $wall $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') $rss $(stat -c %s "$out") $load"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-# compare TREE TIME_GOAL TOOLS...: builds a layer of TREE with each of TOOLS (layerize, pigz,
-# gzip), RUNS times interleaved; prints the medians and layerize's ratios (TIME_GOAL: the goal for
-# layerize's time over pigz's), and checks the blob: valid gzip, the same with 1 and 2 threads.
+met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
+
+# compare LABEL TREE TIME_GOAL TOOLS...: builds a layer of TREE with each of TOOLS (layerize,
+# pigz, gzip, level-N), RUNS times interleaved; appends the medians and layerize's ratios to the
+# report (TIME_GOAL: the goal for layerize's time over pigz's), and checks the blob: valid gzip,
+# the same with 1 and 2 threads.
 compare() {
-  local tree=$1 time_goal=$2 results="$WORK/results.txt" load_before
-  shift 2
+  local label=$1 tree=$2 time_goal=$3 results="$WORK/results.txt" loads_before
+  shift 3
   tar -cf - -C "$tree" . | wc -c >/dev/null # warm the page cache
-  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  wait_for_quiet
+  loads_before=$(cut -d' ' -f1-3 /proc/loadavg)
   : >"$results"
   for run in $(seq "$RUNS"); do
-    echo "run $run/$RUNS..." >&2
+    echo "$label: run $run/$RUNS..." >&2
     for tool in "$@"; do
       case $tool in
         layerize) measure layerize "$WORK/layerize.tar.gz" "${LAYER[@]}" "$tree" "$WORK/layerize.tar.gz" 2 ;;
         pigz) measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$tree' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" ;;
         gzip) measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$tree' . | gzip -6 > '$WORK/gzip.tar.gz'" ;;
+        level-*) measure "$tool" "$WORK/$tool.tar.gz" "$LAYER_OF_DIR" "$tree" "${tool#level-}" 2 "$WORK/$tool.tar.gz" ;;
       esac >>"$results"
     done
   done
+  local loads_after
+  loads_after=$(cut -d' ' -f1-3 /proc/loadavg)
   gzip -t "$WORK/layerize.tar.gz" # the multi-member stream is one valid gzip file
   local digest_2_threads digest_1_thread
   digest_2_threads=$(sha256sum "$WORK/layerize.tar.gz" | cut -c1-64)
   digest_1_thread=$(layerize_layer "$tree" "$WORK/layerize-1.tar.gz" 1)
+  [ "$digest_2_threads" = "$digest_1_thread" ] || { echo "thread count changed the blob" >&2; exit 1; }
 
   stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
-  echo
-  echo "Layer from $tree: $(du -sm "$tree" | cut -f1) MiB, $(find "$tree" | wc -l) entries ($(find "$tree" \( -type c -o -type b \) | wc -l) devices), median of $RUNS runs, $(nproc) cores, load before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  printf '%-10s %9s %9s %10s %14s\n' tool wall_s cpu_s rss_mib size_bytes
-  for tool in "$@"; do
-    printf '%-10s %9s %9s %10s %14s\n' "$tool" "$(stat_of "$tool" 2)" "$(stat_of "$tool" 3)" \
-      "$(div "$(stat_of "$tool" 4)" 1024)" "$(stat_of "$tool" 5)"
-  done
-  echo "layerize/pigz: time $(div "$(stat_of layerize 2)" "$(stat_of pigz 2)")x (goal <= $time_goal)," \
-    "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x (goal <= 1.03)," \
-    "cpu $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x;" \
-    "layerize peak RSS $(div "$(stat_of layerize 4)" 1024) MiB (goal < 64)"
-  if [[ " $* " == *" gzip "* ]]; then
-    echo "layerize/gzip: time $(div "$(stat_of layerize 2)" "$(stat_of gzip 2)")x," \
-      "size $(div "$(stat_of layerize 5)" "$(stat_of gzip 5)")x"
-  fi
-  echo "layerize blob digest with 2 threads: $digest_2_threads, with 1 thread: $digest_1_thread"
-  [ "$digest_2_threads" = "$digest_1_thread" ] || { echo "thread count changed the blob" >&2; exit 1; }
+  runs_of() { awk -v n="$1" '$1 == n { printf "%s%s", sep, $2; sep = " " }' "$results"; }
+  mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+  local run_loads time_ratio rss
+  run_loads=$(awk '{ print $6 }' "$results" | sort -g | awk '{ v[NR] = $1 } END { printf "%s to %s", v[1], v[NR] }')
+  time_ratio=$(div "$(stat_of layerize 2)" "$(stat_of pigz 2)")
+  rss=$(stat_of layerize 4)
+  {
+    echo "#### $label: $(du -sm "$tree" | cut -f1) MiB, $(find "$tree" | wc -l) entries ($(find "$tree" \( -type c -o -type b \) | wc -l) devices)"
+    echo
+    echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`benches/layer.sh\`, layerize commit $COMMIT (release),"
+    echo "median of $RUNS interleaved runs on $CORES cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1))."
+    echo "Load averages $loads_before before and $loads_after after; 1-minute load at the start of each"
+    echo "timed run $run_loads (above $CORES: other work competed for the cores)."
+    echo
+    echo "| tool | wall s | runs (s) | CPU s | peak RSS MiB | output bytes |"
+    echo "|---|---:|---|---:|---:|---:|"
+    for tool in "$@"; do
+      local name
+      case $tool in
+        layerize) name='`layerize build --dir` (libdeflate 6, 2 threads)' ;;
+        pigz) name='`tar -c \| pigz -6 -p 2`' ;;
+        gzip) name='`tar -c \| gzip -6`' ;;
+        level-*) name="layer alone (\`layer_of_dir\`), libdeflate ${tool#level-}, 2 threads" ;;
+      esac
+      echo "| $name | $(stat_of "$tool" 2) | $(runs_of "$tool") | $(stat_of "$tool" 3) | $(mib "$(stat_of "$tool" 4)") | $(stat_of "$tool" 5) |"
+    done
+    echo
+    echo "- layerize / pigz: **time ${time_ratio}x (goal <= $time_goal: $(met "$time_ratio <= $time_goal"))**," \
+      "CPU $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x," \
+      "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x. **Peak RSS $(mib "$rss") MiB (goal < 64 MiB: $(met "$rss < 65536"))**."
+    if [[ " $* " == *" gzip "* ]]; then
+      echo "- layerize / gzip: time $(div "$(stat_of layerize 2)" "$(stat_of gzip 2)")x," \
+        "size $(div "$(stat_of layerize 5)" "$(stat_of gzip 5)")x."
+    fi
+    for tool in "$@"; do
+      [[ $tool == level-* ]] || continue
+      echo "- Level ${tool#level-} / pigz -6: time $(div "$(stat_of "$tool" 2)" "$(stat_of pigz 2)")x," \
+        "CPU $(div "$(stat_of "$tool" 3)" "$(stat_of pigz 3)")x," \
+        "size $(div "$(stat_of "$tool" 5)" "$(stat_of pigz 5)")x ($(stat_of "$tool" 5) against $(stat_of pigz 5) bytes)."
+    done
+    echo "- Same blob with 1 and 2 threads (\`sha256:${digest_2_threads:0:12}…\`)."
+    echo
+  } >>"$REPORT"
 }
+
+level_tools=()
+if [ -n "$LEVELS" ]; then
+  for level in $LEVELS 6; do level_tools+=("level-$level"); done
+fi
 
 for case in $COMPARE; do
   case $case in
-    usr)
-      make_tree "$WORK/tree-${TREE_MIB}" "$TREE_MIB"
-      compare "$WORK/tree-${TREE_MIB}" 0.5 layerize pigz gzip
-      ;;
     rootfs)
       make_rootfs_tree "$WORK/rootfs-x3"
-      compare "$WORK/rootfs-x3" 0.4 layerize pigz
+      compare "Three copies of a Debian rootfs with /dev" "$WORK/rootfs-x3" 0.4 layerize pigz "${level_tools[@]}"
       ;;
-    *) echo "unknown comparison $case (COMPARE takes usr and rootfs)" >&2; exit 1 ;;
+    usr)
+      make_tree "$WORK/tree-${TREE_MIB}" "$TREE_MIB"
+      compare "A ${TREE_MIB} MiB tree from /usr" "$WORK/tree-${TREE_MIB}" 0.5 layerize pigz gzip "${level_tools[@]}"
+      ;;
+    *) echo "unknown comparison $case (COMPARE takes rootfs and usr)" >&2; exit 1 ;;
   esac
 done
 
 if [ "$RSS_SCALING" = 1 ]; then
   rss_of() { # rss_of LABEL DIR
-    read -r _ wall _ rss size < <(measure layerize "$WORK/scale.tar.gz" "${LAYER[@]}" "$2" "$WORK/scale.tar.gz" 2)
-    echo "  $1: peak RSS $(div "$rss" 1024) MiB, ${wall} s, ${size} bytes"
+    local wall rss size
+    read -r _ wall _ rss size _ < <(measure layerize "$WORK/scale.tar.gz" "${LAYER[@]}" "$2" "$WORK/scale.tar.gz" 2)
+    echo "| $1 | $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }') | $wall | $size |"
   }
-  echo
-  echo "Peak RSS of layerize by layer size (goal: flat, < 64 MiB):"
   make_tree "$WORK/tree-2048" 2048
   if [ ! -d "$WORK/one-file-2048" ]; then
     mkdir -p "$WORK/one-file-2048" "$WORK/one-file-20"
@@ -180,9 +262,22 @@ if [ "$RSS_SCALING" = 1 ]; then
     { find "$WORK/tree-2048" -type f -print0 | xargs -0 cat || true; } | head -c $((2048 << 20)) >"$WORK/one-file-2048/f"
     head -c $((20 << 20)) "$WORK/one-file-2048/f" >"$WORK/one-file-20/f"
   fi
-  rss_of "one 20 MiB file          " "$WORK/one-file-20"
-  rss_of "one 2 GiB file           " "$WORK/one-file-2048"
   make_tree "$WORK/tree-20" 20
-  rss_of "20 MiB tree ($(find "$WORK/tree-20" | wc -l) entries)" "$WORK/tree-20"
-  rss_of "2 GiB tree ($(find "$WORK/tree-2048" | wc -l) entries)" "$WORK/tree-2048"
+  {
+    echo "#### Peak RSS of layerize by layer size (goal: flat, < 64 MiB), one run each"
+    echo
+    echo "| layer | peak RSS MiB | wall s | output bytes |"
+    echo "|---|---:|---:|---:|"
+    rss_of "one 20 MiB file" "$WORK/one-file-20"
+    rss_of "one 2 GiB file" "$WORK/one-file-2048"
+    rss_of "20 MiB tree ($(find "$WORK/tree-20" | wc -l) entries)" "$WORK/tree-20"
+    rss_of "2 GiB tree ($(find "$WORK/tree-2048" | wc -l) entries)" "$WORK/tree-2048"
+    echo
+  } >>"$REPORT"
+fi
+
+echo >&2
+cat "$REPORT"
+if $update_doc; then
+  update_doc_section "$ROOT/docs/benchmarks.md" layer-bench "Layer building" "$REPORT"
 fi
