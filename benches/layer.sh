@@ -22,8 +22,8 @@
 #   ROOTFS=DIR      an mmdebstrap rootfs to copy instead of making one
 #   WORK=DIR        where the trees and outputs go (default /var/tmp/layerize-bench)
 #   KEEP=1          keep WORK (and the trees) for the next run
-#   LOAD_WAIT=SECS  how long to wait for the 1-minute load average to drop below the core count
-#                   before measuring (default 90); the loads seen are reported either way
+#   LOAD_WAIT=SECS  how long to wait, before each round of runs, for the 1-minute load average
+#                   to drop below the core count (default 90); the loads seen are reported
 #   RSS_SCALING=0   skip the peak-RSS-by-size runs
 # Prints a summary and, unless --no-doc, replaces the generated part of the "Layer building"
 # section of docs/benchmarks.md (between the layer-bench markers).
@@ -162,10 +162,10 @@ compare() {
   local label=$1 tree=$2 time_goal=$3 results="$WORK/results.txt" loads_before
   shift 3
   tar -cf - -C "$tree" . | wc -c >/dev/null # warm the page cache
-  wait_for_quiet
   loads_before=$(cut -d' ' -f1-3 /proc/loadavg)
   : >"$results"
   for run in $(seq "$RUNS"); do
+    wait_for_quiet
     echo "$label: run $run/$RUNS..." >&2
     for tool in "$@"; do
       case $tool in
@@ -173,7 +173,7 @@ compare() {
         pigz) measure pigz "$WORK/pigz.tar.gz" bash -c "tar -c -C '$tree' . | pigz -6 -p 2 > '$WORK/pigz.tar.gz'" ;;
         gzip) measure gzip "$WORK/gzip.tar.gz" bash -c "tar -c -C '$tree' . | gzip -6 > '$WORK/gzip.tar.gz'" ;;
         level-*) measure "$tool" "$WORK/$tool.tar.gz" "$LAYER_OF_DIR" "$tree" "${tool#level-}" 2 "$WORK/$tool.tar.gz" ;;
-      esac >>"$results"
+      esac | sed "s/\$/ $run/" >>"$results"
     done
   done
   local loads_after
@@ -185,6 +185,12 @@ compare() {
   [ "$digest_2_threads" = "$digest_1_thread" ] || { echo "thread count changed the blob" >&2; exit 1; }
 
   stat_of() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+  # paired TOOL: the median over runs of TOOL's wall time over pigz's in the same run, which
+  # cancels most of a load that changes between runs.
+  paired() {
+    awk -v n="$1" '$1 == n { t[$7] = $2 } $1 == "pigz" { p[$7] = $2 } END { for (r in t) print t[r] / p[r] }' "$results" |
+      median | awk '{ printf "%.3f", $1 }'
+  }
   runs_of() { awk -v n="$1" '$1 == n { printf "%s%s", sep, $2; sep = " " }' "$results"; }
   mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
   local run_loads time_ratio rss
@@ -213,6 +219,7 @@ compare() {
     done
     echo
     echo "- layerize / pigz: **time ${time_ratio}x (goal <= $time_goal: $(met "$time_ratio <= $time_goal"))**," \
+      "median of the per-run ratios $(paired layerize)x," \
       "CPU $(div "$(stat_of layerize 3)" "$(stat_of pigz 3)")x," \
       "size $(div "$(stat_of layerize 5)" "$(stat_of pigz 5)")x. **Peak RSS $(mib "$rss") MiB (goal < 64 MiB: $(met "$rss < 65536"))**."
     if [[ " $* " == *" gzip "* ]]; then
@@ -221,7 +228,8 @@ compare() {
     fi
     for tool in "$@"; do
       [[ $tool == level-* ]] || continue
-      echo "- Level ${tool#level-} / pigz -6: time $(div "$(stat_of "$tool" 2)" "$(stat_of pigz 2)")x," \
+      echo "- Level ${tool#level-} / pigz -6: time $(div "$(stat_of "$tool" 2)" "$(stat_of pigz 2)")x" \
+        "(per-run $(paired "$tool")x)," \
         "CPU $(div "$(stat_of "$tool" 3)" "$(stat_of pigz 3)")x," \
         "size $(div "$(stat_of "$tool" 5)" "$(stat_of pigz 5)")x ($(stat_of "$tool" 5) against $(stat_of pigz 5) bytes)."
     done

@@ -19,7 +19,8 @@ use std::thread::JoinHandle;
 use libdeflater::{CompressionLvl, Compressor};
 
 /// Compression worker threads, shared by every layer written with a clone of this handle.
-/// Cloning is cheap; the threads end when the last clone is dropped.
+/// Cloning is cheap; the threads start when the first member is queued (a pool that is replaced
+/// before use costs nothing) and end when the last clone is dropped.
 #[derive(Clone)]
 pub struct CompressionPool {
     workers: Arc<Workers>,
@@ -58,30 +59,24 @@ struct Job {
 }
 
 struct Workers {
+    size: usize,
+    started: OnceLock<Started>,
+}
+
+struct Started {
     /// `None` only while dropping, so that the workers see the queue closed before the join.
     queue: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl CompressionPool {
-    /// A pool of `threads` workers (at least 1). Panics when the system cannot start a thread,
-    /// as `std::thread::spawn` does.
+    /// A pool of `threads` workers (at least 1). Queuing the first member panics when the system
+    /// cannot start a thread, as `std::thread::spawn` does.
     pub fn new(threads: usize) -> Self {
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        let threads = (0..threads.max(1))
-            .map(|_| {
-                let jobs = Arc::clone(&jobs);
-                std::thread::Builder::new()
-                    .name("layerize-gzip".to_owned())
-                    .spawn(move || work(&jobs))
-                    .expect("start a gzip worker thread")
-            })
-            .collect();
         CompressionPool {
             workers: Arc::new(Workers {
-                queue: Some(queue),
-                threads,
+                size: threads.max(1),
+                started: OnceLock::new(),
             }),
         }
     }
@@ -98,7 +93,7 @@ impl CompressionPool {
 
     /// How many workers the pool has.
     pub fn threads(&self) -> usize {
-        self.workers.threads.len()
+        self.workers.size
     }
 
     /// Queues `member` to be compressed at `level`; it comes back through `reply`.
@@ -114,6 +109,8 @@ impl CompressionPool {
             reply: reply.clone(),
         };
         self.workers
+            .started
+            .get_or_init(|| Started::spawn(self.workers.size))
             .queue
             .as_ref()
             .expect("the queue is open until the pool is dropped")
@@ -130,7 +127,27 @@ impl fmt::Debug for CompressionPool {
     }
 }
 
-impl Drop for Workers {
+impl Started {
+    fn spawn(size: usize) -> Started {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let threads = (0..size)
+            .map(|_| {
+                let jobs = Arc::clone(&jobs);
+                std::thread::Builder::new()
+                    .name("layerize-gzip".to_owned())
+                    .spawn(move || work(&jobs))
+                    .expect("start a gzip worker thread")
+            })
+            .collect();
+        Started {
+            queue: Some(queue),
+            threads,
+        }
+    }
+}
+
+impl Drop for Started {
     fn drop(&mut self) {
         drop(self.queue.take());
         for thread in self.threads.drain(..) {
@@ -182,5 +199,43 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
         };
         // A writer that gave up (its layer failed) no longer listens; that is fine.
         let _ = reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn workers_start_on_first_use_and_are_joined_with_the_last_handle() {
+        let pool = CompressionPool::new(3);
+        let clone = pool.clone();
+        assert!(pool.workers.started.get().is_none());
+        assert_eq!(clone.threads(), 3);
+
+        let (reply, done) = mpsc::channel();
+        let member = Member {
+            index: 7,
+            input: b"some bytes to compress".to_vec(),
+            output: Vec::new(),
+            compressed_len: 0,
+        };
+        clone
+            .submit(CompressionLvl::new(6).unwrap(), member, &reply)
+            .unwrap();
+        let member = done.recv().unwrap().unwrap();
+        assert_eq!(member.index, 7);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(member.compressed())
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, b"some bytes to compress");
+        assert_eq!(pool.workers.started.get().unwrap().threads.len(), 3);
+
+        // The last drop closes the queue and joins the workers; it returns only once they ended.
+        drop(pool);
+        drop(clone);
     }
 }
