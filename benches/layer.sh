@@ -34,6 +34,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/doc_section.sh
 source "$ROOT/benches/doc_section.sh"
+# load1, wait_for_quiet (which reads `cores` and `load_wait`, set below), median and met.
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 update_doc=true
 for arg in "$@"; do
   case $arg in
@@ -52,6 +55,8 @@ ROOTFS=${ROOTFS:-}
 KEEP=${KEEP:-0}
 LOAD_WAIT=${LOAD_WAIT:-90}
 CORES=$(nproc)
+cores=$CORES
+load_wait=$LOAD_WAIT
 
 for tool in pigz gzip umoci /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/install-deps)" >&2; exit 1; }
@@ -126,17 +131,6 @@ make_rootfs_tree() {
   mv "$dir.tmp" "$dir"
 }
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-wait_for_quiet() {
-  local waited=0
-  while awk -v l="$(load1)" -v c="$CORES" 'BEGIN { exit !(l >= c) }' && ((waited < LOAD_WAIT)); do
-    echo "load $(load1) on $CORES cores: waiting for other work to settle ($waited/${LOAD_WAIT}s)" >&2
-    sleep 15
-    waited=$((waited + 15))
-  done
-}
-
 # measure NAME OUT COMMAND...: runs COMMAND under GNU time, prints
 # "NAME wall cpu rss_kib size load1_at_start".
 measure() {
@@ -148,11 +142,7 @@ measure() {
   echo "$name $wall $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') $rss $(stat -c %s "$out") $load"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-
-met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
 
 # compare LABEL TREE TIME_GOAL TOOLS...: builds a layer of TREE with each of TOOLS (layerize,
 # pigz, gzip, level-N), RUNS times interleaved; appends the medians and layerize's ratios to the

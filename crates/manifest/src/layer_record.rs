@@ -56,11 +56,7 @@ impl LayerRecord {
 
     /// The packages the layer holds: its members, or itself.
     pub fn packages(&self) -> Vec<String> {
-        if self.members.is_empty() {
-            vec![self.name.clone()]
-        } else {
-            self.members.clone()
-        }
+        packages(&self.name, &self.members)
     }
 
     /// Adds the record's annotations to a layer descriptor of `family` (none on Docker v2).
@@ -73,6 +69,15 @@ impl LayerRecord {
                 .annotations
                 .insert(KEY_ANNOTATION.into(), self.key.clone());
         }
+    }
+}
+
+/// The packages a layer named `name` holds: its batch `members`, or itself when it has none.
+pub fn packages(name: &str, members: &[String]) -> Vec<String> {
+    if members.is_empty() {
+        vec![name.to_owned()]
+    } else {
+        members.to_vec()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use layerize_manifest::{Descriptor, Digest};
+use layerize_manifest::{layer_record, Descriptor, Digest};
 use serde::Serialize;
 
 use crate::build::previous::CacheSource;
@@ -61,11 +61,7 @@ pub struct LayerSpec {
 impl LayerSpec {
     /// The packages this entry holds: its members, or itself.
     pub fn packages(&self) -> Vec<String> {
-        if self.members.is_empty() {
-            vec![self.name.clone()]
-        } else {
-            self.members.clone()
-        }
+        layer_record::packages(&self.name, &self.members)
     }
 }
 

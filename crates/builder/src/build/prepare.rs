@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::{future, stream, StreamExt, TryStreamExt};
 use layerize_basefs::{index_image, FsIndex, LayerCache};
 use layerize_manifest::media_type::is_foreign_layer;
-use layerize_manifest::{layer_media_type, Image};
+use layerize_manifest::{layer_media_type, layer_record, Image};
 use tracing::{info, warn};
 
 use crate::build::budget::{self, DEFAULT_MAX_LAYERS, HARD_LIMIT};
@@ -181,12 +181,18 @@ pub async fn plan(
     let local = Arc::into_inner(local).expect("the preparing tasks have ended");
 
     let candidates = candidates(previous.iter().chain(&cache_images));
-    for layer in &mut layers {
-        let Some(key) = &layer.key else { continue };
-        let found = match candidates.get(key.as_str()) {
-            Some(candidate) => Some(candidate.clone()),
-            None => confirmed_local(endpoints, local.as_ref(), key).await?,
+    // Local-cache hits each cost a HEAD in the target: asked for all layers at once.
+    let found = future::try_join_all(layers.iter().map(|layer| async {
+        let Some(key) = &layer.key else {
+            return Ok(None);
         };
+        match candidates.get(key.as_str()) {
+            Some(candidate) => Ok(Some(candidate.clone())),
+            None => confirmed_local(endpoints, local.as_ref(), key).await,
+        }
+    }))
+    .await?;
+    for (layer, found) in layers.iter_mut().zip(found) {
         if let Some(candidate) = found {
             layer.decision = Decision::Reuse(candidate);
         }
@@ -481,13 +487,7 @@ fn dropped(previous: Option<&PreviousImage>, layers: &[PlannedLayer]) -> Vec<Dro
         .collect();
     let packages: HashSet<String> = layers
         .iter()
-        .flat_map(|layer| {
-            if layer.members.is_empty() {
-                vec![layer.name.clone()]
-            } else {
-                layer.members.clone()
-            }
-        })
+        .flat_map(|layer| layer_record::packages(&layer.name, &layer.members))
         .collect();
     previous
         .recorded()
