@@ -17,6 +17,7 @@ use crate::build::budget::{self, DEFAULT_MAX_LAYERS, HARD_LIMIT};
 use crate::build::local_cache::LocalCache;
 use crate::build::plan::{
     BuildReason, Candidate, Decision, Dropped, Layer, LayerSpec, Origin, PlanLine, PlannedLayer,
+    Work,
 };
 use crate::build::previous::{read_previous, CacheImage, CacheSource, PreviousImage};
 use crate::build::report::BaseIndexReport;
@@ -25,6 +26,7 @@ use crate::build::{BuildRequest, Endpoints};
 use crate::layer::filemap::{file_identity, FileMap};
 use crate::layer::key::{diff_id_of, layer_key};
 use crate::layer::recipe::{self, Input};
+use crate::layer::script::{script_key, today_utc};
 use crate::layer::LayerOptions;
 use crate::BuildError;
 
@@ -35,6 +37,10 @@ pub struct PlannedBuild {
     pub base_layers: Vec<Layer>,
     pub layers: Vec<PlannedLayer>,
     pub dropped: Vec<Dropped>,
+    /// The base's config `Env`, which script steps start from.
+    pub(crate) base_env: Vec<String>,
+    /// The base's filesystem index, when a layer needed it.
+    pub(crate) base_fs: Option<Arc<FsIndex>>,
     /// The image at the target tag before this build.
     pub(crate) previous: Option<PreviousImage>,
     /// The `--cache-from` images that could be read.
@@ -45,6 +51,9 @@ pub struct PlannedBuild {
     pub(crate) created: String,
     pub(crate) jobs: usize,
     pub(crate) local: Option<LocalCache>,
+    pub(crate) sandbox: layerize_sandbox::ModeChoice,
+    /// Where fetched blobs are kept for script sandboxes (`None` for a dry run).
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
 
 impl PlannedBuild {
@@ -75,6 +84,7 @@ pub async fn plan(
         cache_dir,
         max_layers,
         dry_run,
+        sandbox,
     } = request;
     info!(
         phase = "build",
@@ -92,6 +102,8 @@ pub async fn plan(
     )
     .await?;
     let mut image = base.image;
+    let base_manifest = base.manifest_digest.clone();
+    let base_env = image.env();
     info!(
         phase = "build",
         step = 6,
@@ -156,7 +168,11 @@ pub async fn plan(
         previous.iter().chain(&cache_images),
     )?;
 
-    let (base_fs, base_index) = if specs.iter().any(|spec| !spec.inputs.is_empty()) {
+    let needs = script_needs(&specs)?;
+    let (base_fs, base_index) = if specs
+        .iter()
+        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some())
+    {
         let (index, report) = index_base(
             endpoints.base.as_ref(),
             &base_layers,
@@ -177,8 +193,10 @@ pub async fn plan(
         || local.as_ref().is_some_and(LocalCache::has_layers);
     let options = Arc::new(layer_options);
     let local = Arc::new(local);
-    let mut layers = prepare_layers(specs, base_fs, &options, &local, may_hit).await?;
+    let mut layers =
+        prepare_layers(specs, &needs, base_fs.clone(), &options, &local, may_hit).await?;
     let local = Arc::into_inner(local).expect("the preparing tasks have ended");
+    key_scripts(&mut layers, &base_manifest, &options);
 
     let candidates = candidates(previous.iter().chain(&cache_images));
     // Local-cache hits each cost a HEAD in the target: asked for all layers at once.
@@ -195,6 +213,12 @@ pub async fn plan(
     for (layer, found) in layers.iter_mut().zip(found) {
         if let Some(candidate) = found {
             layer.decision = Decision::Reuse(candidate);
+        } else if let (Some(key), Some(_)) = (&layer.key, layer.script()) {
+            if let Some(source) =
+                empty_step_source(key, previous.iter().chain(&cache_images), local.as_ref())
+            {
+                layer.decision = Decision::Empty(source);
+            }
         }
     }
     let dropped = dropped(previous.as_ref(), &layers);
@@ -210,6 +234,8 @@ pub async fn plan(
         base_layers,
         layers,
         dropped,
+        base_env,
+        base_fs,
         previous,
         cache_images,
         base_index,
@@ -218,6 +244,8 @@ pub async fn plan(
         created,
         jobs: jobs.max(1),
         local,
+        sandbox,
+        cache_dir: cache_dir.filter(|_| !dry_run),
     })
 }
 
@@ -257,7 +285,23 @@ fn apply_budget<'a>(
             "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
         )));
     }
-    let budget = max_layers - base_layers;
+    // Script layers are never batched (what a step changes depends on what it runs on); they
+    // take their room from the budget and the file layers are batched in the rest.
+    let scripts = specs.iter().filter(|spec| spec.script.is_some()).count();
+    let Some(budget) = (max_layers - base_layers)
+        .checked_sub(scripts)
+        .filter(|budget| *budget > 0 || scripts == specs.len())
+    else {
+        return Err(BuildError::Invalid(format!(
+            "the base's {base_layers} layers and the build's {scripts} script layers leave no room for its file layers under max_layers {max_layers}"
+        )));
+    };
+    type Placed = Vec<(usize, LayerSpec)>;
+    let (script_specs, specs): (Placed, Placed) = specs
+        .into_iter()
+        .enumerate()
+        .partition(|(_, spec)| spec.script.is_some());
+    let (positions, specs): (Vec<usize>, Vec<LayerSpec>) = specs.into_iter().unzip();
     let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
     // The first previous image that recorded anything says how packages were batched.
     let grouping: Vec<Vec<String>> = previous
@@ -269,30 +313,117 @@ fn apply_budget<'a>(
         })
         .find(|grouping| !grouping.is_empty())
         .unwrap_or_default();
-    let groups = budget::group(&units, &grouping, budget);
-    if groups.len() == specs.len() {
-        return Ok(specs);
-    }
+    let groups = if units.is_empty() {
+        Vec::new()
+    } else {
+        budget::group(&units, &grouping, budget)
+    };
     let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
-    Ok(groups
+    // Each batch stands where its first member stood among the script layers.
+    let mut placed: Vec<(usize, LayerSpec)> = groups
         .into_iter()
         .map(|group| {
+            let position = positions[group[0]];
             let mut members: Vec<LayerSpec> = group
                 .iter()
                 .map(|&unit| specs[unit].take().expect("each unit is in one group"))
                 .collect();
             if members.len() == 1 {
-                return members.pop().expect("one member");
+                return (position, members.pop().expect("one member"));
             }
             let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
-            LayerSpec {
-                name: format!("{}+{}", packages[0], packages.len() - 1),
-                created_by: format!("layerize build: batch of {}", packages.join(" ")),
-                inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
-                members: packages,
-            }
+            (
+                position,
+                LayerSpec {
+                    name: format!("{}+{}", packages[0], packages.len() - 1),
+                    created_by: format!("layerize build: batch of {}", packages.join(" ")),
+                    inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
+                    members: packages,
+                    script: None,
+                },
+            )
         })
-        .collect())
+        .collect();
+    placed.extend(script_specs);
+    placed.sort_by_key(|(position, _)| *position);
+    Ok(placed.into_iter().map(|(_, spec)| spec).collect())
+}
+
+/// For each layer, the layers of the build its script runs on top of: what it `needs`, with
+/// what those need in turn, as ascending indices (empty for file layers). A step may only need
+/// layers before it, named by their entry's name or one of their packages.
+fn script_needs(specs: &[LayerSpec]) -> Result<Vec<Vec<usize>>, BuildError> {
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut all: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let mut closure = std::collections::BTreeSet::new();
+        for name in spec.script.iter().flat_map(|step| &step.needs) {
+            let Some(&needed) = by_name.get(name) else {
+                let later = specs[index..]
+                    .iter()
+                    .any(|other| other.name == *name || other.packages().contains(name));
+                return Err(BuildError::Invalid(if later {
+                    format!("{}: needs {name:?}, which does not come before it; a step can only need earlier layers", spec.name)
+                } else {
+                    format!(
+                        "{}: needs {name:?}, which is not a layer of this build",
+                        spec.name
+                    )
+                }));
+            };
+            closure.insert(needed);
+            closure.extend(all[needed].iter().copied());
+        }
+        all.push(closure.into_iter().collect());
+        by_name.insert(spec.name.clone(), index);
+        for package in spec.packages() {
+            by_name.insert(package, index);
+        }
+    }
+    Ok(all)
+}
+
+/// Works out each script layer's key, in order, from its step, the base and the keys of what
+/// it needs (found before it, since a step only needs earlier layers).
+fn key_scripts(
+    layers: &mut [PlannedLayer],
+    base: &layerize_manifest::Digest,
+    options: &LayerOptions,
+) {
+    let today = today_utc();
+    for index in 0..layers.len() {
+        let Work::Script { step, needs } = &layers[index].work else {
+            continue;
+        };
+        let needed_keys: Vec<String> = needs
+            .iter()
+            .map(|&needed| {
+                layers[needed]
+                    .key
+                    .clone()
+                    .expect("layers a script needs are keyed first")
+            })
+            .collect();
+        let key = script_key(step, base, &needed_keys, options, &today);
+        layers[index].key = Some(key);
+    }
+}
+
+/// Where a cache says the script step with `key` changed nothing.
+fn empty_step_source<'a>(
+    key: &str,
+    images: impl Iterator<Item = &'a PreviousImage>,
+    local: Option<&LocalCache>,
+) -> Option<CacheSource> {
+    let mut images = images;
+    images
+        .find(|image| image.empty_steps.iter().any(|record| record.key == key))
+        .map(|image| image.source.clone())
+        .or_else(|| {
+            local
+                .filter(|local| local.is_empty_step(key))
+                .map(|_| CacheSource::Local)
+        })
 }
 
 /// The filesystem of the base, from the on-disk cache where it has the layers, else read from
@@ -349,20 +480,33 @@ async fn index_base(
 /// cache when its fingerprint is known, else by hashing its tar without compressing it.
 async fn prepare_layers(
     specs: Vec<LayerSpec>,
+    needs: &[Vec<usize>],
     base: Option<Arc<FsIndex>>,
     options: &Arc<LayerOptions>,
     local: &Arc<Option<LocalCache>>,
     may_hit: bool,
 ) -> Result<Vec<PlannedLayer>, BuildError> {
     let parallel = std::thread::available_parallelism().map_or(1, usize::from);
-    stream::iter(specs)
-        .map(|spec| {
+    let needed: HashSet<usize> = needs.iter().flatten().copied().collect();
+    stream::iter(specs.into_iter().zip(needs.iter().cloned()).enumerate())
+        .map(|(index, (spec, needs))| {
             let base = base.clone();
             let options = Arc::clone(options);
             let local = Arc::clone(local);
+            // A layer a script needs is keyed even when no cache could have it: the script's
+            // key covers its key.
+            let keyed = may_hit || needed.contains(&index);
             async move {
                 tokio::task::spawn_blocking(move || {
-                    prepare_layer(spec, base, &options, local.as_ref().as_ref(), may_hit)
+                    prepare_layer(
+                        spec,
+                        needs,
+                        base,
+                        &options,
+                        local.as_ref().as_ref(),
+                        keyed,
+                        may_hit,
+                    )
                 })
                 .await
                 .map_err(|err| {
@@ -377,11 +521,29 @@ async fn prepare_layers(
 
 fn prepare_layer(
     spec: LayerSpec,
+    needs: Vec<usize>,
     base: Option<Arc<FsIndex>>,
     options: &LayerOptions,
     local: Option<&LocalCache>,
+    keyed: bool,
     may_hit: bool,
 ) -> Result<PlannedLayer, BuildError> {
+    let reason = if may_hit {
+        BuildReason::NewKey
+    } else {
+        BuildReason::NoCache
+    };
+    if let Some(step) = spec.script {
+        return Ok(PlannedLayer {
+            name: spec.name,
+            created_by: spec.created_by,
+            members: spec.members,
+            work: Work::Script { step, needs },
+            // Worked out once the layers it needs have theirs (`key_scripts`).
+            key: None,
+            decision: Decision::Build(reason),
+        });
+    }
     let mut files = match base {
         Some(base) => FileMap::on_base(base),
         None => FileMap::new(),
@@ -400,22 +562,19 @@ fn prepare_layer(
     let known = local.and_then(|local| local.diff_id(&fingerprint.digest));
     let diff_id = match known {
         Some(diff_id) => Some(diff_id),
-        None if may_hit => Some(diff_id_of(&files, options)?.0),
+        None if keyed => Some(diff_id_of(&files, options)?.0),
         None => None,
     };
     let key = diff_id.as_ref().map(|diff_id| layer_key(diff_id, options));
-    let reason = if may_hit {
-        BuildReason::NewKey
-    } else {
-        BuildReason::NoCache
-    };
     Ok(PlannedLayer {
         name: spec.name,
         created_by: spec.created_by,
         members: spec.members,
-        files,
-        fingerprint,
-        diff_id,
+        work: Work::Files {
+            files,
+            fingerprint,
+            diff_id,
+        },
         key,
         decision: Decision::Build(reason),
     })
