@@ -210,6 +210,11 @@ impl ScriptRunner<'_> {
                 .target
                 .spool_dir()
                 .unwrap_or_else(std::env::temp_dir),
+            // Beside the cache's blobs (on a disk, where the blobs are), else the temp dir.
+            root_parent: self
+                .cache_dir
+                .as_ref()
+                .map_or_else(std::env::temp_dir, |dir| dir.join("sandbox")),
         };
         let (layer, run) = tokio::task::spawn_blocking(move || job.run())
             .await
@@ -306,6 +311,8 @@ struct StepJob {
     base_fs: Option<Arc<FsIndex>>,
     options: Arc<LayerOptions>,
     spool_dir: PathBuf,
+    /// Where the step's root filesystem is made (a fresh directory, removed afterwards).
+    root_parent: PathBuf,
 }
 
 type StepLayer = Option<(WrittenLayer, tempfile::TempPath)>;
@@ -316,7 +323,11 @@ impl StepJob {
         let sandbox_error =
             |error: sandbox::SandboxError| BuildError::Invalid(format!("step {name:?}: {error}"));
         let assembling = Instant::now();
-        let mut rootfs = Rootfs::new_in(&std::env::temp_dir()).map_err(sandbox_error)?;
+        std::fs::create_dir_all(&self.root_parent).map_err(|source| BuildError::Io {
+            context: format!("creating {}", self.root_parent.display()),
+            source,
+        })?;
+        let mut rootfs = Rootfs::new_in(&self.root_parent).map_err(sandbox_error)?;
         for source in &self.sources {
             match source {
                 Source::Blob(path) => {
