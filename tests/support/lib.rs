@@ -1,6 +1,7 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
-//! with tools that are not ours, real registries started on loopback, and the container runtimes
-//! (containerd, Docker) that run what layerize builds.
+//! with tools that are not ours, real registries started on loopback, the container runtimes
+//! (containerd, Docker) that run what layerize builds, builds with script steps, and a seccomp
+//! filter that takes namespaces away from a child, as in an unprivileged container.
 //!
 //! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
 //! they run it through [`layerize!`].
@@ -17,6 +18,8 @@ pub mod layer_records;
 pub mod layerize;
 pub mod podman;
 pub mod registry;
+pub mod script_builds;
+pub mod seccomp;
 pub mod skopeo;
 pub mod token_server;
 pub mod tools;
