@@ -356,8 +356,9 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     // digests, and no step runs.
     let runner_cache = scratch_dir();
     let ci_target = site.reference("ci/app:d");
+    let previous_tag = app("d");
     let mut args = cache_args(&runner_cache);
-    args.extend(["--cache-from", &app("d"), "--target", &ci_target]);
+    args.extend(["--cache-from", &previous_tag, "--target", &ci_target]);
     let from_cache = build(&changed_file, &args);
     assert_eq!(layer_digests(&from_cache), layer_digests(&changed));
     assert_eq!(from_cache["digest"], changed["digest"]);
