@@ -27,6 +27,10 @@ struct LayerState {
     /// Directories (resolved) this layer marks opaque; emptied of lower content at the end.
     opaque: Vec<PathBuf>,
     buffer: Vec<u8>,
+    /// The previous entry's parent (as named, as resolved, known to exist as a directory):
+    /// entries come grouped by directory, and resolving it again costs an lstat per component.
+    /// Cleared by every entry that can change what a path resolves to.
+    last_parent: Option<(PathBuf, PathBuf)>,
 }
 
 pub(crate) fn apply(rootfs: &mut Rootfs, tar: impl Read) -> Result<(), SandboxError> {
@@ -35,6 +39,7 @@ pub(crate) fn apply(rootfs: &mut Rootfs, tar: impl Read) -> Result<(), SandboxEr
         written: HashSet::new(),
         opaque: Vec::new(),
         buffer: vec![0; COPY_BUFFER],
+        last_parent: None,
     };
     for entry in archive.entries().map_err(SandboxError::Tar)? {
         let mut entry = entry.map_err(SandboxError::Tar)?;
@@ -68,7 +73,24 @@ fn apply_entry<R: Read>(
         }
         return Ok(());
     };
-    let parent = resolve(&root, rel.parent().unwrap_or(Path::new("")), true)?;
+    let named_parent = rel.parent().unwrap_or(Path::new(""));
+    let kind = entry.header().entry_type();
+    let cached = match &state.last_parent {
+        Some((named, resolved)) if named == named_parent => Some(resolved.clone()),
+        _ => None,
+    };
+    // Only a regular file cannot change how a later path resolves (a directory entry may
+    // replace a symlink, a whiteout may remove a directory).
+    let keeps_resolution = matches!(kind, EntryType::Regular | EntryType::Continuous)
+        && !file_name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes());
+    if !keeps_resolution {
+        state.last_parent = None;
+    }
+    let hit = cached.is_some();
+    let parent = match cached {
+        Some(parent) => parent,
+        None => resolve(&root, named_parent, true)?,
+    };
     if file_name == OPAQUE_MARKER {
         state.opaque.push(parent);
         return Ok(());
@@ -88,8 +110,13 @@ fn apply_entry<R: Read>(
     let resolved = parent.join(file_name);
     let host = root.join(&resolved);
     let host_parent = root.join(&parent);
-    std::fs::create_dir_all(&host_parent)
-        .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
+    if !hit {
+        std::fs::create_dir_all(&host_parent)
+            .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
+    }
+    if keeps_resolution {
+        state.last_parent = Some((named_parent.to_path_buf(), parent.clone()));
+    }
     let mut ancestor = Some(resolved.as_path());
     while let Some(path) = ancestor.filter(|p| !p.as_os_str().is_empty()) {
         if !state.written.insert(path.to_path_buf()) {
@@ -98,7 +125,6 @@ fn apply_entry<R: Read>(
         ancestor = path.parent();
     }
 
-    let kind = entry.header().entry_type();
     if kind == EntryType::Directory {
         match std::fs::symlink_metadata(&host) {
             Ok(meta) if meta.is_dir() => {}

@@ -59,11 +59,20 @@ fn opaque_directories_hide_lower_content_but_not_their_own_whatever_the_order() 
         }
         let fs = rootfs(&[lower(), upper.finish()]);
         let root = fs.path();
-        assert!(!root.join("opq/lower").exists(), "marker first: {marker_first}");
-        assert!(!root.join("opq/sub/lower").exists(), "marker first: {marker_first}");
+        assert!(
+            !root.join("opq/lower").exists(),
+            "marker first: {marker_first}"
+        );
+        assert!(
+            !root.join("opq/sub/lower").exists(),
+            "marker first: {marker_first}"
+        );
         assert_eq!(std::fs::read(root.join("opq/new")).unwrap(), b"n");
         assert_eq!(std::fs::read(root.join("opq/sub/new")).unwrap(), b"n");
-        let sub_mode = std::fs::metadata(root.join("opq/sub")).unwrap().permissions().mode();
+        let sub_mode = std::fs::metadata(root.join("opq/sub"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(sub_mode & 0o7777, 0o750);
         assert!(!root.join("opq/.wh..wh..opq").exists());
     }
@@ -84,10 +93,18 @@ fn entries_replace_what_is_at_their_path() {
     let fs = rootfs(&[lower(), upper]);
     let root = fs.path();
     assert!(root.join("etc/dir/child").exists());
-    assert_eq!(std::fs::metadata(root.join("etc/dir")).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(
+        std::fs::metadata(root.join("etc/dir")).unwrap().mode() & 0o7777,
+        0o700
+    );
     assert_eq!(std::fs::read(root.join("opq")).unwrap(), b"now a file");
-    assert!(std::fs::symlink_metadata(root.join("etc/keep")).unwrap().is_dir());
-    assert_eq!(std::fs::read_link(root.join("etc/gone")).unwrap(), Path::new("keep"));
+    assert!(std::fs::symlink_metadata(root.join("etc/keep"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(
+        std::fs::read_link(root.join("etc/gone")).unwrap(),
+        Path::new("keep")
+    );
 }
 
 #[test]
@@ -109,14 +126,22 @@ fn metadata_hardlinks_and_xattrs() {
     assert_eq!(meta("usr/owned").mtime(), common::MTIME as i64);
     assert_eq!(meta("usr/again").ino(), meta("usr/owned").ino());
     if is_root() {
-        assert_eq!((meta("usr/owned").uid(), meta("usr/owned").gid()), (1000, 50));
+        assert_eq!(
+            (meta("usr/owned").uid(), meta("usr/owned").gid()),
+            (1000, 50)
+        );
     }
     let name = std::ffi::CString::new("user.layerize").unwrap();
     let path = std::ffi::CString::new(root.join("usr/tagged").to_str().unwrap()).unwrap();
     let mut value = [0u8; 16];
     // SAFETY: valid strings and buffer.
     let n = unsafe {
-        libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len())
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
     };
     assert_eq!(&value[..n.max(0) as usize], b"yes");
 }
@@ -127,7 +152,10 @@ fn dotdot_entries_are_refused_with_the_entry_named() {
     let mut fs = Rootfs::new_in(parent.path()).unwrap();
     let layer = Layer::new().raw_file(b"../escaped-dotdot", b"x").finish();
     let err = fs.apply_layer(&layer[..]).unwrap_err().to_string();
-    assert!(err.contains("../escaped-dotdot") && err.contains("`..`"), "{err}");
+    assert!(
+        err.contains("../escaped-dotdot") && err.contains("`..`"),
+        "{err}"
+    );
     assert!(!parent.path().join("escaped-dotdot").exists());
     let listing: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
     assert_eq!(listing.len(), 1, "only the rootfs itself is in its parent");
@@ -160,7 +188,10 @@ fn symlinked_parents_resolve_inside_the_root() {
 
 #[test]
 fn read_only_directories_are_removed_on_drop() {
-    let fs = rootfs(&[Layer::new().dir("ro", 0o555).dir("ro/inner", 0o500).finish()]);
+    let fs = rootfs(&[Layer::new()
+        .dir("ro", 0o555)
+        .dir("ro/inner", 0o500)
+        .finish()]);
     let path = fs.path().to_path_buf();
     std::fs::write(path.join("ro/inner/../inner").join("../../marker"), b"m").unwrap();
     drop(fs);

@@ -45,7 +45,14 @@ impl Layer {
         self.file_owned(path, mode, 0, 0, content)
     }
 
-    pub fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, content: &[u8]) -> Layer {
+    pub fn file_owned(
+        mut self,
+        path: &str,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        content: &[u8],
+    ) -> Layer {
         let mut h = Self::header(EntryType::Regular, mode, uid, gid, content.len() as u64);
         self.builder.append_data(&mut h, path, content).unwrap();
         self
@@ -96,7 +103,8 @@ const APPLETS: &[&str] = &[
 
 /// The base layer every run test starts from.
 pub fn busybox_layer() -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed (/bin/busybox)");
+    let busybox =
+        std::fs::read("/bin/busybox").expect("busybox-static is installed (/bin/busybox)");
     let mut layer = Layer::new()
         .dir("bin", 0o755)
         .file("bin/busybox", 0o755, &busybox)
@@ -106,7 +114,11 @@ pub fn busybox_layer() -> Vec<u8> {
             0o644,
             b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
         )
-        .file("etc/group", 0o644, b"root:x:0:\napp:x:1000:\nstaff:x:50:app\n")
+        .file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\napp:x:1000:\nstaff:x:50:app\n",
+        )
         .file("etc/motd", 0o644, b"welcome\n")
         .file("etc/issue", 0o644, b"busybox test rootfs\n")
         .dir("tmp", 0o1777)
@@ -144,7 +156,11 @@ pub fn script_step(script: &str) -> Step {
 }
 
 /// Runs `step` and returns its outcome, changes and output lines (`out: ` / `err: ` prefixed).
-pub fn run_step(rootfs: &mut Rootfs, step: &Step, mode: Mode) -> (RunOutcome, Changes, Vec<String>) {
+pub fn run_step(
+    rootfs: &mut Rootfs,
+    step: &Step,
+    mode: Mode,
+) -> (RunOutcome, Changes, Vec<String>) {
     let mut lines = Vec::new();
     let mut on_output = |o: Output<'_>| {
         let prefix = match o.stream {
