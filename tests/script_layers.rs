@@ -435,7 +435,7 @@ fn a_step_that_only_prints_streams_its_lines_and_adds_no_layer() {
             events.iter().any(|event| event["phase"] == "script"
                 && event["step"] == "say"
                 && event["stream"] == stream
-                && event["message"] == line
+                && event["message"] == format!("[say] {line}")
                 && event["line"] == line),
             "no {stream} event for {line:?} in:\n{json_log}"
         );
