@@ -235,7 +235,10 @@ mod tests {
         };
         let new_user_and_sigchld = libc::CLONE_NEWUSER | libc::SIGCHLD;
         assert_eq!(
-            syscall(libc::SYS_clone, &format!("{new_user_and_sigchld}, 0, 0, 0, 0")),
+            syscall(
+                libc::SYS_clone,
+                &format!("{new_user_and_sigchld}, 0, 0, 0, 0")
+            ),
             format!("-1 {}", libc::EPERM)
         );
         assert_eq!(
