@@ -513,16 +513,7 @@ impl StepContext<'_> {
                 )));
             }
         }
-        info!(
-            phase = "build",
-            step = 1,
-            layer = %name,
-            diff_id = %written.diff_id,
-            digest = %written.digest,
-            compressed_size = written.size,
-            uncompressed_size = written.uncompressed_size,
-            "Built layer"
-        );
+        log_built(&name, &written);
         let outcome = put_layer(target, &written.digest, written.size, &spool).await?;
         drop(spool);
         let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
@@ -569,4 +560,18 @@ fn empty_history(planned: &PlannedLayer, key: &str) -> History {
         comment: Some(record.to_comment()),
         empty_layer: true,
     }
+}
+
+/// Logs a layer just written to its spool file.
+pub(crate) fn log_built(name: &str, written: &crate::layer::WrittenLayer) {
+    info!(
+        phase = "build",
+        step = 1,
+        layer = %name,
+        diff_id = %written.diff_id,
+        digest = %written.digest,
+        compressed_size = written.size,
+        uncompressed_size = written.uncompressed_size,
+        "Built layer"
+    );
 }

@@ -10,6 +10,7 @@ mod prepare;
 pub mod previous;
 pub mod report;
 pub mod resolve;
+mod script_plan;
 mod scripts;
 
 use std::path::PathBuf;

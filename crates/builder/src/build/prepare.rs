@@ -13,7 +13,7 @@ use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{layer_media_type, layer_record, Image};
 use tracing::{info, warn};
 
-use crate::build::budget::{self, DEFAULT_MAX_LAYERS, HARD_LIMIT};
+use crate::build::budget;
 use crate::build::local_cache::LocalCache;
 use crate::build::plan::{
     BuildReason, Candidate, Decision, Dropped, Layer, LayerSpec, Origin, PlanLine, PlannedLayer,
@@ -22,11 +22,11 @@ use crate::build::plan::{
 use crate::build::previous::{read_previous, CacheImage, CacheSource, PreviousImage};
 use crate::build::report::BaseIndexReport;
 use crate::build::resolve::resolve;
+use crate::build::script_plan::{empty_step_source, key_scripts, script_needs};
 use crate::build::{BuildRequest, Endpoints};
 use crate::layer::filemap::{file_identity, FileMap};
 use crate::layer::key::{diff_id_of, layer_key};
 use crate::layer::recipe::{self, Input};
-use crate::layer::script::{script_key, today_utc};
 use crate::layer::LayerOptions;
 use crate::BuildError;
 
@@ -161,7 +161,7 @@ pub async fn plan(
     .await;
     let cache_images: Vec<PreviousImage> = cache_images.into_iter().flatten().collect();
 
-    let specs = apply_budget(
+    let specs = budget::apply(
         specs,
         max_layers,
         base_layers.len(),
@@ -261,169 +261,6 @@ fn check_names(specs: &[LayerSpec]) -> Result<(), BuildError> {
         }
     }
     Ok(())
-}
-
-/// Batches layer entries into at most `max_layers` layers (base included), keeping the batches
-/// the previous images recorded (see [`budget`]).
-fn apply_budget<'a>(
-    specs: Vec<LayerSpec>,
-    max_layers: Option<usize>,
-    base_layers: usize,
-    previous: impl Iterator<Item = &'a PreviousImage>,
-) -> Result<Vec<LayerSpec>, BuildError> {
-    let max_layers = max_layers.unwrap_or(DEFAULT_MAX_LAYERS);
-    if max_layers == 0 || max_layers > HARD_LIMIT {
-        return Err(BuildError::Invalid(format!(
-            "max_layers {max_layers}: expected 1 to {HARD_LIMIT} (Docker refuses images with more than {HARD_LIMIT} layers)"
-        )));
-    }
-    if specs.is_empty() {
-        return Ok(specs);
-    }
-    if base_layers >= max_layers {
-        return Err(BuildError::Invalid(format!(
-            "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
-        )));
-    }
-    // Script layers are never batched (what a step changes depends on what it runs on); they
-    // take their room from the budget and the file layers are batched in the rest.
-    let scripts = specs.iter().filter(|spec| spec.script.is_some()).count();
-    let Some(budget) = (max_layers - base_layers)
-        .checked_sub(scripts)
-        .filter(|budget| *budget > 0 || scripts == specs.len())
-    else {
-        return Err(BuildError::Invalid(format!(
-            "the base's {base_layers} layers and the build's {scripts} script layers leave no room for its file layers under max_layers {max_layers}"
-        )));
-    };
-    type Placed = Vec<(usize, LayerSpec)>;
-    let (script_specs, specs): (Placed, Placed) = specs
-        .into_iter()
-        .enumerate()
-        .partition(|(_, spec)| spec.script.is_some());
-    let (positions, specs): (Vec<usize>, Vec<LayerSpec>) = specs.into_iter().unzip();
-    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
-    // The first previous image that recorded anything says how packages were batched.
-    let grouping: Vec<Vec<String>> = previous
-        .map(|image| {
-            image
-                .recorded()
-                .map(|(_, record)| record.packages())
-                .collect::<Vec<_>>()
-        })
-        .find(|grouping| !grouping.is_empty())
-        .unwrap_or_default();
-    let groups = if units.is_empty() {
-        Vec::new()
-    } else {
-        budget::group(&units, &grouping, budget)
-    };
-    let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
-    // Each batch stands where its first member stood among the script layers.
-    let mut placed: Vec<(usize, LayerSpec)> = groups
-        .into_iter()
-        .map(|group| {
-            let position = positions[group[0]];
-            let mut members: Vec<LayerSpec> = group
-                .iter()
-                .map(|&unit| specs[unit].take().expect("each unit is in one group"))
-                .collect();
-            if members.len() == 1 {
-                return (position, members.pop().expect("one member"));
-            }
-            let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
-            (
-                position,
-                LayerSpec {
-                    name: format!("{}+{}", packages[0], packages.len() - 1),
-                    created_by: format!("layerize build: batch of {}", packages.join(" ")),
-                    inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
-                    members: packages,
-                    script: None,
-                },
-            )
-        })
-        .collect();
-    placed.extend(script_specs);
-    placed.sort_by_key(|(position, _)| *position);
-    Ok(placed.into_iter().map(|(_, spec)| spec).collect())
-}
-
-/// For each layer, the layers of the build its script runs on top of: what it `needs`, with
-/// what those need in turn, as ascending indices (empty for file layers). A step may only need
-/// layers before it, named by their entry's name or one of their packages.
-fn script_needs(specs: &[LayerSpec]) -> Result<Vec<Vec<usize>>, BuildError> {
-    let mut by_name: HashMap<String, usize> = HashMap::new();
-    let mut all: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
-    for (index, spec) in specs.iter().enumerate() {
-        let mut closure = std::collections::BTreeSet::new();
-        for name in spec.script.iter().flat_map(|step| &step.needs) {
-            let Some(&needed) = by_name.get(name) else {
-                let later = specs[index..]
-                    .iter()
-                    .any(|other| other.name == *name || other.packages().contains(name));
-                return Err(BuildError::Invalid(if later {
-                    format!("{}: needs {name:?}, which does not come before it; a step can only need earlier layers", spec.name)
-                } else {
-                    format!(
-                        "{}: needs {name:?}, which is not a layer of this build",
-                        spec.name
-                    )
-                }));
-            };
-            closure.insert(needed);
-            closure.extend(all[needed].iter().copied());
-        }
-        all.push(closure.into_iter().collect());
-        by_name.insert(spec.name.clone(), index);
-        for package in spec.packages() {
-            by_name.insert(package, index);
-        }
-    }
-    Ok(all)
-}
-
-/// Works out each script layer's key, in order, from its step, the base and the keys of what
-/// it needs (found before it, since a step only needs earlier layers).
-fn key_scripts(
-    layers: &mut [PlannedLayer],
-    base: &layerize_manifest::Digest,
-    options: &LayerOptions,
-) {
-    let today = today_utc();
-    for index in 0..layers.len() {
-        let Work::Script { step, needs } = &layers[index].work else {
-            continue;
-        };
-        let needed_keys: Vec<String> = needs
-            .iter()
-            .map(|&needed| {
-                layers[needed]
-                    .key
-                    .clone()
-                    .expect("layers a script needs are keyed first")
-            })
-            .collect();
-        let key = script_key(step, base, &needed_keys, options, &today);
-        layers[index].key = Some(key);
-    }
-}
-
-/// Where a cache says the script step with `key` changed nothing.
-fn empty_step_source<'a>(
-    key: &str,
-    images: impl Iterator<Item = &'a PreviousImage>,
-    local: Option<&LocalCache>,
-) -> Option<CacheSource> {
-    let mut images = images;
-    images
-        .find(|image| image.empty_steps.iter().any(|record| record.key == key))
-        .map(|image| image.source.clone())
-        .or_else(|| {
-            local
-                .filter(|local| local.is_empty_step(key))
-                .map(|_| CacheSource::Local)
-        })
 }
 
 /// The filesystem of the base, from the on-disk cache where it has the layers, else read from

@@ -19,6 +19,7 @@ use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, Rootfs, St
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
+use crate::build::execute::log_built;
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{StepReport, StepRun};
@@ -428,15 +429,7 @@ impl StepJob {
             &self.options,
             BufWriter::with_capacity(1 << 20, spool.as_file()),
         )?;
-        info!(
-            phase = "build",
-            step = 1,
-            layer = %name,
-            diff_id = %written.diff_id,
-            digest = %written.digest,
-            compressed_size = written.size,
-            "Built layer"
-        );
+        log_built(name, &written);
         Ok((Some((written, spool.into_temp_path())), run))
     }
 }
