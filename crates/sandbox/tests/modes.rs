@@ -104,15 +104,15 @@ echo done";
 
 fn environment_workdir_and_exit_status(mode: Mode) {
     let mut fs = rootfs(&[busybox_layer()]);
-    let mut step = script_step("pwd; echo \"$GREETING\"; env | wc -l; echo oops >&2; exit 3");
+    let mut step = script_step("pwd; echo \"$GREETING\"; echo \"$HOME\"; echo oops >&2; exit 3");
     step.env.push(("GREETING".into(), "hi there".into()));
     step.workdir = "/work/dir".into();
     let (outcome, changes, lines) = run_step(&mut fs, &step, mode);
     assert_eq!(outcome.status, ExitStatus::Code(3));
     assert!(!outcome.status.success());
     let outs: Vec<&String> = lines.iter().filter(|l| l.starts_with("out: ")).collect();
-    // sh adds PWD (and busybox SHLVL) to the two variables given.
-    assert_eq!(outs[..2], ["out: /work/dir", "out: hi there"]);
+    // HOME comes from the rootfs's passwd (root's default here), as in Docker.
+    assert_eq!(outs[..3], ["out: /work/dir", "out: hi there", "out: /root"]);
     assert!(lines.contains(&"err: oops".to_string()), "{lines:?}");
     // The workdir was made before the snapshot: not a change of the step.
     assert!(changes.is_empty(), "{changes:#?}");

@@ -104,6 +104,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         options: &options,
         cache_images: &cache_images,
         sandbox,
+        platform: image.platform(),
         cache_dir,
     }
     .run_all(&layers)

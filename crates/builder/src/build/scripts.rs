@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use layerize_basefs::{decompressed, FsIndex};
 use layerize_manifest::media_type::is_foreign_layer;
-use layerize_manifest::Digest;
+use layerize_manifest::{Digest, Platform};
 use layerize_registry::Store;
 use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, Rootfs, Stream};
 use sha2::{Digest as _, Sha256};
@@ -50,6 +50,8 @@ pub(crate) struct ScriptRunner<'a> {
     pub options: &'a Arc<LayerOptions>,
     pub cache_images: &'a [PreviousImage],
     pub sandbox: ModeChoice,
+    /// The image's platform: its programs are what the steps run.
+    pub platform: Option<Platform>,
     /// Where base and cached blobs are kept once fetched (the cache directory's `blobs/v1/`).
     pub cache_dir: Option<PathBuf>,
 }
@@ -68,6 +70,9 @@ impl ScriptRunner<'_> {
             .collect();
         if to_run.is_empty() {
             return Ok(HashMap::new());
+        }
+        if let Some(platform) = &self.platform {
+            check_runnable(platform)?;
         }
         let mode = sandbox::detect(self.sandbox).map_err(|error| {
             BuildError::Invalid(format!(
@@ -285,6 +290,46 @@ impl ScriptRunner<'_> {
         }
         Ok(fetched)
     }
+}
+
+/// Refuses an image whose programs this machine cannot run (another architecture with no
+/// qemu-user handler registered with binfmt_misc), before any step starts.
+fn check_runnable(platform: &Platform) -> Result<(), BuildError> {
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    if platform.os != "linux" {
+        return Err(BuildError::Invalid(format!(
+            "script steps run the image's own programs, and a {} image cannot run on Linux",
+            platform.os
+        )));
+    }
+    if platform.architecture == host {
+        return Ok(());
+    }
+    let qemu = match platform.architecture.as_str() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "arm" => "arm",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    };
+    let handler = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
+    if handler.exists() {
+        return Ok(());
+    }
+    Err(BuildError::Invalid(format!(
+        "script steps run the image's own programs: this linux/{} image cannot run on this {host} machine without a qemu-user handler ({} is not registered; e.g. apt-get install qemu-user-static binfmt-support)",
+        platform.architecture,
+        handler.display()
+    )))
 }
 
 /// Sets `variable` in `env`, replacing an earlier value in place.

@@ -38,6 +38,8 @@ pub(crate) fn execute(
     on_output: &mut dyn FnMut(Output<'_>),
 ) -> Result<Finished, SandboxError> {
     let mode = plan.mode;
+    let home = (!step.env.iter().any(|(name, _)| name == "HOME"))
+        .then(|| ("HOME".to_owned(), plan.identity.home().to_owned()));
     let setup_error =
         |what: String, source: std::io::Error| SandboxError::Setup { mode, what, source };
     let (status_read, status_write) = status_pipe().map_err(|e| setup_error("pipe2".into(), e))?;
@@ -47,7 +49,7 @@ pub(crate) fn execute(
         .arg0(&step.argv[0])
         .args(&step.argv[1..])
         .env_clear()
-        .envs(step.env.iter().map(|(k, v)| (k, v)))
+        .envs(step.env.iter().chain(&home).map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

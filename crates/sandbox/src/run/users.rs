@@ -14,6 +14,9 @@ pub(crate) struct Identity {
     pub gid: u32,
     /// Supplementary groups, the primary one included.
     pub groups: Vec<u32>,
+    /// The home directory the rootfs's /etc/passwd gives (`/` when it has no entry), which is
+    /// the step's `HOME` unless its env sets one, as Docker does.
+    pub home: String,
 }
 
 impl Identity {
@@ -21,7 +24,17 @@ impl Identity {
         uid: 0,
         gid: 0,
         groups: Vec::new(),
+        home: String::new(),
     };
+
+    /// The step's `HOME` unless its env has one.
+    pub fn home(&self) -> &str {
+        match (self.uid, self.home.as_str()) {
+            (0, "") => "/root",
+            (_, "") => "/",
+            (_, home) => home,
+        }
+    }
 }
 
 pub(crate) fn lookup(root: &Path, spec: &str) -> Result<Identity, SandboxError> {
@@ -64,6 +77,10 @@ pub(crate) fn identity(spec: &str, passwd: &str, group: &str) -> Result<Identity
     }
     let entry = records(passwd)
         .find(|f| f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part));
+    let home = entry
+        .as_ref()
+        .and_then(|f| f.get(5))
+        .map_or_else(String::new, |home| (*home).to_owned());
     let (name, uid, primary) = match (&entry, user_part.parse::<u32>()) {
         (Some(f), _) => {
             let uid = f[2]
@@ -101,7 +118,12 @@ pub(crate) fn identity(spec: &str, passwd: &str, group: &str) -> Result<Identity
             }
         }
     }
-    Ok(Identity { uid, gid, groups })
+    Ok(Identity {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
@@ -122,9 +144,15 @@ mod tests {
             Identity {
                 uid: 1000,
                 gid: 1000,
-                groups: vec![1000, 4, 50]
+                groups: vec![1000, 4, 50],
+                home: "/home/app".into(),
             }
         );
+        assert_eq!(app.home(), "/home/app");
+        assert_eq!(identity("root", PASSWD, GROUP).unwrap().home(), "/root");
+        assert_eq!(identity("daemon", PASSWD, GROUP).unwrap().home(), "/");
+        assert_eq!(Identity::ROOT.home(), "/root");
+        assert_eq!(identity("4242", PASSWD, GROUP).unwrap().home(), "/");
         let numeric = identity("1000", PASSWD, GROUP).unwrap();
         assert_eq!(numeric.uid, 1000);
         assert_eq!(numeric.groups, vec![1000, 4, 50]);
@@ -136,7 +164,8 @@ mod tests {
             Identity {
                 uid: 4242,
                 gid: 7,
-                groups: vec![7]
+                groups: vec![7],
+                home: String::new(),
             }
         );
         assert_eq!(identity("0", PASSWD, GROUP).unwrap().gid, 0);
