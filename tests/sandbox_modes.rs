@@ -100,7 +100,11 @@ impl Workspace {
         }
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let uid = runner.uid();
-        for path in [dir.path(), &dir.path().join("cache"), &dir.path().join("tmp")] {
+        for path in [
+            dir.path(),
+            &dir.path().join("cache"),
+            &dir.path().join("tmp"),
+        ] {
             std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
         }
         Workspace { dir }
@@ -273,7 +277,9 @@ fn as_a_normal_user_steps_run_in_user_namespaces() {
             std::env::var("CI").as_deref() != Ok("true"),
             "unprivileged user namespaces are not allowed on this CI machine (CI=true)"
         );
-        eprintln!("unprivileged user namespaces are not allowed here: the userns build is left out");
+        eprintln!(
+            "unprivileged user namespaces are not allowed here: the userns build is left out"
+        );
     }
 
     let stderr = assert_refused(&site, Runner::NobodyWithoutNamespaces, &[], "nothing");

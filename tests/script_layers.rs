@@ -179,10 +179,7 @@ fn assert_step_records(report: &Value) {
         assert_eq!(step["status"], "built", "{step}");
         assert_eq!(step["exit_code"], 0, "{step}");
         let mode = step["mode"].as_str().unwrap_or_default();
-        assert!(
-            ["chroot", "namespaces", "userns"].contains(&mode),
-            "{step}"
-        );
+        assert!(["chroot", "namespaces", "userns"].contains(&mode), "{step}");
         assert!(step["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{step}");
         assert!(step["network_isolated"].is_boolean(), "{step}");
         for count in ["added", "changed", "deleted"] {
@@ -202,13 +199,20 @@ fn assert_first_build_effects(reference: &str, project: &Project) -> PulledImage
         std::fs::read_to_string(root.join(path))
             .unwrap_or_else(|error| panic!("/{path} in {reference}: {error}"))
     };
-    let mode = |path: &str| std::fs::metadata(root.join(path)).unwrap().permissions().mode() & 0o7777;
+    let mode = |path: &str| {
+        std::fs::metadata(root.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
 
     assert_eq!(read("opt/a/hello"), "#!/bin/sh\necho hi\n");
     assert_eq!(mode("opt/a/hello"), 0o755);
     let motd = read("etc/motd");
     assert!(
-        motd.contains("Layerized GNU/Linux comes with ABSOLUTELY NO WARRANTY") && !motd.contains("Debian GNU"),
+        motd.contains("Layerized GNU/Linux comes with ABSOLUTELY NO WARRANTY")
+            && !motd.contains("Debian GNU"),
         "/etc/motd not edited: {motd:?}"
     );
     assert!(
@@ -233,7 +237,10 @@ fn assert_first_build_effects(reference: &str, project: &Project) -> PulledImage
     assert_eq!(read("etc/app/data.txt"), "data\n");
     assert_eq!(mode("etc/app/data.txt"), 0o640);
     assert_eq!(read("etc/app/version"), "1\n");
-    assert!(root.join("etc/debian_version").is_file(), "the base is gone");
+    assert!(
+        root.join("etc/debian_version").is_file(),
+        "the base is gone"
+    );
     assert_eq!(pulled.chroot_run(&["/opt/a/hello"]), "hi\n");
     pulled
 }
@@ -244,9 +251,8 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     let project = Project::new();
     let cache = scratch_dir();
     let app = |tag: &str| site.reference(&format!("app:{tag}"));
-    let write = |target: &str, layers: &[String]| {
-        site.write_build_file(project.path(), target, layers)
-    };
+    let write =
+        |target: &str, layers: &[String]| site.write_build_file(project.path(), target, layers);
 
     // The first build: every step runs, every layer is built, in the file's order.
     let first_layers = [hello(false), no_issue(), data(), tarball(), result()];
@@ -257,9 +263,16 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     );
     assert_eq!(
         step_statuses(&first),
-        statuses(&[("hello", "built"), ("no-issue", "built"), ("result", "built")])
+        statuses(&[
+            ("hello", "built"),
+            ("no-issue", "built"),
+            ("result", "built")
+        ])
     );
-    assert_layers_built(&first, &["hello", "no-issue", "data", "tools-tarball", "result"]);
+    assert_layers_built(
+        &first,
+        &["hello", "no-issue", "data", "tools-tarball", "result"],
+    );
     assert_step_records(&first);
     for name in ["hello", "no-issue", "result"] {
         assert_eq!(step(&first, name)["layer"], true, "{name}");
@@ -285,7 +298,11 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     let added_file = build(&write(&app("b"), &with_extra), &cache_args(&cache));
     assert_eq!(
         step_statuses(&added_file),
-        statuses(&[("hello", "reused"), ("no-issue", "reused"), ("result", "reused")])
+        statuses(&[
+            ("hello", "reused"),
+            ("no-issue", "reused"),
+            ("result", "reused")
+        ])
     );
     assert_layers_built(&added_file, &["extra"]);
     for name in ["hello", "no-issue", "result"] {
@@ -315,7 +332,13 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     // The first step changed: it and the step that needs it run, the others are reused.
     let changed_layers: Vec<String> = with_unrelated
         .iter()
-        .map(|layer| if *layer == hello(false) { hello(true) } else { layer.clone() })
+        .map(|layer| {
+            if *layer == hello(false) {
+                hello(true)
+            } else {
+                layer.clone()
+            }
+        })
         .collect();
     let changed_file = write(&app("d"), &changed_layers);
     let changed = build(&changed_file, &cache_args(&cache));
@@ -356,8 +379,9 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     // digests, and no step runs.
     let runner_cache = scratch_dir();
     let ci_target = site.reference("ci/app:d");
+    let previous = app("d");
     let mut args = cache_args(&runner_cache);
-    args.extend(["--cache-from", &app("d"), "--target", &ci_target]);
+    args.extend(["--cache-from", &previous, "--target", &ci_target]);
     let from_cache = build(&changed_file, &args);
     assert_eq!(layer_digests(&from_cache), layer_digests(&changed));
     assert_eq!(from_cache["digest"], changed["digest"]);
@@ -460,15 +484,21 @@ fn a_failing_step_fails_the_build_and_leaves_the_tag_alone() {
     let site = DebianSite::new();
     let project = Project::new();
     let target = site.reference("fail:1");
+    let cache = scratch_dir();
     let good = build(
         &site.write_build_file(project.path(), &target, &[data()]),
-        &[],
+        &cache_args(&cache),
     );
     let before = good["digest"].as_str().unwrap().to_owned();
 
     let layers = [
         data(),
-        script_layer("fine", &["mkdir -p /opt/fine", "echo fine > /opt/fine/file"], &[], &[]),
+        script_layer(
+            "fine",
+            &["mkdir -p /opt/fine", "echo fine > /opt/fine/file"],
+            &[],
+            &[],
+        ),
         script_layer(
             "fail",
             &[
@@ -482,10 +512,13 @@ fn a_failing_step_fails_the_build_and_leaves_the_tag_alone() {
         ),
     ];
     let file = site.write_build_file(project.path(), &target, &layers);
-    let cache = scratch_dir();
     let mark = site.log_mark();
     let mut command = support::layerize!();
-    command.arg("build").arg("-c").arg(&file).args(cache_args(&cache));
+    command
+        .arg("build")
+        .arg("-c")
+        .arg(&file)
+        .args(cache_args(&cache));
     let stderr = run_err(&mut command);
 
     assert!(stderr.contains("step \"fail\" failed"), "{stderr}");

@@ -20,7 +20,12 @@ pub struct DebianSite {
 impl DebianSite {
     pub fn new() -> DebianSite {
         let registry = Registry::open();
-        images::push(Image::Debian, Format::Oci, &registry, "base/debian:bookworm");
+        images::push(
+            Image::Debian,
+            Format::Oci,
+            &registry,
+            "base/debian:bookworm",
+        );
         let base = format!("{}/base/debian:bookworm", registry.host());
         DebianSite { registry, base }
     }

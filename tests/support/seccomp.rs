@@ -28,7 +28,9 @@ pub fn deny_namespaces(command: &mut Command) -> &mut Command {
                 len: program.len() as libc::c_ushort,
                 filter: program.as_ptr() as *mut sock_filter,
             };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            // prctl is variadic and the kernel reads whole words: pass unsigned longs.
+            let (one, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, one, zero, zero, zero) != 0
                 || libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER as libc::c_ulong,
@@ -235,7 +237,10 @@ mod tests {
         };
         let new_user_and_sigchld = libc::CLONE_NEWUSER | libc::SIGCHLD;
         assert_eq!(
-            syscall(libc::SYS_clone, &format!("{new_user_and_sigchld}, 0, 0, 0, 0")),
+            syscall(
+                libc::SYS_clone,
+                &format!("{new_user_and_sigchld}, 0, 0, 0, 0")
+            ),
             format!("-1 {}", libc::EPERM)
         );
         assert_eq!(
