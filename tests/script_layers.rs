@@ -378,9 +378,9 @@ fn script_steps_build_on_debian_and_rerun_only_what_changed() {
     // digests, and no step runs.
     let runner_cache = scratch_dir();
     let ci_target = site.reference("ci/app:d");
-    let previous = app("d");
+    let previous_tag = app("d");
     let mut args = cache_args(&runner_cache);
-    args.extend(["--cache-from", &previous, "--target", &ci_target]);
+    args.extend(["--cache-from", &previous_tag, "--target", &ci_target]);
     let from_cache = build(&changed_file, &args);
     assert_eq!(layer_digests(&from_cache), layer_digests(&changed));
     assert_eq!(from_cache["digest"], changed["digest"]);
@@ -457,7 +457,7 @@ fn a_step_that_only_prints_streams_its_lines_and_adds_no_layer() {
             events.iter().any(|event| event["phase"] == "script"
                 && event["step"] == "say"
                 && event["stream"] == stream
-                && event["message"] == line
+                && event["message"] == format!("[say] {line}")
                 && event["line"] == line),
             "no {stream} event for {line:?} in:\n{json_log}"
         );

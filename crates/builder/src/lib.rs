@@ -44,6 +44,23 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A script step ended with a failure; `tail` is its last lines of output.
+    #[error(
+        "step {step:?} failed with {status}; its last lines of output:{}",
+        indented(tail)
+    )]
+    StepFailed {
+        step: String,
+        status: String,
+        tail: Vec<String>,
+    },
     #[error("{0}")]
     Invalid(String),
+}
+
+fn indented(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return " (none)".to_owned();
+    }
+    lines.iter().map(|line| format!("\n  | {line}")).collect()
 }

@@ -85,6 +85,7 @@ fn layer(name: &str, inputs: Vec<Input>) -> LayerSpec {
         created_by: format!("test {name}"),
         inputs,
         members: Vec::new(),
+        script: None,
     }
 }
 
@@ -123,6 +124,7 @@ async fn failed_build(
         cache_dir: None,
         max_layers: None,
         dry_run: false,
+        sandbox: Default::default(),
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),

@@ -73,6 +73,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
                 modes: HostModes::Keep,
             }],
             members: Vec::new(),
+            script: None,
         }],
         edits: Vec::new(),
         annotations: Vec::new(),
@@ -82,6 +83,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         cache_dir: None,
         max_layers: None,
         dry_run: false,
+        sandbox: Default::default(),
     };
     let report = build(&endpoints, request).await.unwrap();
 

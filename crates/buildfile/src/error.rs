@@ -104,6 +104,10 @@ pub enum Problem {
     },
     #[error("a group member cannot be a group itself; list its packages in the outer group")]
     NestedGroup,
+    #[error("a script cannot be a group member: its layer is what it changes, so it is a layer entry of its own")]
+    ScriptInGroup,
+    #[error("needs \"{0}\", which is not a layer written before this one; a step runs on top of earlier layers only")]
+    UnknownNeed(String),
     #[error("{kind} layers are not implemented yet (issue {issue})")]
     NotImplemented { kind: &'static str, issue: u32 },
     #[error(

@@ -10,6 +10,7 @@ use std::fmt;
 
 use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
+use layerize_builder::layer::script::ScriptStep;
 
 use crate::context::{Context, SourceKind};
 use crate::dest::{destination, Use};
@@ -56,6 +57,8 @@ pub struct Package {
     pub inputs: Vec<Input>,
     /// Where each input was written (same length and order as `inputs`).
     pub input_positions: Vec<Position>,
+    /// For a `script` layer: its step (then `inputs` is empty).
+    pub script: Option<ScriptStep>,
 }
 
 impl Package {
@@ -72,6 +75,7 @@ pub enum Kind {
     Tar,
     Delete,
     Opaque,
+    Script,
 }
 
 impl Kind {
@@ -83,6 +87,7 @@ impl Kind {
             Kind::Tar => "tar",
             Kind::Delete => "delete",
             Kind::Opaque => "opaque",
+            Kind::Script => "script",
         }
     }
 
@@ -93,6 +98,7 @@ impl Kind {
             Kind::Tar,
             Kind::Delete,
             Kind::Opaque,
+            Kind::Script,
         ]
         .into_iter()
         .find(|kind| kind.key() == key)
@@ -105,16 +111,18 @@ impl fmt::Display for Kind {
     }
 }
 
-const LAYER_KEYS: &[&str] = &["name", "files", "dir", "tar", "delete", "opaque", "group"];
+const LAYER_KEYS: &[&str] = &[
+    "name", "files", "dir", "tar", "delete", "opaque", "group", "script",
+];
 const MEMBER_KEYS: &[&str] = &["name", "files", "dir", "tar", "delete", "opaque"];
-const LAYER_KINDS: &[&str] = &["files", "dir", "tar", "delete", "opaque", "group"];
+const LAYER_KINDS: &[&str] = &["files", "dir", "tar", "delete", "opaque", "group", "script"];
 const MEMBER_KINDS: &[&str] = &["files", "dir", "tar", "delete", "opaque"];
 const FILES_KEYS: &[&str] = &["src", "dest", "mode", "owner", "content"];
 const DIR_KEYS: &[&str] = &["src", "dest"];
 const TAR_KEYS: &[&str] = &["src"];
 
 /// Kinds the format will have, refused until they are built.
-const LATER_KINDS: &[(&str, u32)] = &[("apt", 9), ("script", 8)];
+const LATER_KINDS: &[(&str, u32)] = &[("apt", 9)];
 
 /// Whether an entry is a layer entry or a member of a group.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,6 +222,9 @@ impl Reader<'_> {
             if text == "group" && level == Level::Member {
                 return Err(Fault::new(key.at, Problem::NestedGroup));
             }
+            if text == "script" && level == Level::Member {
+                return Err(Fault::new(key.at, Problem::ScriptInGroup));
+            }
             if level.kinds().contains(&text) {
                 kinds.push((key, value));
             }
@@ -259,6 +270,19 @@ impl Reader<'_> {
         let kind = Kind::from_key(&named.kind.text)
             .expect("named() lets only kinds through, and groups are read apart");
         let node = named.value;
+        if kind == Kind::Script {
+            // `names` already holds this entry's own name: a step cannot need itself.
+            let mut earlier = self.names.clone();
+            earlier.remove(&named.name);
+            return Ok(Package {
+                name: named.name.clone(),
+                at,
+                kind,
+                inputs: Vec::new(),
+                input_positions: Vec::new(),
+                script: Some(crate::script::read(node, &earlier)?),
+            });
+        }
         let inputs: Vec<(Input, Position)> = match kind {
             Kind::Files => {
                 let entries = non_empty_list(node, "files", "a list of files entries", "file")?;
@@ -284,6 +308,7 @@ impl Reader<'_> {
                     Ok((Input::Opaque(path_text), path.at))
                 })
                 .collect::<Result<_, Fault>>()?,
+            Kind::Script => unreachable!("read above"),
         };
         let (inputs, input_positions) = inputs.into_iter().unzip();
         Ok(Package {
@@ -292,6 +317,7 @@ impl Reader<'_> {
             kind,
             inputs,
             input_positions,
+            script: None,
         })
     }
 

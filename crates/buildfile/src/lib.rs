@@ -31,6 +31,7 @@ mod meta;
 mod optimization;
 mod position;
 mod read;
+mod script;
 mod spec;
 mod yaml;
 

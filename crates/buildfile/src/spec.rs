@@ -10,6 +10,19 @@ use crate::{LayerEntry, Package};
 impl LayerEntry {
     /// The entry as a layer spec for the build.
     pub fn to_spec(&self) -> LayerSpec {
+        if let Some(step) = self.members()[0]
+            .script
+            .as_ref()
+            .filter(|_| !self.is_group())
+        {
+            return LayerSpec {
+                name: self.name().to_owned(),
+                created_by: step.created_by(self.name()),
+                inputs: Vec::new(),
+                members: Vec::new(),
+                script: Some(step.clone()),
+            };
+        }
         let created_by = if self.is_group() {
             let members: Vec<String> = self
                 .members()
@@ -37,6 +50,7 @@ impl LayerEntry {
             } else {
                 Vec::new()
             },
+            script: None,
         }
     }
 }

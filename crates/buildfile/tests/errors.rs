@@ -60,7 +60,7 @@ fn unknown_keys_at_every_level() {
                 "layers:\n  - name: app\n    file: [{src: bin/jq, dest: /usr/bin/jq}]\n",
                 3,
                 5,
-                "unknown key \"file\" in a layer entry (expected one of: name, files, dir, tar, delete, opaque, group)",
+                "unknown key \"file\" in a layer entry (expected one of: name, files, dir, tar, delete, opaque, group, script)",
             ),
             (
                 "layers:\n  - name: app\n    files:\n      - src: bin/jq\n        detsination: /usr/bin/jq\n",
@@ -404,7 +404,7 @@ fn two_kinds_or_none() {
                 "layers:\n  - name: app\n",
                 2,
                 5,
-                "a layer entry \"app\" has no kind: give one of files, dir, tar, delete, opaque, group",
+                "a layer entry \"app\" has no kind: give one of files, dir, tar, delete, opaque, group, script",
             ),
             (
                 "layers:\n  - name: tools\n    group:\n      - {name: jq, tar: vendor.tar.gz, delete: [/x]}\n",
@@ -429,7 +429,7 @@ fn two_kinds_or_none() {
 }
 
 #[test]
-fn apt_and_script_layers_are_not_implemented_yet() {
+fn apt_layers_are_not_implemented_yet() {
     let fixture = Fixture::new();
     assert_refused(
         &fixture,
@@ -441,16 +441,86 @@ fn apt_and_script_layers_are_not_implemented_yet() {
                 "apt layers are not implemented yet (issue 9)",
             ),
             (
-                "layers:\n  - name: setup\n    script: ./setup.sh\n",
-                3,
-                5,
-                "script layers are not implemented yet (issue 8)",
-            ),
-            (
                 "layers:\n  - name: tools\n    group:\n      - {name: curl, apt: [curl]}\n",
                 4,
                 22,
                 "apt layers are not implemented yet (issue 9)",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn bad_script_steps() {
+    let fixture = Fixture::new();
+    assert_refused(
+        &fixture,
+        &[
+            (
+                "layers:\n  - name: setup\n    script: ./setup.sh\n",
+                3,
+                13,
+                "\"script\" must be a mapping, found a string",
+            ),
+            (
+                "layers:\n  - name: setup\n    script: {shell: [/bin/sh, -c]}\n",
+                3,
+                13,
+                "a script needs \"run\"",
+            ),
+            (
+                "layers:\n  - name: setup\n    script: {run: []}\n",
+                3,
+                19,
+                "\"run\" is an empty list; give at least one command",
+            ),
+            (
+                "layers:\n  - name: result\n    script: {run: [x], needs: [hello]}\n  - name: hello\n    script: {run: [y]}\n",
+                3,
+                32,
+                "needs \"hello\", which is not a layer written before this one; a step runs on top of earlier layers only",
+            ),
+            (
+                "layers:\n  - name: self\n    script: {run: [x], needs: [self]}\n",
+                3,
+                32,
+                "needs \"self\", which is not a layer written before this one; a step runs on top of earlier layers only",
+            ),
+            (
+                "layers:\n  - name: s\n    script: {run: [x], network: yes}\n",
+                3,
+                33,
+                "\"network\" must be true or false, found a string",
+            ),
+            (
+                "layers:\n  - name: s\n    script: {run: [x], pin: v1}\n",
+                3,
+                29,
+                "\"pin\": pin replaces the date in the key of a step with network: true; without the network the key has no date",
+            ),
+            (
+                "layers:\n  - name: s\n    script: {run: [x], shell: sh -c}\n",
+                3,
+                31,
+                "\"shell\": the shell must start with an absolute path in the image, e.g. [/bin/bash, -e, -c]",
+            ),
+            (
+                "layers:\n  - name: s\n    script: {run: [x], workdir: opt}\n",
+                3,
+                33,
+                "destination \"opt\" is relative; paths in the image are absolute (start with /)",
+            ),
+            (
+                "layers:\n  - name: s\n    script: {run: [x], timeout: 5}\n",
+                3,
+                24,
+                "unknown key \"timeout\" in a script (expected one of: run, shell, needs, env, workdir, user, network, pin)",
+            ),
+            (
+                "layers:\n  - name: tools\n    group:\n      - {name: s, script: {run: [x]}}\n",
+                4,
+                19,
+                "a script cannot be a group member: its layer is what it changes, so it is a layer entry of its own",
             ),
         ],
     );

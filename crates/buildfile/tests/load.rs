@@ -284,3 +284,65 @@ fn sources_resolve_against_the_build_files_directory_not_the_working_directory()
         Input::File { source: FileSource::Host(host), .. } if *host == fixture.real("sub/local")
     ));
 }
+
+/// The script layers of issue 8, exactly as the issue writes them, plus every optional key.
+const SCRIPTS: &str = r#"layers:
+  - name: hello
+    script:
+      run:                       # shell commands, run with /bin/sh -e (or `shell:`)
+        - mkdir -p /opt/a
+        - printf '#!/bin/sh\necho hi\n' > /opt/a/hello && chmod 755 /opt/a/hello
+  - name: result
+    script:
+      run: ["/opt/a/hello > /opt/b/result"]
+      needs: [hello]             # earlier layers it runs on top of; default: the base only
+      env: {LANG: C.UTF-8}       # also: workdir, user, network: true (off by default)
+  - name: fetch
+    script:
+      run: curl -fsSO https://example.com/x
+      shell: [/bin/bash, -euo, pipefail, -c]
+      needs: [result, hello]
+      workdir: /opt
+      user: "1000:1000"
+      network: true
+      pin: "x-1.2"
+"#;
+
+#[test]
+fn script_layers_load_as_steps() {
+    let fixture = Fixture::new();
+    let file = fixture.load(SCRIPTS).unwrap();
+    let step = |index: usize| {
+        let package = &file.layers()[index].members()[0];
+        assert_eq!(package.kind, Kind::Script);
+        assert!(package.inputs().is_empty());
+        package.script.clone().expect("a script layer has its step")
+    };
+    let hello = step(0);
+    assert_eq!(
+        hello.run,
+        vec![
+            "mkdir -p /opt/a".to_owned(),
+            "printf '#!/bin/sh\\necho hi\\n' > /opt/a/hello && chmod 755 /opt/a/hello".to_owned()
+        ]
+    );
+    assert_eq!(hello.shell, vec!["/bin/sh", "-e", "-c"]);
+    assert!(hello.needs.is_empty() && !hello.network && hello.workdir.is_none());
+    let result = step(1);
+    assert_eq!(result.needs, vec!["hello"]);
+    assert_eq!(result.env, vec![("LANG".to_owned(), "C.UTF-8".to_owned())]);
+    let fetch = step(2);
+    assert_eq!(fetch.run, vec!["curl -fsSO https://example.com/x"]);
+    assert_eq!(fetch.shell, vec!["/bin/bash", "-euo", "pipefail", "-c"]);
+    assert_eq!(fetch.needs, vec!["result", "hello"]);
+    assert_eq!(fetch.workdir.as_deref(), Some("/opt"));
+    assert_eq!(fetch.user.as_deref(), Some("1000:1000"));
+    assert!(fetch.network);
+    assert_eq!(fetch.pin.as_deref(), Some("x-1.2"));
+    let spec = file.layers()[1].to_spec();
+    assert_eq!(spec.script, Some(result));
+    assert_eq!(
+        spec.created_by,
+        "layerize: result: script: /opt/a/hello > /opt/b/result"
+    );
+}

@@ -113,6 +113,11 @@ pub struct BuildArgs {
     /// dropped since the image at the target tag) and stop before writing anything.
     #[arg(long)]
     dry_run: bool,
+    /// The sandbox script steps run in: `chroot` (root without namespaces, e.g. in an
+    /// unprivileged container), `namespaces` (root where it may unshare), `userns` (a normal user
+    /// with user namespaces), or `auto`: the first of these the process may use.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    sandbox: layerize_sandbox::ModeChoice,
 
     /// Write a JSON report (target, digest, layers with their status) to this file.
     #[arg(long, value_name = "FILE")]
@@ -295,6 +300,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             .or_else(layerize_basefs::default_cache_dir),
         max_layers,
         dry_run: args.dry_run,
+        sandbox: args.sandbox,
     };
 
     let planned = runtime.block_on(plan(&endpoints, request))?;

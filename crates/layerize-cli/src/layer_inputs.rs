@@ -54,6 +54,7 @@ pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
                 created_by: format!("layerize build: {}", parts.join(", ")),
                 inputs,
                 members: Vec::new(),
+                script: None,
             }
         })
         .collect()

@@ -1,5 +1,6 @@
 //! A progress bar on the terminal, fed by the build's `step` events: how many layers of the
-//! result are present in the target so far. Shown only when stderr is a terminal and logs are text.
+//! result are present in the target so far, with script steps' output printed above it. Shown
+//! only when stderr is a terminal and logs are text.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::field::{Field, Visit};
@@ -30,6 +31,9 @@ impl ProgressLayer {
 struct StepFields {
     step: Option<u64>,
     layers: Option<u64>,
+    /// A script step's name and one line of its output.
+    script_step: Option<String>,
+    line: Option<String>,
 }
 
 impl Visit for StepFields {
@@ -47,13 +51,30 @@ impl Visit for StepFields {
         }
     }
 
-    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "step" => self.script_step = Some(value.to_owned()),
+            "line" => self.line = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `step = %name` arrives as a Display value.
+        if field.name() == "step" {
+            self.script_step = Some(format!("{value:?}"));
+        }
+    }
 }
 
 impl<S: Subscriber> Layer<S> for ProgressLayer {
     fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
         let mut fields = StepFields::default();
         event.record(&mut fields);
+        if let (Some(step), Some(line)) = (&fields.script_step, &fields.line) {
+            self.bar.println(format!("[{step}] {line}"));
+            return;
+        }
         match (fields.step, fields.layers) {
             // Step 0 announces the layers to build, step 6 the base's layers.
             (Some(0 | 6), Some(layers)) => self.bar.inc_length(layers),

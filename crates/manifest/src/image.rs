@@ -144,6 +144,31 @@ impl Image {
             .collect()
     }
 
+    /// The config's `Env` (`NAME=value` strings, in order; empty when it has none).
+    pub fn env(&self) -> Vec<String> {
+        self.config["config"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The history entries of steps that made no layer (`empty_layer`), in order.
+    pub fn empty_layer_histories(&self) -> Vec<History> {
+        self.config["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["empty_layer"].as_bool() == Some(true))
+            .map(|entry| History {
+                created_by: entry["created_by"].as_str().unwrap_or_default().to_owned(),
+                comment: entry["comment"].as_str().map(str::to_owned),
+                empty_layer: true,
+            })
+            .collect()
+    }
+
     /// The `created` time (as written, normally RFC 3339) of each layer's history entry, matched
     /// as [`Image::layer_histories`] matches them; `None` where there is no entry or no time.
     pub fn layer_created_times(&self) -> Vec<Option<String>> {

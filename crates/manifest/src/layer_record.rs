@@ -98,6 +98,17 @@ pub fn layer_records(image: &Image) -> Vec<Option<LayerRecord>> {
         .collect()
 }
 
+/// The records of steps layerize ran that changed nothing, so made no layer: kept in `empty_layer`
+/// history entries, so that a cache knows the step's outcome without running it again.
+pub fn empty_step_records(image: &Image) -> Vec<LayerRecord> {
+    image
+        .empty_layer_histories()
+        .into_iter()
+        .filter_map(|history| history.comment)
+        .filter_map(|comment| LayerRecord::from_comment(&comment))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

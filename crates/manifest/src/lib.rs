@@ -22,7 +22,7 @@ pub use edit::ConfigEdit;
 pub use error::ManifestError;
 pub use image::{FinishedImage, History, Image};
 pub use index::select_manifest;
-pub use layer_record::{layer_records, LayerRecord};
+pub use layer_record::{empty_step_records, layer_records, LayerRecord};
 pub use media_type::{layer_media_type, Compression, Family, ManifestKind};
 pub use platform::Platform;
 pub use time::utc_rfc3339;

@@ -7,7 +7,7 @@ const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
 /// The uncompressed stream of `blob`, whatever its compression.
-pub(crate) fn decompressed<'a>(mut blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompressed<'a>(mut blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut magic = [0u8; 4];
     let mut filled = 0;
     while filled < magic.len() {

@@ -2,7 +2,7 @@
 //! tar headers turned into settled records (whiteouts kept as such) and a few asked-for files
 //! captured.
 
-mod decompress;
+pub(crate) mod decompress;
 mod members;
 mod settle;
 mod skip;

@@ -9,6 +9,10 @@
 //! image, packages are cut in the file's order into runs of near-equal count, leaving a tenth of
 //! the budget free so that the next builds can add packages as layers of their own.
 
+use crate::build::plan::LayerSpec;
+use crate::build::previous::PreviousImage;
+use crate::BuildError;
+
 /// Docker refuses to run images with more layers than this (overlay2's limit).
 pub const HARD_LIMIT: usize = 125;
 /// The default number of layers an image is kept at, base included.
@@ -101,6 +105,92 @@ fn cut_in_order(count: usize, groups: usize) -> Vec<Vec<usize>> {
             run
         })
         .collect()
+}
+
+/// Batches layer entries into at most `max_layers` layers (base included), keeping the batches
+/// the previous images recorded (see [`budget`]).
+pub(crate) fn apply<'a>(
+    specs: Vec<LayerSpec>,
+    max_layers: Option<usize>,
+    base_layers: usize,
+    previous: impl Iterator<Item = &'a PreviousImage>,
+) -> Result<Vec<LayerSpec>, BuildError> {
+    let max_layers = max_layers.unwrap_or(DEFAULT_MAX_LAYERS);
+    if max_layers == 0 || max_layers > HARD_LIMIT {
+        return Err(BuildError::Invalid(format!(
+            "max_layers {max_layers}: expected 1 to {HARD_LIMIT} (Docker refuses images with more than {HARD_LIMIT} layers)"
+        )));
+    }
+    if specs.is_empty() {
+        return Ok(specs);
+    }
+    if base_layers >= max_layers {
+        return Err(BuildError::Invalid(format!(
+            "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
+        )));
+    }
+    // Script layers are never batched (what a step changes depends on what it runs on); they
+    // take their room from the budget and the file layers are batched in the rest.
+    let scripts = specs.iter().filter(|spec| spec.script.is_some()).count();
+    let Some(budget) = (max_layers - base_layers)
+        .checked_sub(scripts)
+        .filter(|budget| *budget > 0 || scripts == specs.len())
+    else {
+        return Err(BuildError::Invalid(format!(
+            "the base's {base_layers} layers and the build's {scripts} script layers leave no room for its file layers under max_layers {max_layers}"
+        )));
+    };
+    type Placed = Vec<(usize, LayerSpec)>;
+    let (script_specs, specs): (Placed, Placed) = specs
+        .into_iter()
+        .enumerate()
+        .partition(|(_, spec)| spec.script.is_some());
+    let (positions, specs): (Vec<usize>, Vec<LayerSpec>) = specs.into_iter().unzip();
+    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
+    // The first previous image that recorded anything says how packages were batched.
+    let grouping: Vec<Vec<String>> = previous
+        .map(|image| {
+            image
+                .recorded()
+                .map(|(_, record)| record.packages())
+                .collect::<Vec<_>>()
+        })
+        .find(|grouping| !grouping.is_empty())
+        .unwrap_or_default();
+    let groups = if units.is_empty() {
+        Vec::new()
+    } else {
+        group(&units, &grouping, budget)
+    };
+    let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
+    // Each batch stands where its first member stood among the script layers.
+    let mut placed: Vec<(usize, LayerSpec)> = groups
+        .into_iter()
+        .map(|group| {
+            let position = positions[group[0]];
+            let mut members: Vec<LayerSpec> = group
+                .iter()
+                .map(|&unit| specs[unit].take().expect("each unit is in one group"))
+                .collect();
+            if members.len() == 1 {
+                return (position, members.pop().expect("one member"));
+            }
+            let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
+            (
+                position,
+                LayerSpec {
+                    name: format!("{}+{}", packages[0], packages.len() - 1),
+                    created_by: format!("layerize build: batch of {}", packages.join(" ")),
+                    inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
+                    members: packages,
+                    script: None,
+                },
+            )
+        })
+        .collect();
+    placed.extend(script_specs);
+    placed.sort_by_key(|(position, _)| *position);
+    Ok(placed.into_iter().map(|(_, spec)| spec).collect())
 }
 
 #[cfg(test)]
@@ -217,5 +307,55 @@ mod tests {
             assert!(groups.iter().any(|g| g.contains(&4)));
             assert_eq!(groups.concat().len(), 20);
         }
+    }
+
+    fn spec(name: &str, script: bool) -> LayerSpec {
+        LayerSpec {
+            name: name.into(),
+            created_by: String::new(),
+            inputs: Vec::new(),
+            members: Vec::new(),
+            script: script.then(|| crate::layer::script::ScriptStep::new(vec!["true".into()])),
+        }
+    }
+
+    #[test]
+    fn script_layers_are_never_batched_and_keep_their_places() {
+        // 1 base layer + at most 5: the two steps take two, the five file layers share three.
+        let specs: Vec<LayerSpec> = ["a", "b", "step1", "c", "d", "step2", "e"]
+            .into_iter()
+            .map(|name| spec(name, name.starts_with("step")))
+            .collect();
+        let applied = apply(specs, Some(6), 1, std::iter::empty()).unwrap();
+        let names: Vec<(&str, Vec<String>)> = applied
+            .iter()
+            .map(|spec| (spec.name.as_str(), spec.members.clone()))
+            .collect();
+        assert!(applied.len() <= 5, "{names:?}");
+        let steps: Vec<usize> = applied
+            .iter()
+            .enumerate()
+            .filter(|(_, spec)| spec.script.is_some())
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(steps.len(), 2, "{names:?}");
+        assert!(applied[steps[0]].name == "step1" && applied[steps[1]].name == "step2");
+        assert!(applied
+            .iter()
+            .all(|spec| spec.script.is_none() || spec.members.is_empty()));
+        // Every file package is still there, in a layer before its next step when it was.
+        let packages: Vec<String> = applied.iter().flat_map(LayerSpec::packages).collect();
+        for name in ["a", "b", "c", "d", "e"] {
+            assert!(packages.contains(&name.to_owned()), "{names:?}");
+        }
+        let position = |name: &str| packages.iter().position(|p| p == name).unwrap();
+        assert!(position("a") < position("step1") && position("step1") < position("c"));
+        // No room for any file layer: refused with the reason.
+        let specs = vec![spec("a", false), spec("s1", true), spec("s2", true)];
+        let error = apply(specs, Some(3), 1, std::iter::empty()).unwrap_err();
+        assert!(
+            error.to_string().contains("2 script layers leave no room"),
+            "{error}"
+        );
     }
 }

@@ -16,10 +16,11 @@ use layerize_registry::{BlobBody, PutOutcome, Store};
 use tracing::{info, warn};
 
 use crate::build::local_cache::CachedLayer;
-use crate::build::plan::{Candidate, Decision, Layer, Origin, PlannedLayer};
+use crate::build::plan::{Candidate, Decision, Layer, Origin, PlannedLayer, Work};
 use crate::build::prepare::PlannedBuild;
 use crate::build::previous::{CacheSource, PreviousImage};
-use crate::build::report::{LayerReport, Report};
+use crate::build::report::{LayerReport, Report, StepReport};
+use crate::build::scripts::{RanStep, ScriptRunner};
 use crate::build::Endpoints;
 use crate::layer::filemap::Fingerprint;
 use crate::layer::key::layer_key;
@@ -56,6 +57,8 @@ impl Transfers {
 enum Step {
     FromBase(Layer),
     Make(PlannedLayer),
+    /// A script layer whose step ran before any blob moved: upload its spooled layer.
+    Ran(PlannedLayer, crate::layer::WrittenLayer, tempfile::TempPath),
 }
 
 /// A layer made present, with what the local cache should learn from it.
@@ -81,6 +84,10 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         created,
         jobs,
         local,
+        sandbox,
+        cache_dir,
+        base_env,
+        base_fs,
     } = planned;
     let family = image.family();
     // Blobs a manifest in the target repository lists are held by it: no HEAD needed.
@@ -88,6 +95,64 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .as_ref()
         .map(|previous| previous.digests().into_iter().cloned().collect())
         .unwrap_or_default();
+    // Script steps run first: one that fails must leave the target as it was.
+    let mut ran = ScriptRunner {
+        endpoints,
+        base_layers: &base_layers,
+        base_env: &base_env,
+        base_fs,
+        options: &options,
+        cache_images: &cache_images,
+        sandbox,
+        cache_dir,
+    }
+    .run_all(&layers)
+    .await?;
+    let base_count = base_layers.len();
+    let mut steps_report: Vec<StepReport> = Vec::new();
+    // Steps that add no layer, by their place in the plan, for the history.
+    let mut empty_steps: Vec<(usize, History)> = Vec::new();
+    let mut made: Vec<(usize, Step)> = Vec::new();
+    for (index, planned) in layers.into_iter().enumerate() {
+        let position = base_count + index;
+        let Some(_) = planned.script() else {
+            made.push((position, Step::Make(planned)));
+            continue;
+        };
+        let key = planned.key.clone().expect("script layers are keyed");
+        match (&planned.decision, ran.remove(&index)) {
+            (Decision::Build(_), Some(RanStep { layer, report })) => {
+                steps_report.push(report);
+                match layer {
+                    Some((written, spool)) => {
+                        made.push((position, Step::Ran(planned, written, spool)))
+                    }
+                    None => empty_steps.push((position, empty_history(&planned, &key))),
+                }
+            }
+            (Decision::Empty(_), _) => {
+                steps_report.push(StepReport {
+                    name: planned.name.clone(),
+                    key: key.clone(),
+                    status: Origin::Reused,
+                    layer: false,
+                    run: None,
+                });
+                empty_steps.push((position, empty_history(&planned, &key)));
+            }
+            (Decision::Reuse(_), _) => {
+                steps_report.push(StepReport {
+                    name: planned.name.clone(),
+                    key,
+                    status: Origin::Reused,
+                    layer: true,
+                    run: None,
+                });
+                made.push((position, Step::Make(planned)));
+            }
+            (Decision::Build(_), None) => unreachable!("every script to build has run"),
+        }
+    }
     let transfers = Mutex::new(Transfers::default());
     // Steps run concurrently (bounded by `jobs`), each starting as soon as a slot frees up: layers
     // to make first (they need the CPU), then base blobs largest first, so the longest transfer
@@ -95,11 +160,11 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     let mut steps: Vec<(usize, Step)> = base_layers
         .into_iter()
         .map(Step::FromBase)
-        .chain(layers.into_iter().map(Step::Make))
         .enumerate()
+        .chain(made)
         .collect();
     steps.sort_by_key(|(_, step)| match step {
-        Step::Make(_) => (0, Reverse(0)),
+        Step::Make(_) | Step::Ran(..) => (0, Reverse(0)),
         Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
     });
     let context = StepContext {
@@ -135,11 +200,15 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .await?;
     results.sort_by_key(|(index, _)| *index);
 
-    for done in results
+    let mut empty_steps = empty_steps.into_iter().peekable();
+    for (position, done) in results
         .iter()
         .filter(|done| done.1.layer.origin != Origin::Base)
     {
-        let layer = &done.1.layer;
+        while let Some((_, history)) = empty_steps.next_if(|(at, _)| at < position) {
+            image.append_history(history)?;
+        }
+        let layer = &done.layer;
         let record = LayerRecord {
             name: layer.name.clone(),
             key: layer.key.clone().expect("layers layerize makes have keys"),
@@ -153,6 +222,9 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
             empty_layer: false,
         };
         image.append_layer(&descriptor, &layer.diff_id, history)?;
+    }
+    for (_, history) in empty_steps {
+        image.append_history(history)?;
     }
     // After the appends: it also dates the history entries they added.
     image.set_created(&created);
@@ -239,6 +311,9 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
                 }
             }
         }
+        for step in steps_report.iter().filter(|step| !step.layer) {
+            local.record_empty_step(&step.key, &step.name);
+        }
     }
     let transfers = transfers.into_inner().unwrap();
     Ok(Report {
@@ -250,6 +325,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
             .map(|done| LayerReport::from(&done.layer))
             .collect(),
         dropped,
+        steps: steps_report,
         bytes_uploaded: transfers.bytes_uploaded,
         blobs_uploaded: transfers.blobs_uploaded,
         blobs_mounted: transfers.blobs_mounted,
@@ -299,14 +375,46 @@ impl StepContext<'_> {
                     fingerprint: None,
                 })
             }
+            Step::Ran(planned, written, spool) => {
+                let outcome = put_layer(
+                    self.endpoints.target.as_ref(),
+                    &written.digest,
+                    written.size,
+                    &spool,
+                )
+                .await?;
+                drop(spool);
+                Ok(Done {
+                    layer: Layer {
+                        name: planned.name,
+                        key: planned.key,
+                        members: planned.members,
+                        created_by: planned.created_by,
+                        descriptor: Descriptor::new(self.media_type, written.digest, written.size),
+                        diff_id: written.diff_id,
+                        origin: Origin::Built,
+                        reused_from: None,
+                    },
+                    outcome,
+                    fingerprint: None,
+                })
+            }
             Step::Make(planned) => {
                 let candidate = match &planned.decision {
                     Decision::Reuse(candidate) => Some(candidate.clone()),
-                    Decision::Build(_) => None,
+                    Decision::Build(_) | Decision::Empty(_) => None,
                 };
                 if let Some(candidate) = candidate {
                     match self.make_present(&candidate).await {
                         Ok(outcome) => return Ok(self.reused(planned, candidate, outcome)),
+                        // Script steps ran before any blob moved; running one now could fail
+                        // half-way through the transfers.
+                        Err(error) if planned.script().is_some() => {
+                            return Err(BuildError::Invalid(format!(
+                                "{}: cannot take its cached layer from {}: {error}; build again without that cache",
+                                planned.name, candidate.source
+                            )))
+                        }
                         Err(error) => warn!(
                             layer = %planned.name,
                             source = %candidate.source,
@@ -355,7 +463,10 @@ impl StepContext<'_> {
                 reused_from: Some(candidate.source),
             },
             outcome,
-            fingerprint: Some(planned.fingerprint),
+            fingerprint: match planned.work {
+                Work::Files { fingerprint, .. } => Some(fingerprint),
+                Work::Script { .. } => None,
+            },
         }
     }
 
@@ -367,12 +478,18 @@ impl StepContext<'_> {
             name,
             created_by,
             members,
-            files,
-            fingerprint,
-            diff_id: expected_diff_id,
+            work,
             key,
             decision: _,
         } = planned;
+        let Work::Files {
+            files,
+            fingerprint,
+            diff_id: expected_diff_id,
+        } = work
+        else {
+            unreachable!("script layers are built before the transfers start")
+        };
         let options = Arc::clone(self.options);
         let (written, spool) = tokio::task::spawn_blocking(move || {
             let spool = tempfile::Builder::new()
@@ -396,16 +513,7 @@ impl StepContext<'_> {
                 )));
             }
         }
-        info!(
-            phase = "build",
-            step = 1,
-            layer = %name,
-            diff_id = %written.diff_id,
-            digest = %written.digest,
-            compressed_size = written.size,
-            uncompressed_size = written.uncompressed_size,
-            "Built layer"
-        );
+        log_built(&name, &written);
         let outcome = put_layer(target, &written.digest, written.size, &spool).await?;
         drop(spool);
         let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
@@ -437,4 +545,33 @@ async fn put_layer(
     Ok(target
         .put_blob(digest, size, BlobBody::Spooled(spool.to_path_buf()))
         .await?)
+}
+
+/// The history entry of a script step that changed nothing: no layer, but its record, so that
+/// a cache knows the outcome without running it.
+fn empty_history(planned: &PlannedLayer, key: &str) -> History {
+    let record = LayerRecord {
+        name: planned.name.clone(),
+        key: key.to_owned(),
+        members: Vec::new(),
+    };
+    History {
+        created_by: planned.created_by.clone(),
+        comment: Some(record.to_comment()),
+        empty_layer: true,
+    }
+}
+
+/// Logs a layer just written to its spool file.
+pub(crate) fn log_built(name: &str, written: &crate::layer::WrittenLayer) {
+    info!(
+        phase = "build",
+        step = 1,
+        layer = %name,
+        diff_id = %written.diff_id,
+        digest = %written.digest,
+        compressed_size = written.size,
+        uncompressed_size = written.uncompressed_size,
+        "Built layer"
+    );
 }

@@ -2,7 +2,8 @@
 //! cache directory (`$XDG_CACHE_HOME/layerize` by default) —
 //! `layers/v1/<key hex>.json`: the blob a layer key stands for (digest, size, diffID), and
 //! `fingerprints/v1/<fingerprint hex>`: the diffID of a file map whose host files have not
-//! changed, so that an unchanged layer is not even hashed.
+//! changed, so that an unchanged layer is not even hashed, and
+//! `empty-steps/v1/<key hex>`: script steps that changed nothing, so made no layer.
 //!
 //! Every entry is one small file, written to a temporary file and renamed into place; its
 //! modification time is its last use (bumped on every hit), for `layerize cache clean`. A cache
@@ -33,6 +34,7 @@ pub struct CachedLayer {
 pub struct LocalCache {
     layers: PathBuf,
     fingerprints: PathBuf,
+    empty_steps: PathBuf,
 }
 
 impl LocalCache {
@@ -40,12 +42,27 @@ impl LocalCache {
         LocalCache {
             layers: cache_dir.join("layers").join(format!("v{VERSION}")),
             fingerprints: cache_dir.join("fingerprints").join(format!("v{VERSION}")),
+            empty_steps: cache_dir.join("empty-steps").join(format!("v{VERSION}")),
         }
     }
 
-    /// Whether any layer is recorded: with none, no key can hit here.
+    /// Whether any layer or empty step is recorded: with none, no key can hit here.
     pub fn has_layers(&self) -> bool {
-        fs::read_dir(&self.layers).is_ok_and(|mut entries| entries.next().is_some())
+        [&self.layers, &self.empty_steps]
+            .iter()
+            .any(|dir| fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()))
+    }
+
+    /// Whether the script step with `key` is known to change nothing.
+    pub fn is_empty_step(&self, key: &str) -> bool {
+        hex_of(key).is_some_and(|hex| read_entry(&self.empty_steps.join(hex)).is_some())
+    }
+
+    /// Remembers that the script step with `key` (last run as `name`) changed nothing.
+    pub fn record_empty_step(&self, key: &str, name: &str) {
+        if let Some(hex) = hex_of(key) {
+            write_entry(&self.empty_steps, hex, name.as_bytes());
+        }
     }
 
     pub fn layer(&self, key: &str) -> Option<CachedLayer> {

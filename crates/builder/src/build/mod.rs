@@ -10,6 +10,8 @@ mod prepare;
 pub mod previous;
 pub mod report;
 pub mod resolve;
+mod script_plan;
+mod scripts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub struct BuildRequest {
     pub max_layers: Option<usize>,
     /// Only plan: caches are read but never written (see [`plan`]).
     pub dry_run: bool,
+    /// Which sandbox script steps run in.
+    pub sandbox: layerize_sandbox::ModeChoice,
 }
 
 /// Plans and runs one build and returns its report. The target's tag moves only when everything

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::build::previous::CacheSource;
 use crate::layer::filemap::{FileMap, Fingerprint};
 use crate::layer::recipe::Input;
+use crate::layer::script::ScriptStep;
 
 /// Where a layer of the result comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,9 +54,13 @@ pub struct LayerSpec {
     /// The config history's `created_by` for this layer.
     pub created_by: String,
     /// What goes into it, in order; destinations resolve against the base when the build runs.
+    /// Empty for a script layer.
     pub inputs: Vec<Input>,
     /// The packages of an explicit group, in order (empty: the entry is one package, `name`).
     pub members: Vec<String>,
+    /// For a script layer: the step whose changes make it (then `inputs` and `members` are
+    /// empty). Script layers are never batched.
+    pub script: Option<ScriptStep>,
 }
 
 impl LayerSpec {
@@ -65,24 +70,52 @@ impl LayerSpec {
     }
 }
 
-/// A layer the build makes or reuses, its file map checked against the base.
+/// A layer the build makes or reuses.
 pub struct PlannedLayer {
     pub name: String,
     pub created_by: String,
     pub members: Vec<String>,
-    pub files: FileMap,
-    /// The file map's fingerprint, remembered with its diffID once the layer exists.
-    pub fingerprint: Fingerprint,
-    /// The diffID, when it was worth knowing before building (a cache might have the layer).
-    pub diff_id: Option<Digest>,
+    pub work: Work,
     pub key: Option<String>,
     pub decision: Decision,
+}
+
+/// How a planned layer is made.
+pub enum Work {
+    /// From host files, trees and tars: its file map, checked against the base.
+    Files {
+        files: FileMap,
+        /// The file map's fingerprint, remembered with its diffID once the layer exists.
+        fingerprint: Fingerprint,
+        /// The diffID, when it was worth knowing before building (a cache might have the layer,
+        /// or a script needs it).
+        diff_id: Option<Digest>,
+    },
+    /// By running a step in a sandbox.
+    Script {
+        step: ScriptStep,
+        /// The layers of the build the sandbox holds above the base: what the step needs, with
+        /// what those need in turn, as indices into the plan's layers, ascending.
+        needs: Vec<usize>,
+    },
+}
+
+impl PlannedLayer {
+    /// The step, for a script layer.
+    pub fn script(&self) -> Option<&ScriptStep> {
+        match &self.work {
+            Work::Script { step, .. } => Some(step),
+            Work::Files { .. } => None,
+        }
+    }
 }
 
 /// What to do for a layer the build asks for.
 pub enum Decision {
     /// Take this blob; it still has to be made present in the target (from `source`).
     Reuse(Candidate),
+    /// A cache says this script step changed nothing: it adds no layer and is not run.
+    Empty(CacheSource),
     /// Build it.
     Build(BuildReason),
 }
@@ -140,6 +173,13 @@ impl fmt::Display for PlanLine<'_> {
                 match &layer.decision {
                     Decision::Reuse(candidate) => {
                         write!(f, "reuse  {} {key} from {}", layer.name, candidate.source)
+                    }
+                    Decision::Empty(source) => {
+                        write!(
+                            f,
+                            "empty  {} {key} from {source} (the step changed nothing)",
+                            layer.name
+                        )
                     }
                     Decision::Build(reason) => {
                         write!(f, "build  {} {key} ({reason})", layer.name)

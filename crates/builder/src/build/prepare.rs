@@ -13,14 +13,16 @@ use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{layer_media_type, layer_record, Image};
 use tracing::{info, warn};
 
-use crate::build::budget::{self, DEFAULT_MAX_LAYERS, HARD_LIMIT};
+use crate::build::budget;
 use crate::build::local_cache::LocalCache;
 use crate::build::plan::{
     BuildReason, Candidate, Decision, Dropped, Layer, LayerSpec, Origin, PlanLine, PlannedLayer,
+    Work,
 };
 use crate::build::previous::{read_previous, CacheImage, CacheSource, PreviousImage};
 use crate::build::report::BaseIndexReport;
 use crate::build::resolve::resolve;
+use crate::build::script_plan::{empty_step_source, key_scripts, script_needs};
 use crate::build::{BuildRequest, Endpoints};
 use crate::layer::filemap::{file_identity, FileMap};
 use crate::layer::key::{diff_id_of, layer_key};
@@ -35,6 +37,10 @@ pub struct PlannedBuild {
     pub base_layers: Vec<Layer>,
     pub layers: Vec<PlannedLayer>,
     pub dropped: Vec<Dropped>,
+    /// The base's config `Env`, which script steps start from.
+    pub(crate) base_env: Vec<String>,
+    /// The base's filesystem index, when a layer needed it.
+    pub(crate) base_fs: Option<Arc<FsIndex>>,
     /// The image at the target tag before this build.
     pub(crate) previous: Option<PreviousImage>,
     /// The `--cache-from` images that could be read.
@@ -45,6 +51,9 @@ pub struct PlannedBuild {
     pub(crate) created: String,
     pub(crate) jobs: usize,
     pub(crate) local: Option<LocalCache>,
+    pub(crate) sandbox: layerize_sandbox::ModeChoice,
+    /// Where fetched blobs are kept for script sandboxes (`None` for a dry run).
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
 
 impl PlannedBuild {
@@ -75,6 +84,7 @@ pub async fn plan(
         cache_dir,
         max_layers,
         dry_run,
+        sandbox,
     } = request;
     info!(
         phase = "build",
@@ -92,6 +102,8 @@ pub async fn plan(
     )
     .await?;
     let mut image = base.image;
+    let base_manifest = base.manifest_digest.clone();
+    let base_env = image.env();
     info!(
         phase = "build",
         step = 6,
@@ -149,14 +161,18 @@ pub async fn plan(
     .await;
     let cache_images: Vec<PreviousImage> = cache_images.into_iter().flatten().collect();
 
-    let specs = apply_budget(
+    let specs = budget::apply(
         specs,
         max_layers,
         base_layers.len(),
         previous.iter().chain(&cache_images),
     )?;
 
-    let (base_fs, base_index) = if specs.iter().any(|spec| !spec.inputs.is_empty()) {
+    let needs = script_needs(&specs)?;
+    let (base_fs, base_index) = if specs
+        .iter()
+        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some())
+    {
         let (index, report) = index_base(
             endpoints.base.as_ref(),
             &base_layers,
@@ -177,8 +193,10 @@ pub async fn plan(
         || local.as_ref().is_some_and(LocalCache::has_layers);
     let options = Arc::new(layer_options);
     let local = Arc::new(local);
-    let mut layers = prepare_layers(specs, base_fs, &options, &local, may_hit).await?;
+    let mut layers =
+        prepare_layers(specs, &needs, base_fs.clone(), &options, &local, may_hit).await?;
     let local = Arc::into_inner(local).expect("the preparing tasks have ended");
+    key_scripts(&mut layers, &base_manifest, &options);
 
     let candidates = candidates(previous.iter().chain(&cache_images));
     // Local-cache hits each cost a HEAD in the target: asked for all layers at once.
@@ -195,6 +213,12 @@ pub async fn plan(
     for (layer, found) in layers.iter_mut().zip(found) {
         if let Some(candidate) = found {
             layer.decision = Decision::Reuse(candidate);
+        } else if let (Some(key), Some(_)) = (&layer.key, layer.script()) {
+            if let Some(source) =
+                empty_step_source(key, previous.iter().chain(&cache_images), local.as_ref())
+            {
+                layer.decision = Decision::Empty(source);
+            }
         }
     }
     let dropped = dropped(previous.as_ref(), &layers);
@@ -210,6 +234,8 @@ pub async fn plan(
         base_layers,
         layers,
         dropped,
+        base_env,
+        base_fs,
         previous,
         cache_images,
         base_index,
@@ -218,6 +244,8 @@ pub async fn plan(
         created,
         jobs: jobs.max(1),
         local,
+        sandbox,
+        cache_dir: cache_dir.filter(|_| !dry_run),
     })
 }
 
@@ -233,66 +261,6 @@ fn check_names(specs: &[LayerSpec]) -> Result<(), BuildError> {
         }
     }
     Ok(())
-}
-
-/// Batches layer entries into at most `max_layers` layers (base included), keeping the batches
-/// the previous images recorded (see [`budget`]).
-fn apply_budget<'a>(
-    specs: Vec<LayerSpec>,
-    max_layers: Option<usize>,
-    base_layers: usize,
-    previous: impl Iterator<Item = &'a PreviousImage>,
-) -> Result<Vec<LayerSpec>, BuildError> {
-    let max_layers = max_layers.unwrap_or(DEFAULT_MAX_LAYERS);
-    if max_layers == 0 || max_layers > HARD_LIMIT {
-        return Err(BuildError::Invalid(format!(
-            "max_layers {max_layers}: expected 1 to {HARD_LIMIT} (Docker refuses images with more than {HARD_LIMIT} layers)"
-        )));
-    }
-    if specs.is_empty() {
-        return Ok(specs);
-    }
-    if base_layers >= max_layers {
-        return Err(BuildError::Invalid(format!(
-            "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
-        )));
-    }
-    let budget = max_layers - base_layers;
-    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
-    // The first previous image that recorded anything says how packages were batched.
-    let grouping: Vec<Vec<String>> = previous
-        .map(|image| {
-            image
-                .recorded()
-                .map(|(_, record)| record.packages())
-                .collect::<Vec<_>>()
-        })
-        .find(|grouping| !grouping.is_empty())
-        .unwrap_or_default();
-    let groups = budget::group(&units, &grouping, budget);
-    if groups.len() == specs.len() {
-        return Ok(specs);
-    }
-    let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
-    Ok(groups
-        .into_iter()
-        .map(|group| {
-            let mut members: Vec<LayerSpec> = group
-                .iter()
-                .map(|&unit| specs[unit].take().expect("each unit is in one group"))
-                .collect();
-            if members.len() == 1 {
-                return members.pop().expect("one member");
-            }
-            let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
-            LayerSpec {
-                name: format!("{}+{}", packages[0], packages.len() - 1),
-                created_by: format!("layerize build: batch of {}", packages.join(" ")),
-                inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
-                members: packages,
-            }
-        })
-        .collect())
 }
 
 /// The filesystem of the base, from the on-disk cache where it has the layers, else read from
@@ -349,20 +317,33 @@ async fn index_base(
 /// cache when its fingerprint is known, else by hashing its tar without compressing it.
 async fn prepare_layers(
     specs: Vec<LayerSpec>,
+    needs: &[Vec<usize>],
     base: Option<Arc<FsIndex>>,
     options: &Arc<LayerOptions>,
     local: &Arc<Option<LocalCache>>,
     may_hit: bool,
 ) -> Result<Vec<PlannedLayer>, BuildError> {
     let parallel = std::thread::available_parallelism().map_or(1, usize::from);
-    stream::iter(specs)
-        .map(|spec| {
+    let needed: HashSet<usize> = needs.iter().flatten().copied().collect();
+    stream::iter(specs.into_iter().zip(needs.iter().cloned()).enumerate())
+        .map(|(index, (spec, needs))| {
             let base = base.clone();
             let options = Arc::clone(options);
             let local = Arc::clone(local);
+            // A layer a script needs is keyed even when no cache could have it: the script's
+            // key covers its key.
+            let keyed = may_hit || needed.contains(&index);
             async move {
                 tokio::task::spawn_blocking(move || {
-                    prepare_layer(spec, base, &options, local.as_ref().as_ref(), may_hit)
+                    prepare_layer(
+                        spec,
+                        needs,
+                        base,
+                        &options,
+                        local.as_ref().as_ref(),
+                        keyed,
+                        may_hit,
+                    )
                 })
                 .await
                 .map_err(|err| {
@@ -377,11 +358,29 @@ async fn prepare_layers(
 
 fn prepare_layer(
     spec: LayerSpec,
+    needs: Vec<usize>,
     base: Option<Arc<FsIndex>>,
     options: &LayerOptions,
     local: Option<&LocalCache>,
+    keyed: bool,
     may_hit: bool,
 ) -> Result<PlannedLayer, BuildError> {
+    let reason = if may_hit {
+        BuildReason::NewKey
+    } else {
+        BuildReason::NoCache
+    };
+    if let Some(step) = spec.script {
+        return Ok(PlannedLayer {
+            name: spec.name,
+            created_by: spec.created_by,
+            members: spec.members,
+            work: Work::Script { step, needs },
+            // Worked out once the layers it needs have theirs (`key_scripts`).
+            key: None,
+            decision: Decision::Build(reason),
+        });
+    }
     let mut files = match base {
         Some(base) => FileMap::on_base(base),
         None => FileMap::new(),
@@ -400,22 +399,19 @@ fn prepare_layer(
     let known = local.and_then(|local| local.diff_id(&fingerprint.digest));
     let diff_id = match known {
         Some(diff_id) => Some(diff_id),
-        None if may_hit => Some(diff_id_of(&files, options)?.0),
+        None if keyed => Some(diff_id_of(&files, options)?.0),
         None => None,
     };
     let key = diff_id.as_ref().map(|diff_id| layer_key(diff_id, options));
-    let reason = if may_hit {
-        BuildReason::NewKey
-    } else {
-        BuildReason::NoCache
-    };
     Ok(PlannedLayer {
         name: spec.name,
         created_by: spec.created_by,
         members: spec.members,
-        files,
-        fingerprint,
-        diff_id,
+        work: Work::Files {
+            files,
+            fingerprint,
+            diff_id,
+        },
         key,
         decision: Decision::Build(reason),
     })

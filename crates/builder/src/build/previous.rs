@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use layerize_manifest::{layer_records, Descriptor, Digest, LayerRecord, Platform};
+use layerize_manifest::{
+    empty_step_records, layer_records, Descriptor, Digest, LayerRecord, Platform,
+};
 use layerize_registry::{Store, StoreError};
 use tracing::{info, warn};
 
@@ -61,6 +63,8 @@ pub struct PreviousImage {
     /// The digest the reference named (its index, for a multi-platform image).
     pub tag_digest: Option<Digest>,
     pub layers: Vec<PreviousLayer>,
+    /// Script steps recorded as having changed nothing (no layer).
+    pub empty_steps: Vec<LayerRecord>,
 }
 
 impl PreviousImage {
@@ -91,6 +95,7 @@ pub async fn read_previous(
     match resolve(image.store.as_ref(), &image.reference, platform).await {
         Ok(resolved) => {
             let records = layer_records(&resolved.image);
+            let empty_steps = empty_step_records(&resolved.image);
             let layers: Vec<PreviousLayer> = resolved
                 .image
                 .layers()
@@ -116,6 +121,7 @@ pub async fn read_previous(
                 store: Arc::clone(&image.store),
                 tag_digest: Some(resolved.reference_digest),
                 layers,
+                empty_steps,
             })
         }
         Err(BuildError::Store(StoreError::NotFound { .. })) => {

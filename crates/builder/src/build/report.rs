@@ -17,6 +17,8 @@ pub struct Report {
     pub layers: Vec<LayerReport>,
     /// Layers the image at the target tag had before that this build no longer has.
     pub dropped: Vec<Dropped>,
+    /// Every script step, in the build's order: run, or its outcome taken from a cache.
+    pub steps: Vec<StepReport>,
     /// Bytes sent to the target (layer and config blobs).
     pub bytes_uploaded: u64,
     pub blobs_uploaded: u64,
@@ -42,6 +44,36 @@ pub struct BaseIndexReport {
     pub layers_read: usize,
     /// Compressed bytes of base blobs read for the index.
     pub blob_bytes_read: u64,
+}
+
+/// One script step of the build.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub key: String,
+    /// `built` when it ran, `reused` when a cache had its outcome.
+    pub status: Origin,
+    /// Whether it added a layer (a step that changes nothing adds none).
+    pub layer: bool,
+    /// How it ran, when it did.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub run: Option<StepRun>,
+}
+
+/// How a step that ran went.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    /// The sandbox used: `chroot`, `namespaces` or `userns`.
+    pub mode: String,
+    pub exit_code: i32,
+    /// How long the commands ran (assembling the root not included).
+    pub seconds: f64,
+    /// Paths it added, changed and deleted.
+    pub added: usize,
+    pub changed: usize,
+    pub deleted: usize,
+    /// Whether the step was cut off from the network.
+    pub network_isolated: bool,
 }
 
 /// One layer of the result.

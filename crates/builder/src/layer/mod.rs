@@ -3,6 +3,7 @@
 //! with libzstd's own workers), then hashed again (digest) on its way to the output. Memory stays
 //! flat whatever the layer's size.
 
+pub mod changes;
 mod compression_pool;
 pub mod filemap;
 mod hashing;
@@ -10,8 +11,9 @@ pub mod key;
 mod parallel_gzip;
 mod pax;
 pub mod recipe;
+pub mod script;
 mod tar_import;
-mod tar_writer;
+pub(crate) mod tar_writer;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -1,0 +1,536 @@
+//! Running the script steps a plan builds, before any blob moves: each in a fresh sandbox made of
+//! the base's layers and the layers it needs, independent steps at once (bounded by the cores),
+//! a step only after the steps it needs; its changes written as a layer into a spool file. A
+//! failing step fails the build here, so nothing of it reaches the target.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use layerize_basefs::{decompressed, FsIndex};
+use layerize_manifest::media_type::is_foreign_layer;
+use layerize_manifest::Digest;
+use layerize_registry::Store;
+use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, Rootfs, Stream};
+use sha2::{Digest as _, Sha256};
+use tracing::{info, warn};
+
+use crate::build::execute::log_built;
+use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
+use crate::build::previous::{CacheSource, PreviousImage};
+use crate::build::report::{StepReport, StepRun};
+use crate::build::Endpoints;
+use crate::layer::changes::changes_file_map;
+use crate::layer::tar_writer::write_tar;
+use crate::layer::{write_layer, LayerOptions, WrittenLayer};
+use crate::BuildError;
+
+/// How many of a failing step's last output lines its error shows.
+const TAIL_LINES: usize = 20;
+
+/// The PATH a step gets when the base config sets none (Docker's default).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A step that ran: its layer (none when it changed nothing) and what to report.
+pub(crate) struct RanStep {
+    pub layer: Option<(WrittenLayer, tempfile::TempPath)>,
+    pub report: StepReport,
+}
+
+/// Everything running steps needs from the build.
+pub(crate) struct ScriptRunner<'a> {
+    pub endpoints: &'a Endpoints,
+    pub base_layers: &'a [Layer],
+    pub base_env: &'a [String],
+    pub base_fs: Option<Arc<FsIndex>>,
+    pub options: &'a Arc<LayerOptions>,
+    pub cache_images: &'a [PreviousImage],
+    pub sandbox: ModeChoice,
+    /// Where base and cached blobs are kept once fetched (the cache directory's `blobs/v1/`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl ScriptRunner<'_> {
+    /// Runs every script step of `layers` that is to be built; returns them by layer index.
+    pub async fn run_all(
+        &self,
+        layers: &[PlannedLayer],
+    ) -> Result<HashMap<usize, RanStep>, BuildError> {
+        let to_run: Vec<usize> = (0..layers.len())
+            .filter(|&index| {
+                layers[index].script().is_some()
+                    && matches!(layers[index].decision, Decision::Build(_))
+            })
+            .collect();
+        if to_run.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mode = sandbox::detect(self.sandbox).map_err(|error| {
+            BuildError::Invalid(format!(
+                "script steps need a sandbox, and none can be used here: {error}"
+            ))
+        })?;
+        info!(phase = "script", sandbox = %mode, steps = to_run.len(), "Running script steps");
+        let blobs = BlobDir::new(self.cache_dir.as_deref())?;
+        let base_blobs = self.fetch_base(&blobs).await?;
+        let reused_blobs = self.fetch_reused_needs(layers, &to_run, &blobs).await?;
+
+        // Levels: a step runs once every step it needs that is also run has finished.
+        let mut level: HashMap<usize, usize> = HashMap::new();
+        for &index in &to_run {
+            let Work::Script { needs, .. } = &layers[index].work else {
+                unreachable!("only script layers are run")
+            };
+            let depth = needs
+                .iter()
+                .filter_map(|needed| level.get(needed))
+                .max()
+                .map_or(0, |depth| depth + 1);
+            level.insert(index, depth);
+        }
+        let levels = level.values().copied().max().unwrap_or(0);
+        let parallel = std::thread::available_parallelism().map_or(1, usize::from);
+        let ran: Mutex<HashMap<usize, Arc<RanStep>>> = Mutex::new(HashMap::new());
+        for depth in 0..=levels {
+            let now: Vec<usize> = to_run
+                .iter()
+                .copied()
+                .filter(|index| level[index] == depth)
+                .collect();
+            let results: Vec<(usize, RanStep)> = stream::iter(now)
+                .map(|index| {
+                    let sources = self.sources(layers, index, &base_blobs, &reused_blobs, &ran);
+                    let layer = &layers[index];
+                    async move {
+                        let step = self.run_one(layer, sources, mode).await?;
+                        Ok::<_, BuildError>((index, step))
+                    }
+                })
+                .buffer_unordered(parallel)
+                .try_collect()
+                .await?;
+            let mut ran = ran.lock().unwrap();
+            for (index, step) in results {
+                ran.insert(index, Arc::new(step));
+            }
+        }
+        Ok(ran
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .map(|(index, step)| {
+                let step = Arc::into_inner(step).expect("no step holds another's result any more");
+                (index, step)
+            })
+            .collect())
+    }
+
+    /// What the sandbox of layer `index` is made of, in order: the base's blobs, then each
+    /// layer it needs (file layers re-streamed from their file maps: the same key, the same
+    /// bytes as the layer this build makes or reuses).
+    fn sources(
+        &self,
+        layers: &[PlannedLayer],
+        index: usize,
+        base_blobs: &[PathBuf],
+        reused_blobs: &HashMap<usize, PathBuf>,
+        ran: &Mutex<HashMap<usize, Arc<RanStep>>>,
+    ) -> Vec<Source> {
+        let Work::Script { needs, .. } = &layers[index].work else {
+            unreachable!("only script layers are run")
+        };
+        let ran = ran.lock().unwrap();
+        let mut sources: Vec<Source> = base_blobs.iter().cloned().map(Source::Blob).collect();
+        for &needed in needs {
+            let layer = &layers[needed];
+            let source = match (&layer.work, &layer.decision) {
+                (Work::Files { files, .. }, _) => Some(Source::Files(files.clone())),
+                (Work::Script { .. }, Decision::Reuse(_)) => {
+                    reused_blobs.get(&needed).cloned().map(Source::Blob)
+                }
+                (Work::Script { .. }, Decision::Empty(_)) => None,
+                (Work::Script { .. }, Decision::Build(_)) => ran
+                    .get(&needed)
+                    .and_then(|step| step.layer.as_ref())
+                    .map(|(_, spool)| Source::Blob(spool.to_path_buf())),
+            };
+            sources.extend(source);
+        }
+        sources
+    }
+
+    /// Runs one step on a blocking thread: assembles its root, runs it, writes its changes.
+    async fn run_one(
+        &self,
+        planned: &PlannedLayer,
+        sources: Vec<Source>,
+        mode: Mode,
+    ) -> Result<RanStep, BuildError> {
+        let Work::Script { step, .. } = &planned.work else {
+            unreachable!("only script layers are run")
+        };
+        let name = planned.name.clone();
+        let key = planned
+            .key
+            .clone()
+            .expect("script keys are worked out while planning");
+        let mut env: Vec<(String, String)> = Vec::new();
+        let base_env: Vec<&str> = if self.base_env.is_empty() {
+            vec![DEFAULT_PATH]
+        } else {
+            self.base_env.iter().map(String::as_str).collect()
+        };
+        for entry in base_env {
+            if let Some((variable, value)) = entry.split_once('=') {
+                set_env(&mut env, variable, value);
+            }
+        }
+        for (variable, value) in &step.env {
+            set_env(&mut env, variable, value);
+        }
+        let sandbox_step = sandbox::Step {
+            argv: step.argv(),
+            env,
+            workdir: step.workdir.clone().unwrap_or_else(|| "/".to_owned()),
+            user: step.user.clone(),
+            network: step.network,
+        };
+        let job = StepJob {
+            name: name.clone(),
+            step: sandbox_step,
+            sources,
+            mode,
+            base_fs: self.base_fs.clone(),
+            options: Arc::clone(self.options),
+            spool_dir: self
+                .endpoints
+                .target
+                .spool_dir()
+                .unwrap_or_else(std::env::temp_dir),
+            // Beside the cache's blobs (on a disk, where the blobs are), else the temp dir.
+            root_parent: self
+                .cache_dir
+                .as_ref()
+                .map_or_else(std::env::temp_dir, |dir| dir.join("sandbox")),
+        };
+        let (layer, run) = tokio::task::spawn_blocking(move || job.run())
+            .await
+            .map_err(|err| BuildError::Invalid(format!("script step thread failed: {err}")))??;
+        Ok(RanStep {
+            report: StepReport {
+                name,
+                key,
+                status: crate::build::plan::Origin::Built,
+                layer: layer.is_some(),
+                run: Some(run),
+            },
+            layer,
+        })
+    }
+
+    /// The base's layer blobs on local disk, fetched once (kept in the cache directory).
+    async fn fetch_base(&self, blobs: &BlobDir) -> Result<Vec<PathBuf>, BuildError> {
+        let mut paths = Vec::new();
+        for layer in self.base_layers {
+            if is_foreign_layer(&layer.descriptor.media_type) {
+                warn!(layer = %layer.name, "the base has a non-distributable layer; script steps run without its files");
+                continue;
+            }
+            paths.push(
+                blobs
+                    .fetch(self.endpoints.base.as_ref(), &layer.descriptor.digest)
+                    .await?,
+            );
+        }
+        Ok(paths)
+    }
+
+    /// The blobs of reused script layers that steps to run need, fetched from where they were
+    /// found.
+    async fn fetch_reused_needs(
+        &self,
+        layers: &[PlannedLayer],
+        to_run: &[usize],
+        blobs: &BlobDir,
+    ) -> Result<HashMap<usize, PathBuf>, BuildError> {
+        let mut fetched = HashMap::new();
+        for &index in to_run {
+            let Work::Script { needs, .. } = &layers[index].work else {
+                continue;
+            };
+            for &needed in needs {
+                let (Work::Script { .. }, Decision::Reuse(candidate)) =
+                    (&layers[needed].work, &layers[needed].decision)
+                else {
+                    continue;
+                };
+                if fetched.contains_key(&needed) {
+                    continue;
+                }
+                let store: &dyn Store = match &candidate.source {
+                    CacheSource::Target | CacheSource::Local => self.endpoints.target.as_ref(),
+                    CacheSource::CacheFrom(_) => self
+                        .cache_images
+                        .iter()
+                        .find(|image| image.source == candidate.source)
+                        .map(|image| image.store.as_ref())
+                        .expect("candidates come from the cache images"),
+                };
+                fetched.insert(needed, blobs.fetch(store, &candidate.digest).await?);
+            }
+        }
+        Ok(fetched)
+    }
+}
+
+/// Sets `variable` in `env`, replacing an earlier value in place.
+fn set_env(env: &mut Vec<(String, String)>, variable: &str, value: &str) {
+    match env.iter_mut().find(|(name, _)| name == variable) {
+        Some(entry) => entry.1 = value.to_owned(),
+        None => env.push((variable.to_owned(), value.to_owned())),
+    }
+}
+
+/// One layer of a step's sandbox.
+enum Source {
+    /// A layer blob on disk (any compression).
+    Blob(PathBuf),
+    /// A file layer of this build, streamed as its tar.
+    Files(crate::layer::filemap::FileMap),
+}
+
+/// A step with everything it needs, to run on a blocking thread.
+struct StepJob {
+    name: String,
+    step: sandbox::Step,
+    sources: Vec<Source>,
+    mode: Mode,
+    base_fs: Option<Arc<FsIndex>>,
+    options: Arc<LayerOptions>,
+    spool_dir: PathBuf,
+    /// Where the step's root filesystem is made (a fresh directory, removed afterwards).
+    root_parent: PathBuf,
+}
+
+type StepLayer = Option<(WrittenLayer, tempfile::TempPath)>;
+
+impl StepJob {
+    fn run(self) -> Result<(StepLayer, StepRun), BuildError> {
+        let name = &self.name;
+        let sandbox_error =
+            |error: sandbox::SandboxError| BuildError::Invalid(format!("step {name:?}: {error}"));
+        let assembling = Instant::now();
+        std::fs::create_dir_all(&self.root_parent).map_err(|source| BuildError::Io {
+            context: format!("creating {}", self.root_parent.display()),
+            source,
+        })?;
+        let mut rootfs = Rootfs::new_in(&self.root_parent).map_err(sandbox_error)?;
+        for source in &self.sources {
+            match source {
+                Source::Blob(path) => {
+                    let file = File::open(path).map_err(|source| BuildError::Io {
+                        context: format!("reading layer blob {}", path.display()),
+                        source,
+                    })?;
+                    let tar = decompressed(BufReader::with_capacity(1 << 20, file)).map_err(
+                        |source| BuildError::Io {
+                            context: format!("decompressing layer blob {}", path.display()),
+                            source,
+                        },
+                    )?;
+                    rootfs.apply_layer(tar).map_err(sandbox_error)?;
+                }
+                Source::Files(files) => apply_file_map(&mut rootfs, files, self.options.mtime)
+                    .map_err(|error| match error {
+                        ApplyError::Sandbox(error) => sandbox_error(error),
+                        ApplyError::Layer(error) => BuildError::Layer(error),
+                    })?,
+            }
+        }
+        info!(phase = "script", step = %name, seconds = assembling.elapsed().as_secs_f64(), "Assembled the step's root filesystem");
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut on_output = |output: sandbox::Output<'_>| {
+            let stream = match output.stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            };
+            info!(phase = "script", step = %name, stream, line = output.line, "[{name}] {}", output.line);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(output.line.to_owned());
+        };
+        let (outcome, changes) = sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output)
+            .map_err(sandbox_error)?;
+        let exit_code = match outcome.status {
+            ExitStatus::Code(0) => 0,
+            ExitStatus::Code(code) => {
+                return Err(BuildError::StepFailed {
+                    step: name.clone(),
+                    status: format!("exit code {code}"),
+                    tail: tail.into(),
+                })
+            }
+            ExitStatus::Signal(signal) => {
+                return Err(BuildError::StepFailed {
+                    step: name.clone(),
+                    status: format!("signal {signal}"),
+                    tail: tail.into(),
+                })
+            }
+        };
+        if !outcome.network_isolated && !self.step.network {
+            warn!(step = %name, sandbox = %outcome.mode, "the step could reach the network: the {} sandbox cannot isolate it", outcome.mode);
+        }
+        let run = StepRun {
+            mode: outcome.mode.to_string(),
+            exit_code,
+            seconds: outcome.duration.as_secs_f64(),
+            added: changes.added(),
+            changed: changes.changed(),
+            deleted: changes.deleted(),
+            network_isolated: outcome.network_isolated,
+        };
+        info!(
+            phase = "script",
+            step = %name,
+            sandbox = %outcome.mode,
+            seconds = run.seconds,
+            added = run.added,
+            changed = run.changed,
+            deleted = run.deleted,
+            "Step finished"
+        );
+        if changes.is_empty() {
+            info!(phase = "script", step = %name, "The step changed nothing: it adds no layer");
+            return Ok((None, run));
+        }
+        let mapped_owner = (outcome.mode == Mode::UserNamespace)
+            // SAFETY: geteuid and getegid cannot fail.
+            .then(|| unsafe { (libc::geteuid(), libc::getegid()) });
+        let files = changes_file_map(&changes, rootfs.path(), self.base_fs.clone(), mapped_owner)
+            .map_err(|error| BuildError::Files {
+            layer: name.clone(),
+            error: Box::new(error),
+        })?;
+        let spool = tempfile::Builder::new()
+            .prefix(".layerize-spool-")
+            .tempfile_in(&self.spool_dir)
+            .map_err(|source| BuildError::Io {
+                context: format!("creating a spool file in {}", self.spool_dir.display()),
+                source,
+            })?;
+        let written = write_layer(
+            &files,
+            &self.options,
+            BufWriter::with_capacity(1 << 20, spool.as_file()),
+        )?;
+        log_built(name, &written);
+        Ok((Some((written, spool.into_temp_path())), run))
+    }
+}
+
+enum ApplyError {
+    Sandbox(sandbox::SandboxError),
+    Layer(crate::layer::LayerError),
+}
+
+/// Extracts a file map's tar into `rootfs`, written on another thread through a pipe so that it
+/// is never held whole.
+fn apply_file_map(
+    rootfs: &mut Rootfs,
+    files: &crate::layer::filemap::FileMap,
+    mtime: u64,
+) -> Result<(), ApplyError> {
+    let (reader, writer) = std::io::pipe()
+        .map_err(|error| ApplyError::Layer(crate::layer::LayerError::Write(error)))?;
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(move || {
+            let mut writer = BufWriter::with_capacity(1 << 20, writer);
+            write_tar(files, mtime, &mut writer)?;
+            writer.flush().map_err(crate::layer::LayerError::Write)?;
+            Ok::<_, crate::layer::LayerError>(())
+        });
+        let applied = rootfs.apply_layer(BufReader::with_capacity(1 << 20, reader));
+        let written = writing.join().expect("the tar writer does not panic");
+        // A writer error explains a reader error (a cut stream), so it goes first.
+        written.map_err(ApplyError::Layer)?;
+        applied.map_err(ApplyError::Sandbox)
+    })
+}
+
+/// Blobs fetched to local disk by digest: in the cache directory's `blobs/v1/<hex>` (kept for
+/// later builds, their mtime bumped on use for `layerize cache clean`), or a temporary directory
+/// for this build only.
+struct BlobDir {
+    dir: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl BlobDir {
+    fn new(cache_dir: Option<&Path>) -> Result<BlobDir, BuildError> {
+        let io_error = |context: String| move |source| BuildError::Io { context, source };
+        match cache_dir {
+            Some(cache_dir) => {
+                let dir = cache_dir.join("blobs").join("v1");
+                std::fs::create_dir_all(&dir)
+                    .map_err(io_error(format!("creating {}", dir.display())))?;
+                Ok(BlobDir {
+                    dir,
+                    _temporary: None,
+                })
+            }
+            None => {
+                let temporary = tempfile::Builder::new()
+                    .prefix("layerize-blobs-")
+                    .tempdir()
+                    .map_err(io_error("creating a directory for blobs".to_owned()))?;
+                Ok(BlobDir {
+                    dir: temporary.path().to_owned(),
+                    _temporary: Some(temporary),
+                })
+            }
+        }
+    }
+
+    /// The blob on disk, fetched from `store` unless already there; its digest verified.
+    async fn fetch(&self, store: &dyn Store, digest: &Digest) -> Result<PathBuf, BuildError> {
+        let path = self.dir.join(digest.hex());
+        if let Ok(file) = File::options().append(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+            return Ok(path);
+        }
+        let io_error = |context: String| move |source| BuildError::Io { context, source };
+        let mut file = tempfile::Builder::new()
+            .prefix(".tmp-fetch-")
+            .tempfile_in(&self.dir)
+            .map_err(io_error(format!(
+                "creating a file in {}",
+                self.dir.display()
+            )))?;
+        let mut hasher = Sha256::new();
+        let mut stream = store.get_blob(digest).await?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .map_err(io_error(format!("writing blob {digest}")))?;
+        }
+        let got = Digest::from_sha256_raw(hasher.finalize().into());
+        if got != *digest {
+            return Err(BuildError::Invalid(format!(
+                "blob {digest} from {} has digest {got}",
+                store.name()
+            )));
+        }
+        file.persist(&path).map_err(|error| BuildError::Io {
+            context: format!("keeping blob {}", path.display()),
+            source: error.error,
+        })?;
+        Ok(path)
+    }
+}

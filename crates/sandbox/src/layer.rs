@@ -1,0 +1,303 @@
+//! Extracting one uncompressed layer tar into a [`Rootfs`]: entry by entry, streaming, with OCI
+//! whiteouts, every path resolved inside the root, and the metadata (owner, mode, mtime,
+//! kept xattrs) the process is allowed to set.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::EntryType;
+
+use crate::rootfs::remove_any;
+use crate::scoped::{entry_path, resolve};
+use crate::{sys, Rootfs, SandboxError};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const COPY_BUFFER: usize = 1 << 20;
+
+/// What one layer wrote, so that its opaque markers spare it whatever the entry order.
+struct LayerState {
+    /// Resolved paths of this layer's entries and all their ancestors.
+    written: HashSet<PathBuf>,
+    /// Directories (resolved) this layer marks opaque; emptied of lower content at the end.
+    opaque: Vec<PathBuf>,
+    buffer: Vec<u8>,
+    /// The previous entry's parent (as named, as resolved, known to exist as a directory):
+    /// entries come grouped by directory, and resolving it again costs an lstat per component.
+    /// Cleared by every entry that can change what a path resolves to.
+    last_parent: Option<(PathBuf, PathBuf)>,
+}
+
+pub(crate) fn apply(rootfs: &mut Rootfs, tar: impl Read) -> Result<(), SandboxError> {
+    let mut archive = tar::Archive::new(tar);
+    let mut state = LayerState {
+        written: HashSet::new(),
+        opaque: Vec::new(),
+        buffer: vec![0; COPY_BUFFER],
+        last_parent: None,
+    };
+    for entry in archive.entries().map_err(SandboxError::Tar)? {
+        let mut entry = entry.map_err(SandboxError::Tar)?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let rel = entry_path(&raw).map_err(|reason| SandboxError::entry(&name, reason))?;
+        apply_entry(rootfs, &mut state, &mut entry, &name, &rel).map_err(|e| match e {
+            SandboxError::Entry { .. } => e,
+            other => SandboxError::entry(name, other.to_string()),
+        })?;
+    }
+    let root = rootfs.path().to_path_buf();
+    for dir in std::mem::take(&mut state.opaque) {
+        clear_opaque(rootfs, &root, &dir, &state.written)?;
+    }
+    Ok(())
+}
+
+fn apply_entry<R: Read>(
+    rootfs: &mut Rootfs,
+    state: &mut LayerState,
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+    rel: &Path,
+) -> Result<(), SandboxError> {
+    let root = rootfs.path().to_path_buf();
+    let Some(file_name) = rel.file_name() else {
+        // The root itself ("./"): only its metadata can change.
+        if entry.header().entry_type() == EntryType::Directory {
+            set_metadata(rootfs, &root, Path::new(""), entry, false)?;
+        }
+        return Ok(());
+    };
+    let named_parent = rel.parent().unwrap_or(Path::new(""));
+    let kind = entry.header().entry_type();
+    let cached = match &state.last_parent {
+        Some((named, resolved)) if named == named_parent => Some(resolved.clone()),
+        _ => None,
+    };
+    // Only a regular file cannot change how a later path resolves (a directory entry may
+    // replace a symlink, a whiteout may remove a directory).
+    let keeps_resolution = matches!(kind, EntryType::Regular | EntryType::Continuous)
+        && !file_name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes());
+    if !keeps_resolution {
+        state.last_parent = None;
+    }
+    let hit = cached.is_some();
+    let parent = match cached {
+        Some(parent) => parent,
+        None => resolve(&root, named_parent, true)?,
+    };
+    if file_name == OPAQUE_MARKER {
+        state.opaque.push(parent);
+        return Ok(());
+    }
+    if let Some(hidden) = file_name
+        .as_bytes()
+        .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+    {
+        let target = parent.join(OsStr::from_bytes(hidden));
+        if !state.written.contains(&target) {
+            remove_any(&root.join(&target))?;
+            rootfs.forget_owners_under(&target);
+        }
+        return Ok(());
+    }
+
+    let resolved = parent.join(file_name);
+    let host = root.join(&resolved);
+    let host_parent = root.join(&parent);
+    if !hit {
+        std::fs::create_dir_all(&host_parent)
+            .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
+    }
+    if keeps_resolution {
+        state.last_parent = Some((named_parent.to_path_buf(), parent.clone()));
+    }
+    let mut ancestor = Some(resolved.as_path());
+    while let Some(path) = ancestor.filter(|p| !p.as_os_str().is_empty()) {
+        if !state.written.insert(path.to_path_buf()) {
+            break;
+        }
+        ancestor = path.parent();
+    }
+
+    if kind == EntryType::Directory {
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                remove_any(&host)?;
+                make_dir(&host)?;
+            }
+            Err(_) => make_dir(&host)?,
+        }
+        return set_metadata(rootfs, &host, &resolved, entry, false);
+    }
+
+    // Any non-directory replaces whatever is at its path.
+    remove_any(&host)?;
+    rootfs.forget_owners_under(&resolved);
+    match kind {
+        EntryType::Regular | EntryType::Continuous => {
+            write_file(&host, entry, &mut state.buffer)?;
+            set_metadata(rootfs, &host, &resolved, entry, false)
+        }
+        EntryType::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| SandboxError::entry(name, "symlink without a target"))?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&target), &host)
+                .map_err(|e| SandboxError::io("symlink", &host, e))?;
+            set_metadata(rootfs, &host, &resolved, entry, true)
+        }
+        EntryType::Link => {
+            let raw = entry
+                .link_name_bytes()
+                .ok_or_else(|| SandboxError::entry(name, "hardlink without a target"))?;
+            let target_rel = entry_path(&raw)
+                .map_err(|reason| SandboxError::entry(name, format!("hardlink target {reason}")))?;
+            let target = resolve(&root, &target_rel, false)?;
+            std::fs::hard_link(root.join(&target), &host).map_err(|e| {
+                SandboxError::entry(
+                    name,
+                    format!("hardlink to {}: {e}", String::from_utf8_lossy(&raw)),
+                )
+            })?;
+            // A hardlink shares its target's inode, so also the owner the image means for it.
+            if let Some(owner) = rootfs.intended_owners.get(&target).copied() {
+                rootfs.intended_owners.insert(resolved, owner);
+            }
+            Ok(())
+        }
+        EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            let header = entry.header();
+            let file_type = match kind {
+                EntryType::Char => libc::S_IFCHR,
+                EntryType::Block => libc::S_IFBLK,
+                _ => libc::S_IFIFO,
+            };
+            let major = header.device_major().ok().flatten().unwrap_or(0);
+            let minor = header.device_minor().ok().flatten().unwrap_or(0);
+            match sys::mknod(&host, file_type | 0o600, libc::makedev(major, minor)) {
+                Ok(()) => set_metadata(rootfs, &host, &resolved, entry, false),
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    tracing::debug!(entry = name, "device node skipped: mknod is not permitted");
+                    Ok(())
+                }
+                Err(e) => Err(SandboxError::io("mknod", &host, e)),
+            }
+        }
+        other => {
+            tracing::debug!(entry = name, kind = ?other, "tar entry type not extracted");
+            Ok(())
+        }
+    }
+}
+
+fn make_dir(host: &Path) -> Result<(), SandboxError> {
+    std::fs::create_dir(host).map_err(|e| SandboxError::io("mkdir", host, e))
+}
+
+fn write_file<R: Read>(host: &Path, from: &mut R, buffer: &mut [u8]) -> Result<(), SandboxError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)
+        .map_err(|e| SandboxError::io("creating", host, e))?;
+    loop {
+        let n = match from.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SandboxError::Tar(e)),
+        };
+        file.write_all(&buffer[..n])
+            .map_err(|e| SandboxError::io("writing", host, e))?;
+    }
+}
+
+/// Owner first (chown clears setuid bits and file capabilities), then mode, mtime, xattrs.
+fn set_metadata<R: Read>(
+    rootfs: &mut Rootfs,
+    host: &Path,
+    rel: &Path,
+    entry: &mut tar::Entry<'_, R>,
+    is_symlink: bool,
+) -> Result<(), SandboxError> {
+    let header = entry.header();
+    let uid = header.uid().map_err(SandboxError::Tar)? as u32;
+    let gid = header.gid().map_err(SandboxError::Tar)? as u32;
+    let mode = header.mode().map_err(SandboxError::Tar)? & 0o7777;
+    let mtime = header.mtime().map_err(SandboxError::Tar)?;
+    let is_dir = header.entry_type() == EntryType::Directory;
+    match sys::lchown(host, uid, gid) {
+        Ok(()) => {
+            rootfs.intended_owners.remove(rel);
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            rootfs.intended_owners.insert(rel.to_path_buf(), (uid, gid));
+        }
+        Err(e) => return Err(SandboxError::io("lchown", host, e)),
+    }
+    if !is_symlink {
+        std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| SandboxError::io("chmod", host, e))?;
+    }
+    if !is_dir {
+        sys::set_mtime(host, mtime as i64).map_err(|e| SandboxError::io("utimensat", host, e))?;
+    }
+    if is_symlink {
+        return Ok(());
+    }
+    let Some(extensions) = entry.pax_extensions().map_err(SandboxError::Tar)? else {
+        return Ok(());
+    };
+    for extension in extensions {
+        let extension = extension.map_err(SandboxError::Tar)?;
+        let Some(name) = extension
+            .key()
+            .ok()
+            .and_then(|k| k.strip_prefix("SCHILY.xattr."))
+        else {
+            continue;
+        };
+        if !sys::xattr_is_kept(name) {
+            continue;
+        }
+        if let Err(e) = sys::lsetxattr(host, name, extension.value_bytes()) {
+            tracing::debug!(path = %host.display(), xattr = name, error = %e, "xattr not settable");
+        }
+    }
+    Ok(())
+}
+
+/// Empties the opaque directory `dir` of everything this layer did not write, descending into
+/// the directories it did write (their lower content is hidden too).
+fn clear_opaque(
+    rootfs: &mut Rootfs,
+    root: &Path,
+    dir: &Path,
+    written: &HashSet<PathBuf>,
+) -> Result<(), SandboxError> {
+    let host = root.join(dir);
+    if !std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let children = std::fs::read_dir(&host).map_err(|e| SandboxError::io("readdir", &host, e))?;
+    for child in children {
+        let child = child.map_err(|e| SandboxError::io("readdir", &host, e))?;
+        let rel = dir.join(child.file_name());
+        if !written.contains(&rel) {
+            remove_any(&child.path())?;
+            rootfs.forget_owners_under(&rel);
+        } else if child.file_type().is_ok_and(|t| t.is_dir()) {
+            clear_opaque(rootfs, root, &rel, written)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The root filesystem being assembled: a fresh temporary directory that layers are extracted
+//! into and steps run in, removed on drop, plus the owners the image means for files whose
+//! `chown` a normal user was not allowed to do.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::SandboxError;
+
+/// A root filesystem in a temporary directory of its own.
+pub struct Rootfs {
+    dir: tempfile::TempDir,
+    /// `dir`'s path with every symlink resolved: chroot, pivot_root and the `/proc/PID/root`
+    /// comparison need the real one.
+    root: PathBuf,
+    /// Owners the layers gave paths whose `lchown` was refused (the process is not root), by
+    /// path relative to the root. The diff reports these for files a step did not re-own.
+    pub(crate) intended_owners: HashMap<PathBuf, (u32, u32)>,
+}
+
+impl Rootfs {
+    /// Makes an empty root in a new temporary directory under `parent`.
+    pub fn new_in(parent: &Path) -> Result<Rootfs, SandboxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("layerize-rootfs-")
+            .tempdir_in(parent)
+            .map_err(|e| SandboxError::io("creating a temporary directory in", parent, e))?;
+        let root = dir
+            .path()
+            .canonicalize()
+            .map_err(|e| SandboxError::io("canonicalizing", dir.path(), e))?;
+        // A chroot root must be searchable by any user a step switches to.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| SandboxError::io("chmod", &root, e))?;
+        Ok(Rootfs {
+            dir,
+            root,
+            intended_owners: HashMap::new(),
+        })
+    }
+
+    /// The root's directory on the host (canonical).
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Extracts one uncompressed layer tar on top of what is there; see `crate::layer`.
+    pub fn apply_layer(&mut self, tar: impl Read) -> Result<(), SandboxError> {
+        crate::layer::apply(self, tar)
+    }
+
+    /// Forgets the intended owners of `rel` and everything below it (they were removed or
+    /// replaced).
+    pub(crate) fn forget_owners_under(&mut self, rel: &Path) {
+        if !self.intended_owners.is_empty() {
+            self.intended_owners
+                .retain(|path, _| !path.starts_with(rel));
+        }
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        // TempDir's removal cannot enter a directory a step made read-only (as a normal user),
+        // so open everything up first. As root this changes nothing that matters.
+        make_tree_writable(self.dir.path());
+    }
+}
+
+/// Removes whatever is at `path` (not following a symlink there), a directory with everything
+/// in it; a missing path is fine.
+pub(crate) fn remove_any(path: &Path) -> Result<(), SandboxError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SandboxError::io("lstat", path, e)),
+    };
+    let result = if meta.is_dir() {
+        std::fs::remove_dir_all(path).or_else(|e| {
+            if e.kind() != std::io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            make_tree_writable(path);
+            std::fs::remove_dir_all(path)
+        })
+    } else {
+        std::fs::remove_file(path)
+    };
+    result.map_err(|e| SandboxError::io("removing", path, e))
+}
+
+/// Gives the owner rwx on every directory under (and including) `dir`, best effort: a
+/// directory that cannot be changed is left for the removal to report.
+pub(crate) fn make_tree_writable(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for child in children.flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(child.path());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Extracting layers into a Rootfs: whiteouts, opaque directories, replacement rules,
+//! metadata, and entries that try to leave the root.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::{rootfs, Layer};
+use layerize_sandbox::Rootfs;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn lower() -> Vec<u8> {
+    Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/keep", 0o644, b"keep")
+        .file("etc/gone", 0o644, b"gone")
+        .dir("etc/dir", 0o755)
+        .file("etc/dir/child", 0o644, b"c")
+        .dir("opq", 0o755)
+        .file("opq/lower", 0o644, b"l")
+        .dir("opq/sub", 0o755)
+        .file("opq/sub/lower", 0o644, b"l")
+        .finish()
+}
+
+#[test]
+fn whiteouts_remove_lower_files_and_directories() {
+    let upper = Layer::new()
+        .file("etc/.wh.gone", 0o644, b"")
+        .file("etc/.wh.dir", 0o644, b"")
+        .file("etc/.wh.never-existed", 0o644, b"")
+        .finish();
+    let fs = rootfs(&[lower(), upper]);
+    let root = fs.path();
+    assert!(root.join("etc/keep").exists());
+    assert!(!root.join("etc/gone").exists());
+    assert!(!root.join("etc/dir").exists());
+    assert!(!root.join("etc/.wh.gone").exists());
+}
+
+#[test]
+fn opaque_directories_hide_lower_content_but_not_their_own_whatever_the_order() {
+    for marker_first in [true, false] {
+        let mut upper = Layer::new();
+        if marker_first {
+            upper = upper.file("opq/.wh..wh..opq", 0o644, b"");
+        }
+        upper = upper
+            .file("opq/new", 0o644, b"n")
+            .dir("opq/sub", 0o750)
+            .file("opq/sub/new", 0o644, b"n");
+        if !marker_first {
+            upper = upper.file("opq/.wh..wh..opq", 0o644, b"");
+        }
+        let fs = rootfs(&[lower(), upper.finish()]);
+        let root = fs.path();
+        assert!(
+            !root.join("opq/lower").exists(),
+            "marker first: {marker_first}"
+        );
+        assert!(
+            !root.join("opq/sub/lower").exists(),
+            "marker first: {marker_first}"
+        );
+        assert_eq!(std::fs::read(root.join("opq/new")).unwrap(), b"n");
+        assert_eq!(std::fs::read(root.join("opq/sub/new")).unwrap(), b"n");
+        let sub_mode = std::fs::metadata(root.join("opq/sub"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(sub_mode & 0o7777, 0o750);
+        assert!(!root.join("opq/.wh..wh..opq").exists());
+    }
+}
+
+#[test]
+fn entries_replace_what_is_at_their_path() {
+    let upper = Layer::new()
+        // A dir over a dir keeps its children and takes the new mode.
+        .dir("etc/dir", 0o700)
+        // A file over a dir replaces the dir.
+        .file("opq", 0o600, b"now a file")
+        // A dir over a file replaces the file.
+        .dir("etc/keep", 0o755)
+        // A symlink over a file.
+        .symlink("etc/gone", "keep")
+        .finish();
+    let fs = rootfs(&[lower(), upper]);
+    let root = fs.path();
+    assert!(root.join("etc/dir/child").exists());
+    assert_eq!(
+        std::fs::metadata(root.join("etc/dir")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    assert_eq!(std::fs::read(root.join("opq")).unwrap(), b"now a file");
+    assert!(std::fs::symlink_metadata(root.join("etc/keep"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(
+        std::fs::read_link(root.join("etc/gone")).unwrap(),
+        Path::new("keep")
+    );
+}
+
+#[test]
+fn metadata_hardlinks_and_xattrs() {
+    let layer = Layer::new()
+        .dir("usr", 0o755)
+        .file("usr/suid", 0o4755, b"s")
+        .dir("usr/sticky", 0o1777)
+        .file_owned("usr/owned", 0o640, 1000, 50, b"o")
+        .hardlink("usr/again", "usr/owned")
+        .file_with_xattr("usr/tagged", "user.layerize", b"yes")
+        .finish();
+    let fs = rootfs(&[layer]);
+    let root = fs.path();
+    let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
+    assert_eq!(meta("usr/suid").mode() & 0o7777, 0o4755);
+    assert_eq!(meta("usr/sticky").mode() & 0o7777, 0o1777);
+    assert_eq!(meta("usr/owned").mode() & 0o7777, 0o640);
+    assert_eq!(meta("usr/owned").mtime(), common::MTIME as i64);
+    assert_eq!(meta("usr/again").ino(), meta("usr/owned").ino());
+    if is_root() {
+        assert_eq!(
+            (meta("usr/owned").uid(), meta("usr/owned").gid()),
+            (1000, 50)
+        );
+    }
+    let name = std::ffi::CString::new("user.layerize").unwrap();
+    let path = std::ffi::CString::new(root.join("usr/tagged").to_str().unwrap()).unwrap();
+    let mut value = [0u8; 16];
+    // SAFETY: valid strings and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert_eq!(&value[..n.max(0) as usize], b"yes");
+}
+
+#[test]
+fn dotdot_entries_are_refused_with_the_entry_named() {
+    let parent = tempfile::tempdir().unwrap();
+    let mut fs = Rootfs::new_in(parent.path()).unwrap();
+    let layer = Layer::new().raw_file(b"../escaped-dotdot", b"x").finish();
+    let err = fs.apply_layer(&layer[..]).unwrap_err().to_string();
+    assert!(
+        err.contains("../escaped-dotdot") && err.contains("`..`"),
+        "{err}"
+    );
+    assert!(!parent.path().join("escaped-dotdot").exists());
+    let listing: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
+    assert_eq!(listing.len(), 1, "only the rootfs itself is in its parent");
+}
+
+#[test]
+fn symlinked_parents_resolve_inside_the_root() {
+    let parent = tempfile::tempdir().unwrap();
+    let mut fs = Rootfs::new_in(parent.path()).unwrap();
+    let outside = parent.path().join("etc");
+    let layer = Layer::new()
+        .symlink("a", "/")
+        .symlink("up", "../../../../../..")
+        .dir("etc", 0o755)
+        .file("a/etc/x", 0o644, b"through a")
+        .file("up/etc/y", 0o644, b"through up")
+        .hardlink("a/etc/z", "up/etc/x")
+        .finish();
+    fs.apply_layer(&layer[..]).unwrap();
+    let root = fs.path();
+    assert_eq!(std::fs::read(root.join("etc/x")).unwrap(), b"through a");
+    assert_eq!(std::fs::read(root.join("etc/y")).unwrap(), b"through up");
+    assert_eq!(std::fs::read(root.join("etc/z")).unwrap(), b"through a");
+    assert!(!outside.exists());
+    // The final component is never followed: an entry replaces the symlink itself.
+    let over = Layer::new().file("a", 0o644, b"plain").finish();
+    fs.apply_layer(&over[..]).unwrap();
+    assert_eq!(std::fs::read(fs.path().join("a")).unwrap(), b"plain");
+}
+
+#[test]
+fn read_only_directories_are_removed_on_drop() {
+    let fs = rootfs(&[Layer::new()
+        .dir("ro", 0o555)
+        .dir("ro/inner", 0o500)
+        .finish()]);
+    let path = fs.path().to_path_buf();
+    std::fs::write(path.join("ro/inner/../inner").join("../../marker"), b"m").unwrap();
+    drop(fs);
+    assert!(!path.exists());
+}
