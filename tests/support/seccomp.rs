@@ -28,7 +28,9 @@ pub fn deny_namespaces(command: &mut Command) -> &mut Command {
                 len: program.len() as libc::c_ushort,
                 filter: program.as_ptr() as *mut sock_filter,
             };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            // prctl is variadic and the kernel reads whole words: pass unsigned longs.
+            let (one, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, one, zero, zero, zero) != 0
                 || libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER as libc::c_ulong,
