@@ -191,3 +191,27 @@ machine_summary() {
   mem_gib=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
   echo "$cores cores ($cpu_model), $mem_gib GiB RAM, $(uname -sr)"
 }
+
+# The start every comparison bench shares: `--no-doc` parsed into $update_doc, the knobs every
+# bench reads ($runs from RUNS, default $1; $load_wait; $base_cache; $cores), the dependencies
+# installed, layerize built in release ($layerize), and a work directory under $TMPDIR (default
+# /tmp) named after the bench ($work). Call it as `bench_setup DEFAULT_RUNS NAME "$@"`.
+bench_setup() {
+  local default_runs=$1 name=$2
+  shift 2
+  update_doc=true
+  case ${1:-} in
+    --no-doc) update_doc=false ;;
+    '') ;;
+    *) echo "usage: $0 [--no-doc]" >&2; exit 2 ;;
+  esac
+  runs=${RUNS:-$default_runs}
+  load_wait=${LOAD_WAIT:-90}
+  base_cache=${BASE_CACHE:-$HOME/.cache/layerize-bench}
+  cores=$(nproc)
+  scripts/install-deps >&2
+  step "Building layerize (release)"
+  cargo build --release --locked -p layerize-cli >&2
+  layerize=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/layerize
+  work=$(mktemp -d "${TMPDIR:-/tmp}/layerize-bench-$name.XXXXXX")
+}

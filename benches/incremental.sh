@@ -40,26 +40,11 @@ source "$repo/benches/doc_section.sh"
 source "$repo/benches/common.sh"
 private_blob_info_cache "$repo/benches/incremental.sh" "$@"
 
-update_doc=true
-case ${1:-} in
-  --no-doc) update_doc=false ;;
-  '') ;;
-  *) echo "usage: $0 [--no-doc]" >&2; exit 2 ;;
-esac
-runs=${RUNS:-3}
-load_wait=${LOAD_WAIT:-90}
-base_cache=${BASE_CACHE:-$HOME/.cache/layerize-bench}
+bench_setup 3 incremental "$@"
 big_mib=${BIG_MIB:-1024}
-cores=$(nproc)
 packages=30
 removed=10
 
-scripts/install-deps >&2
-step "Building layerize (release)"
-cargo build --release --locked -p layerize-cli >&2
-layerize=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/layerize
-
-work=$(mktemp -d /tmp/layerize-bench-incremental.XXXXXX)
 use_private_buildah
 cleanup() {
   stop_registry r
