@@ -99,6 +99,18 @@ impl ScriptRunner<'_> {
         }
         let levels = level.values().copied().max().unwrap_or(0);
         let parallel = std::thread::available_parallelism().map_or(1, usize::from);
+        // Room for as many roots as run at once, each about the base's size unpacked (a gzip
+        // layer unpacks to about 3x its blob) plus what the step needs.
+        let blob_bytes: u64 = self
+            .base_layers
+            .iter()
+            .map(|layer| layer.descriptor.size)
+            .sum();
+        let root_parent = root_parent(
+            self.cache_dir.as_deref(),
+            4 * blob_bytes * parallel.min(to_run.len()) as u64,
+        );
+        info!(phase = "script", dir = %root_parent.display(), "Step roots are made here");
         let ran: Mutex<HashMap<usize, Arc<RanStep>>> = Mutex::new(HashMap::new());
         for depth in 0..=levels {
             let now: Vec<usize> = to_run
@@ -110,8 +122,9 @@ impl ScriptRunner<'_> {
                 .map(|index| {
                     let sources = self.sources(layers, index, &base_blobs, &reused_blobs, &ran);
                     let layer = &layers[index];
+                    let root_parent = root_parent.as_path();
                     async move {
-                        let step = self.run_one(layer, sources, mode).await?;
+                        let step = self.run_one(layer, sources, mode, root_parent).await?;
                         Ok::<_, BuildError>((index, step))
                     }
                 })
@@ -174,6 +187,7 @@ impl ScriptRunner<'_> {
         planned: &PlannedLayer,
         sources: Vec<Source>,
         mode: Mode,
+        root_parent: &Path,
     ) -> Result<RanStep, BuildError> {
         let Work::Script { step, .. } = &planned.work else {
             unreachable!("only script layers are run")
@@ -216,11 +230,7 @@ impl ScriptRunner<'_> {
                 .target
                 .spool_dir()
                 .unwrap_or_else(std::env::temp_dir),
-            // Beside the cache's blobs (on a disk, where the blobs are), else the temp dir.
-            root_parent: self
-                .cache_dir
-                .as_ref()
-                .map_or_else(std::env::temp_dir, |dir| dir.join("sandbox")),
+            root_parent: root_parent.to_path_buf(),
         };
         let (layer, run) = tokio::task::spawn_blocking(move || job.run())
             .await
@@ -290,6 +300,32 @@ impl ScriptRunner<'_> {
         }
         Ok(fetched)
     }
+}
+
+/// Where step roots are made: in memory (`/dev/shm`) when it has room for them, because a
+/// root is written whole for every step and a disk makes that the slowest part of a step;
+/// else beside the cache's blobs, else the temp dir.
+fn root_parent(cache_dir: Option<&Path>, needed: u64) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if free_bytes(shm).is_some_and(|free| free > needed.saturating_mul(2)) {
+        return shm.to_owned();
+    }
+    cache_dir.map_or_else(std::env::temp_dir, |dir| dir.join("sandbox"))
+}
+
+/// The bytes an unprivileged process may still write on the file system of `dir`, if it is a
+/// writable directory.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid C string and `stats` a writable statvfs.
+    let writable = unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if !writable || unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
 /// Refuses an image whose programs this machine cannot run (another architecture with no
