@@ -215,3 +215,20 @@ bench_setup() {
   layerize=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/layerize
   work=$(mktemp -d "${TMPDIR:-/tmp}/layerize-bench-$name.XXXXXX")
 }
+
+# Pushes `mmdebstrap --variant=minbase bookworm` (kept in $base_cache) as a one-layer image to
+# $R/base:1 with buildah, leaving buildah's storage empty; sets $minbase (the tarball),
+# $base_manifest and $base_mib (its compressed size).
+push_minbase_base() {
+  step "Making the base image (mmdebstrap minbase, one layer) in $R/base:1"
+  minbase=$(minbase_tarball "$base_cache")
+  local container
+  container=$(bah from scratch)
+  bah add "$container" "$minbase" / >/dev/null
+  bah commit --quiet "$container" localhost/layerize-bench-base:1 >/dev/null
+  bah rm "$container" >/dev/null
+  bah push --quiet --tls-verify=false localhost/layerize-bench-base:1 "docker://$R/base:1"
+  wipe_buildah
+  base_manifest=$(skopeo inspect --raw --tls-verify=false "docker://$R/base:1")
+  base_mib=$(jq '[.layers[].size] | add / 1048576 | round' <<<"$base_manifest")
+}

@@ -161,16 +161,7 @@ buildah_build() {
 start_registry r
 R=127.0.0.1:$(cat "$work/r.port")
 
-step "Making the base image (mmdebstrap minbase, one layer) in $R/base:1"
-minbase=$(minbase_tarball "$base_cache")
-container=$(bah from scratch)
-bah add "$container" "$minbase" / >/dev/null
-bah commit --quiet "$container" localhost/layerize-bench-base:1 >/dev/null
-bah rm "$container" >/dev/null
-bah push --quiet --tls-verify=false localhost/layerize-bench-base:1 "docker://$R/base:1"
-wipe_buildah
-base_manifest=$(skopeo inspect --raw --tls-verify=false "docker://$R/base:1")
-base_mib=$(jq '[.layers[].size] | add / 1048576 | round' <<<"$base_manifest")
+push_minbase_base
 
 step "Generating the build contexts (30 packages: ~60 MiB, and ~$big_mib MiB)"
 small=$work/small big=$work/big

@@ -157,15 +157,6 @@ fn build(runner: Runner, workspace: &Workspace, file: &Path, args: &[&str]) -> O
     runner.wrap(command).output().expect("start layerize")
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// Builds the probe as `runner` with no `--sandbox` flag; it must succeed in `mode`, and podman
 /// must see what the step wrote, with the report's `network_isolated` matching what it found.
 fn assert_builds_in_mode(site: &DebianSite, runner: Runner, mode: &str, tag: &str) {
@@ -176,7 +167,7 @@ fn assert_builds_in_mode(site: &DebianSite, runner: Runner, mode: &str, tag: &st
     assert!(
         output.status.success(),
         "the build as {runner:?} failed: {}",
-        describe(&output)
+        tools::describe_output(&output)
     );
     let report = read_report(&workspace.report());
     let steps = script_builds::steps(&report);
@@ -219,7 +210,7 @@ fn assert_refused(site: &DebianSite, runner: Runner, args: &[&str], tag: &str) -
     assert!(
         !output.status.success(),
         "the build as {runner:?} with {args:?} succeeded: {}",
-        describe(&output)
+        tools::describe_output(&output)
     );
     let writes: Vec<_> = site
         .requests_since(mark)

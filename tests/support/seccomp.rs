@@ -190,15 +190,6 @@ mod tests {
     use super::*;
     use crate::{scratch_dir, tools};
 
-    fn describe(output: &Output) -> String {
-        format!(
-            "{}\nstdout: {}\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    }
-
     /// The filter itself: as root under it, user and mount namespaces, `clone` with a namespace
     /// flag and mounts are refused with EPERM and `clone3` fails with ENOSYS; `chroot` and plain
     /// forks still work. Without it, the same root makes both namespaces here.
@@ -214,7 +205,7 @@ mod tests {
             assert!(
                 plain.status.success(),
                 "unshare {args:?} fails without the filter too: {}",
-                describe(&plain)
+                tools::describe_output(&plain)
             );
             let refused = filtered("unshare", &args);
             assert!(
@@ -232,7 +223,11 @@ mod tests {
         let syscall = |number: libc::c_long, args: &str| -> String {
             let script = format!("my $r = syscall({number}, {args}); print $r, ' ', $! + 0;");
             let output = filtered("perl", &["-e", &script]);
-            assert!(output.status.success(), "perl: {}", describe(&output));
+            assert!(
+                output.status.success(),
+                "perl: {}",
+                tools::describe_output(&output)
+            );
             String::from_utf8(output.stdout).unwrap()
         };
         let new_user_and_sigchld = libc::CLONE_NEWUSER | libc::SIGCHLD;
@@ -258,7 +253,11 @@ mod tests {
         std::fs::copy(tools::require("busybox"), root.path().join("bin/busybox")).unwrap();
         let root_arg = root.path().to_str().unwrap();
         let chrooted = filtered("chroot", &[root_arg, "/bin/busybox", "true"]);
-        assert!(chrooted.status.success(), "chroot: {}", describe(&chrooted));
+        assert!(
+            chrooted.status.success(),
+            "chroot: {}",
+            tools::describe_output(&chrooted)
+        );
         let forked = filtered(
             "chroot",
             &[
@@ -269,7 +268,11 @@ mod tests {
                 "/bin/busybox true | /bin/busybox cat; echo forked",
             ],
         );
-        assert!(forked.status.success(), "fork: {}", describe(&forked));
+        assert!(
+            forked.status.success(),
+            "fork: {}",
+            tools::describe_output(&forked)
+        );
         assert_eq!(String::from_utf8_lossy(&forked.stdout), "forked\n");
     }
 }

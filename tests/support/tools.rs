@@ -55,6 +55,16 @@ pub fn output(command: &mut Command) -> Output {
         .unwrap_or_else(|error| panic!("cannot start {}: {error}", describe(command)))
 }
 
+/// A finished command's status and both its outputs, for assertion messages.
+pub fn describe_output(output: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// The command line for messages, with the value of any `--*creds` flag hidden.
 fn describe(command: &Command) -> String {
     let mut hide_next = false;
