@@ -26,7 +26,8 @@ fn the_example_loads_and_shows_every_kind_and_setting() {
             Kind::Dir,
             Kind::Tar,
             Kind::Delete,
-            Kind::Opaque
+            Kind::Opaque,
+            Kind::Script
         ])
     );
     assert!(file.layers().iter().any(|entry| entry.is_group()));
