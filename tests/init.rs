@@ -37,7 +37,15 @@ fn init_writes_an_example_that_loads() {
     let names: Vec<&str> = file.layers().iter().map(|entry| entry.name()).collect();
     assert_eq!(
         names,
-        ["app", "static", "vendor", "no-motd", "clean-cache", "tools"]
+        [
+            "app",
+            "static",
+            "vendor",
+            "no-motd",
+            "clean-cache",
+            "tools",
+            "app-config"
+        ]
     );
     assert!(!file.config_edits().is_empty());
 }
