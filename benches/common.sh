@@ -232,3 +232,14 @@ push_minbase_base() {
   base_manifest=$(skopeo inspect --raw --tls-verify=false "docker://$R/base:1")
   base_mib=$(jq '[.layers[].size] | add / 1048576 | round' <<<"$base_manifest")
 }
+
+# A cleanup for benches with one registry (`r`) and buildah: stops both and removes $work
+# unless KEEP is set; installed as the EXIT trap.
+trap_cleanup_one_registry() {
+  cleanup() {
+    stop_registry r
+    cleanup_buildah
+    if [[ -n ${KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+  }
+  trap cleanup EXIT
+}

@@ -46,12 +46,7 @@ packages=30
 removed=10
 
 use_private_buildah
-cleanup() {
-  stop_registry r
-  cleanup_buildah
-  if [[ -n ${KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+trap_cleanup_one_registry
 
 # make_packages DIR TOTAL_MIB: $packages package directories DIR/pkgNN with bin/pkgNN (a
 # script), etc/pkgNN.conf, share/data.bin (pseudo-random bytes, 60% of the package) and

@@ -44,12 +44,7 @@ private_blob_info_cache "$repo/benches/script.sh" "$@"
 bench_setup 3 script "$@"
 
 use_private_buildah
-cleanup() {
-  stop_registry r
-  cleanup_buildah
-  if [[ -n ${KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+trap_cleanup_one_registry
 
 # write_build_files DIR BASE CHANGED: DIR/layerize.yaml (three script steps) and DIR/Dockerfile
 # (three RUN steps of the same commands) on BASE; with CHANGED=1 the first step has one command

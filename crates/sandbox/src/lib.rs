@@ -21,4 +21,4 @@ pub use changes::{Change, ChangeKind, ChangeStatus, Changes, DropMatch, DropRule
 pub use error::SandboxError;
 pub use mode::{detect, Mode, ModeChoice};
 pub use rootfs::Rootfs;
-pub use run::{run, ExitStatus, Output, RunOutcome, Step, Stream};
+pub use run::{run, ExitStatus, Output, RunOutcome, Step, Stream, DEFAULT_PATH};

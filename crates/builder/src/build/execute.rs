@@ -386,16 +386,13 @@ impl StepContext<'_> {
                 .await?;
                 drop(spool);
                 Ok(Done {
-                    layer: Layer {
-                        name: planned.name,
-                        key: planned.key,
-                        members: planned.members,
-                        created_by: planned.created_by,
-                        descriptor: Descriptor::new(self.media_type, written.digest, written.size),
-                        diff_id: written.diff_id,
-                        origin: Origin::Built,
-                        reused_from: None,
-                    },
+                    layer: self.built_layer(
+                        planned.name,
+                        planned.key,
+                        planned.members,
+                        planned.created_by,
+                        written,
+                    ),
                     outcome,
                     fingerprint: None,
                 })
@@ -519,19 +516,31 @@ impl StepContext<'_> {
         drop(spool);
         let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
         Ok(Done {
-            layer: Layer {
-                name,
-                key: Some(key),
-                members,
-                created_by,
-                descriptor: Descriptor::new(self.media_type, written.digest, written.size),
-                diff_id: written.diff_id,
-                origin: Origin::Built,
-                reused_from: None,
-            },
+            layer: self.built_layer(name, Some(key), members, created_by, written),
             outcome,
             fingerprint: Some(fingerprint),
         })
+    }
+
+    /// A layer this run wrote, as the result lists it.
+    fn built_layer(
+        &self,
+        name: String,
+        key: Option<String>,
+        members: Vec<String>,
+        created_by: String,
+        written: crate::layer::WrittenLayer,
+    ) -> Layer {
+        Layer {
+            name,
+            key,
+            members,
+            created_by,
+            descriptor: Descriptor::new(self.media_type, written.digest, written.size),
+            diff_id: written.diff_id,
+            origin: Origin::Built,
+            reused_from: None,
+        }
     }
 }
 

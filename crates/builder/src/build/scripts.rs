@@ -32,9 +32,6 @@ use crate::BuildError;
 /// How many of a failing step's last output lines its error shows.
 const TAIL_LINES: usize = 20;
 
-/// The PATH a step gets when the base config sets none (Docker's default).
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// A step that ran: its layer (none when it changed nothing) and what to report.
 pub(crate) struct RanStep {
     pub layer: Option<(WrittenLayer, tempfile::TempPath)>,
@@ -198,12 +195,11 @@ impl ScriptRunner<'_> {
             .clone()
             .expect("script keys are worked out while planning");
         let mut env: Vec<(String, String)> = Vec::new();
-        let base_env: Vec<&str> = if self.base_env.is_empty() {
-            vec![DEFAULT_PATH]
-        } else {
-            self.base_env.iter().map(String::as_str).collect()
-        };
-        for entry in base_env {
+        // The base config's environment, or the PATH a step gets when it sets none.
+        if self.base_env.is_empty() {
+            set_env(&mut env, "PATH", sandbox::DEFAULT_PATH);
+        }
+        for entry in self.base_env {
             if let Some((variable, value)) = entry.split_once('=') {
                 set_env(&mut env, variable, value);
             }

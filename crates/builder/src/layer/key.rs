@@ -25,12 +25,18 @@ pub const LAYER_FORMAT: u32 = 1;
 
 /// The key of the layer whose tar has `diff_id`, compressed as `options` says.
 pub fn layer_key(diff_id: &Digest, options: &LayerOptions) -> String {
-    let codec = match options.compression {
-        Compression::Gzip { level } => format!("gzip-{level}"),
-        Compression::Zstd { level } => format!("zstd-{level}"),
-    };
+    let codec = codec_name(options.compression);
     let text = format!("layerize layer\nformat {LAYER_FORMAT}\ncodec {codec}\ndiff_id {diff_id}\n");
     Digest::from_sha256_raw(Sha256::digest(text.as_bytes()).into()).to_string()
+}
+
+/// The codec and level as keys name them (`gzip-6`, `zstd-3`): they decide the blob a tar
+/// becomes.
+pub(crate) fn codec_name(compression: Compression) -> String {
+    match compression {
+        Compression::Gzip { level } => format!("gzip-{level}"),
+        Compression::Zstd { level } => format!("zstd-{level}"),
+    }
 }
 
 /// The diffID and size of the tar `map` makes, without compressing it: what a layer's key needs,

@@ -7,8 +7,8 @@ use layerize_manifest::Digest;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::key::LAYER_FORMAT;
-use super::{Compression, LayerOptions};
+use super::key::{codec_name, LAYER_FORMAT};
+use super::LayerOptions;
 
 /// The shell a step runs with unless it names one: the script is its last argument.
 pub const DEFAULT_SHELL: &[&str] = &["/bin/sh", "-e", "-c"];
@@ -127,10 +127,7 @@ pub fn script_key(
     options: &LayerOptions,
     today: &str,
 ) -> String {
-    let codec = match options.compression {
-        Compression::Gzip { level } => format!("gzip-{level}"),
-        Compression::Zstd { level } => format!("zstd-{level}"),
-    };
+    let codec = codec_name(options.compression);
     let document = serde_json::to_string(&step.key_document(base, needs, today))
         .expect("a key document always serialises");
     let text = format!(
@@ -165,7 +162,7 @@ fn civil_date(days: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::CompressionPool;
+    use crate::layer::{Compression, CompressionPool};
 
     fn options() -> LayerOptions {
         LayerOptions {

@@ -17,8 +17,8 @@ use crate::{snapshot, ChangeStatus, Changes, Mode, Rootfs, SandboxError};
 use child::ChildPlan;
 use users::Identity;
 
-/// The PATH argv[0] is looked up in when the step's env has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The PATH argv[0] is looked up in when the step's env has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// One command to run in the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
