@@ -86,6 +86,7 @@ fn layer(name: &str, inputs: Vec<Input>) -> LayerSpec {
         inputs,
         members: Vec::new(),
         script: None,
+        apt: None,
     }
 }
 
@@ -125,6 +126,7 @@ async fn failed_build(
         max_layers: None,
         dry_run: false,
         sandbox: Default::default(),
+        apt: Default::default(),
     };
     let error = match build(&endpoints, request).await {
         Ok(report) => panic!("the build succeeded: {}", report.digest),

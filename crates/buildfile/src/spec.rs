@@ -21,6 +21,7 @@ impl LayerEntry {
                 inputs: Vec::new(),
                 members: Vec::new(),
                 script: Some(step.clone()),
+                apt: None,
             };
         }
         let created_by = if self.is_group() {
@@ -51,6 +52,7 @@ impl LayerEntry {
                 Vec::new()
             },
             script: None,
+            apt: None,
         }
     }
 }

@@ -301,6 +301,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         max_layers,
         dry_run: args.dry_run,
         sandbox: args.sandbox,
+        apt: Default::default(),
     };
 
     let planned = runtime.block_on(plan(&endpoints, request))?;

@@ -55,6 +55,7 @@ pub fn into_layers(inputs: Vec<Input>, layer_per_flag: bool) -> Vec<LayerSpec> {
                 inputs,
                 members: Vec::new(),
                 script: None,
+                apt: None,
             }
         })
         .collect()

@@ -184,6 +184,7 @@ pub(crate) fn apply<'a>(
                     inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
                     members: packages,
                     script: None,
+                    apt: None,
                 },
             )
         })
@@ -316,6 +317,7 @@ mod tests {
             inputs: Vec::new(),
             members: Vec::new(),
             script: script.then(|| crate::layer::script::ScriptStep::new(vec!["true".into()])),
+            apt: None,
         }
     }
 

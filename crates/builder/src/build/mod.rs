@@ -2,6 +2,7 @@
 //! the layer budget, every layer's file map checked and keyed, reuse or build for each) without
 //! writing anything; [`execute`] moves blobs, writes the config and moves the tag last.
 
+pub mod apt;
 pub mod budget;
 mod execute;
 pub mod local_cache;
@@ -71,6 +72,8 @@ pub struct BuildRequest {
     pub dry_run: bool,
     /// Which sandbox script steps run in.
     pub sandbox: layerize_sandbox::ModeChoice,
+    /// Settings for the apt entries.
+    pub apt: apt::AptOptions,
 }
 
 /// Plans and runs one build and returns its report. The target's tag moves only when everything

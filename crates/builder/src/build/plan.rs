@@ -7,6 +7,7 @@ use std::fmt;
 use layerize_manifest::{layer_record, Descriptor, Digest};
 use serde::Serialize;
 
+use crate::build::apt::AptSpec;
 use crate::build::previous::CacheSource;
 use crate::layer::filemap::{FileMap, Fingerprint};
 use crate::layer::recipe::Input;
@@ -61,6 +62,9 @@ pub struct LayerSpec {
     /// For a script layer: the step whose changes make it (then `inputs` and `members` are
     /// empty). Script layers are never batched.
     pub script: Option<ScriptStep>,
+    /// For an apt layer: what it asks for, or (once planned) the packages or database it holds
+    /// (then `inputs` and `script` are empty).
+    pub apt: Option<AptSpec>,
 }
 
 impl LayerSpec {

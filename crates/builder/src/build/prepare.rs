@@ -85,6 +85,7 @@ pub async fn plan(
         max_layers,
         dry_run,
         sandbox,
+        apt: _apt,
     } = request;
     info!(
         phase = "build",

@@ -99,6 +99,7 @@ mod tests {
             inputs: vec![Input::Delete(format!("/{name}"))],
             members: Vec::new(),
             script: None,
+            apt: None,
         }
     }
 
@@ -111,6 +112,7 @@ mod tests {
             inputs: Vec::new(),
             members: Vec::new(),
             script: Some(step),
+            apt: None,
         }
     }
 
