@@ -232,7 +232,8 @@ fn database_files(
         })
         .collect();
     let status = dpkg_db::status(&database.base_status, &new).map_err(apt_error)?;
-    let extended = dpkg_db::extended_states(database.base_extended_states.as_deref(), &new);
+    let extended = dpkg_db::extended_states(database.base_extended_states.as_deref(), &new)
+        .map_err(apt_error)?;
     let mut files = FileMap::new();
     let file = |files: &mut FileMap, dest: &str, content: String| {
         files
