@@ -116,8 +116,13 @@ pub enum DpkgDbError {
     #[error("the base image's /var/lib/apt/extended_states is malformed at {0}")]
     BaseExtendedStates(ControlError),
     #[error("a new package's control file has no {field} (package {package:?})")]
-    MissingField { package: String, field: &'static str },
-    #[error("package {package} ({architecture}) is added twice; each package can be installed once")]
+    MissingField {
+        package: String,
+        field: &'static str,
+    },
+    #[error(
+        "package {package} ({architecture}) is added twice; each package can be installed once"
+    )]
     Duplicate {
         package: String,
         architecture: String,
@@ -174,15 +179,17 @@ pub fn extended_states(base: Option<&str>, new: &[NewPackage]) -> Result<String,
 /// `/bin` to `/usr/bin` has not vanished), sorted. The root and the usr-merge links themselves
 /// are never among them; directories are (the caller drops what the base holds as directories).
 pub fn vanished_paths(old_list: &str, new_paths: &[String], usr: &UsrMerge) -> Vec<String> {
-    let layer_paths = |paths: &mut dyn Iterator<Item = &str>| -> BTreeSet<String> {
-        paths
-            .filter_map(|path| deb::layer_path_of(path, usr))
-            .filter(|path| !path.is_empty())
-            .collect()
-    };
-    let old = layer_paths(&mut old_list.lines().map(str::trim_end));
-    let new = layer_paths(&mut new_paths.iter().map(String::as_str));
+    let old = layer_paths(old_list.lines().map(str::trim_end), usr);
+    let new = layer_paths(new_paths.iter().map(String::as_str), usr);
     old.difference(&new).cloned().collect()
+}
+
+/// Package paths as the layer paths they land at, the root and usr-merge links left out.
+fn layer_paths<'a>(paths: impl Iterator<Item = &'a str>, usr: &UsrMerge) -> BTreeSet<String> {
+    paths
+        .filter_map(|path| deb::layer_path_of(path, usr))
+        .filter(|path| !path.is_empty())
+        .collect()
 }
 
 /// Every new package names itself, and none is added twice.
@@ -196,7 +203,10 @@ fn check_new(new: &[NewPackage]) -> Result<(), DpkgDbError> {
                 });
             }
         }
-        if new[..index].iter().any(|earlier| earlier.replaces(&package.control)) {
+        if new[..index]
+            .iter()
+            .any(|earlier| earlier.replaces(&package.control))
+        {
             return Err(DpkgDbError::Duplicate {
                 package: package.name().to_owned(),
                 architecture: package.architecture().to_owned(),
@@ -251,7 +261,7 @@ fn config_version(state: State, old: Option<&Paragraph>) -> Option<String> {
     let configured = old
         .get("Status")
         .is_some_and(|status| status.ends_with(" installed"));
-    configured.then(|| old.get("Version").map(str::to_owned)).flatten()
+    old.get("Version").filter(|_| configured).map(str::to_owned)
 }
 
 fn sort_entries(entries: &mut [Paragraph]) {

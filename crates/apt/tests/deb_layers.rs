@@ -191,14 +191,19 @@ fn real_debs_become_layers_holding_what_dpkg_deb_says_they_hold() {
         }
         for link in usr.links.keys() {
             assert!(
-                !layer.keys().any(|path| path == link || path.starts_with(&format!("{link}/"))),
+                !layer
+                    .keys()
+                    .any(|path| path == link || path.starts_with(&format!("{link}/"))),
                 "{name}: an entry under /{link}"
             );
         }
 
         // Its control members are its dpkg info files; its control file its status.d entry.
         let control_dir = tempfile::tempdir().unwrap();
-        run(command("dpkg-deb").arg("-e").arg(&deb).arg(control_dir.path()));
+        run(command("dpkg-deb")
+            .arg("-e")
+            .arg(&deb)
+            .arg(control_dir.path()));
         let mut members = Vec::new();
         for member in std::fs::read_dir(control_dir.path()).unwrap() {
             let member = member.unwrap().file_name().into_string().unwrap();
@@ -210,12 +215,20 @@ fn real_debs_become_layers_holding_what_dpkg_deb_says_they_hold() {
             }
             let info = &layer[&format!("var/lib/dpkg/info/{dpkg_name}.{member}")];
             assert_eq!(info.content, content, "{name}: info/{member}");
-            let script = ["preinst", "postinst", "prerm", "postrm", "config"].contains(&member.as_str());
-            assert_eq!(info.mode, if script { 0o755 } else { 0o644 }, "{name}: {member} mode");
+            let script =
+                ["preinst", "postinst", "prerm", "postrm", "config"].contains(&member.as_str());
+            assert_eq!(
+                info.mode,
+                if script { 0o755 } else { 0o644 },
+                "{name}: {member} mode"
+            );
             assert_eq!((info.uid, info.gid), (0, 0));
             members.push(member);
         }
-        assert!(members.contains(&"md5sums".to_owned()), "{name} has md5sums");
+        assert!(
+            members.contains(&"md5sums".to_owned()),
+            "{name} has md5sums"
+        );
         let list = &layer[&format!("var/lib/dpkg/info/{dpkg_name}.list")];
         assert_eq!(
             String::from_utf8(list.content.clone()).unwrap(),
@@ -224,8 +237,10 @@ fn real_debs_become_layers_holding_what_dpkg_deb_says_they_hold() {
         let mut scripts: Vec<String> = members
             .into_iter()
             .filter(|member| {
-                ["preinst", "postinst", "prerm", "postrm", "config", "triggers"]
-                    .contains(&member.as_str())
+                [
+                    "preinst", "postinst", "prerm", "postrm", "config", "triggers",
+                ]
+                .contains(&member.as_str())
             })
             .collect();
         scripts.sort();
@@ -248,16 +263,30 @@ fn the_real_debs_cover_what_the_conversion_must_handle() {
         .iter()
         .map(|deb| {
             let converting = convert(deb, &usr);
-            (converting.converted.control.get("Package").unwrap().to_owned(), converting)
+            (
+                converting
+                    .converted
+                    .control
+                    .get("Package")
+                    .unwrap()
+                    .to_owned(),
+                converting,
+            )
         })
         .collect();
     let dash = &converted["dash"];
     assert!(dash.converted.paths.contains(&"/bin/dash".to_owned()));
-    assert!(entries_of(&dash.layer[..]).iter().any(|(path, _)| path == "usr/bin/dash"));
+    assert!(entries_of(&dash.layer[..])
+        .iter()
+        .any(|(path, _)| path == "usr/bin/dash"));
     assert!(dash.converted.scripts.contains(&"postinst".to_owned()));
     assert_eq!(converted["libzstd1"].dpkg_name, "libzstd1:amd64");
     let pam = &converted["libpam-runtime"].converted;
-    let conffiles: Vec<&str> = pam.conffiles.iter().map(|(path, _)| path.as_str()).collect();
+    let conffiles: Vec<&str> = pam
+        .conffiles
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .collect();
     assert_eq!(conffiles, ["/etc/pam.conf", "/etc/pam.d/other"]);
     assert!(pam.scripts.contains(&"config".to_owned()));
 }
@@ -306,7 +335,12 @@ fn extract(layer: &[u8], root: &Path) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), layer).unwrap();
     run(command("tar")
-        .args(["--extract", "--same-owner", "--preserve-permissions", "--file"])
+        .args([
+            "--extract",
+            "--same-owner",
+            "--preserve-permissions",
+            "--file",
+        ])
         .arg(file.path())
         .arg("--directory")
         .arg(root));
@@ -328,17 +362,26 @@ fn dpkg_audits_and_verifies_a_root_made_of_the_layers_and_the_status() {
         extract(&converting.layer, root.path());
         packages.push(package);
     }
-    std::fs::write(admin.join("status"), dpkg_db::status("", &packages).unwrap()).unwrap();
+    std::fs::write(
+        admin.join("status"),
+        dpkg_db::status("", &packages).unwrap(),
+    )
+    .unwrap();
 
     let root_arg = format!("--root={}", root.path().display());
     let audit = run(command("dpkg").args([&root_arg, "--audit"]));
     assert_eq!(audit, "", "dpkg --audit");
     let verify = run(command("dpkg").args([&root_arg, "--verify"]));
-    assert_eq!(verify, "", "dpkg --verify: every file's md5 as md5sums and Conffiles say");
+    assert_eq!(
+        verify, "",
+        "dpkg --verify: every file's md5 as md5sums and Conffiles say"
+    );
     let listed = run(command("dpkg").args([&root_arg, "--list"]));
     for package in PACKAGES {
         assert!(
-            listed.lines().any(|line| line.starts_with(&format!("ii  {package}"))),
+            listed
+                .lines()
+                .any(|line| line.starts_with(&format!("ii  {package}"))),
             "{package} not installed in\n{listed}"
         );
     }
@@ -347,9 +390,16 @@ fn dpkg_audits_and_verifies_a_root_made_of_the_layers_and_the_status() {
     for package in &mut packages {
         package.state = State::Unpacked;
     }
-    std::fs::write(admin.join("status"), dpkg_db::status("", &packages).unwrap()).unwrap();
+    std::fs::write(
+        admin.join("status"),
+        dpkg_db::status("", &packages).unwrap(),
+    )
+    .unwrap();
     let audit = run(command("dpkg").args([&root_arg, "--audit"]));
-    assert!(audit.contains("dash"), "dpkg --audit of unpacked packages:\n{audit}");
+    assert!(
+        audit.contains("dash"),
+        "dpkg --audit of unpacked packages:\n{audit}"
+    );
 }
 
 #[test]
@@ -368,7 +418,11 @@ fn data_tars_in_every_compression_dpkg_deb_makes_read_the_same() {
     std::fs::write(package.join("bin/tiny"), "#!/bin/sh\necho tiny\n").unwrap();
     std::fs::write(package.join("etc/tiny.conf"), "size=1\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(package.join("bin/tiny"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        package.join("bin/tiny"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
 
     let usr = bookworm_usr_merge();
     let mut layers = Vec::new();
@@ -389,7 +443,10 @@ fn data_tars_in_every_compression_dpkg_deb_makes_read_the_same() {
             [("/etc/tiny.conf".to_owned(), md5_hex(b"size=1\n"))]
         );
         let entries = entries_of(&converting.layer[..]);
-        let tiny = entries.iter().find(|(path, _)| path == "usr/bin/tiny").unwrap();
+        let tiny = entries
+            .iter()
+            .find(|(path, _)| path == "usr/bin/tiny")
+            .unwrap();
         assert_eq!(tiny.1.mode, 0o755);
         assert_eq!(tiny.1.owner.as_deref(), Some("root:root"));
         layers.push((compression, entries));

@@ -11,6 +11,8 @@ use super::DebError;
 pub(super) struct DebReader {
     deb: PathBuf,
     ar: ar::Archive<BufReader<File>>,
+    /// The member to read next.
+    next_index: usize,
 }
 
 impl DebReader {
@@ -23,12 +25,14 @@ impl DebReader {
         let mut reader = DebReader {
             deb: deb.to_owned(),
             ar: ar::Archive::new(BufReader::new(file)),
+            next_index: 0,
         };
         let (name, mut member) = reader.next_member("debian-binary")?;
         if name != "debian-binary" {
-            return Err(reader.malformed(format!(
-                "its first member is {name:?}, not debian-binary"
-            )));
+            return Err(malformed(
+                deb,
+                format!("its first member is {name:?}, not debian-binary"),
+            ));
         }
         let mut version = String::new();
         member
@@ -94,26 +98,28 @@ impl DebReader {
         &mut self,
         expected: &str,
     ) -> Result<(String, ar::Entry<'_, BufReader<File>>), DebError> {
-        loop {
-            let deb = self.deb.clone();
-            let Some(entry) = self.ar.next_entry() else {
+        let deb = self.deb.clone();
+        let unreadable = |error: std::io::Error| {
+            malformed(&deb, format!("its ar container is unreadable: {error}"))
+        };
+        let count = self.ar.count_entries().map_err(unreadable)?;
+        // Names first, the member itself after: an entry borrows the archive.
+        let (index, name) = loop {
+            if self.next_index >= count {
                 return Err(malformed(&deb, format!("it has no {expected} member")));
-            };
-            let entry = entry.map_err(|error| {
-                malformed(&deb, format!("its ar container is unreadable: {error}"))
-            })?;
+            }
+            let index = self.next_index;
+            self.next_index += 1;
+            let entry = self.ar.jump_to_entry(index).map_err(unreadable)?;
             let name = String::from_utf8_lossy(entry.header().identifier())
                 .trim_end_matches('/')
                 .to_owned();
-            if name.starts_with('_') {
-                continue;
+            if !name.starts_with('_') {
+                break (index, name);
             }
-            return Ok((name, entry));
-        }
-    }
-
-    fn malformed(&self, problem: String) -> DebError {
-        malformed(&self.deb, problem)
+        };
+        let entry = self.ar.jump_to_entry(index).map_err(unreadable)?;
+        Ok((name, entry))
     }
 }
 

@@ -12,7 +12,9 @@ use crate::control::{self, Paragraph};
 const EXECUTABLE_MEMBERS: [&str; 5] = ["config", "postinst", "postrm", "preinst", "prerm"];
 
 /// Members that mean work for `dpkg --configure` (scripts and trigger interests).
-const SCRIPT_MEMBERS: [&str; 6] = ["config", "postinst", "postrm", "preinst", "prerm", "triggers"];
+const SCRIPT_MEMBERS: [&str; 6] = [
+    "config", "postinst", "postrm", "preinst", "prerm", "triggers",
+];
 
 /// Everything `control.tar` holds.
 #[derive(Debug)]

@@ -94,8 +94,9 @@ pub(super) fn stream<W: Write>(
                     .ok_or_else(|| refuse("a hard link without a target".into()))?;
                 let target = std::str::from_utf8(&target)
                     .map_err(|_| refuse("its hard-link target is not UTF-8".into()))?;
-                let target_components = package_components(target)
-                    .map_err(|problem| refuse(format!("its hard-link target {target:?} is {problem}")))?;
+                let target_components = package_components(target).map_err(|problem| {
+                    refuse(format!("its hard-link target {target:?} is {problem}"))
+                })?;
                 let target_layer_path = self::layer_path(&target_components, usr)
                     .filter(|path| regular_files.contains(path))
                     .ok_or_else(|| {
@@ -131,7 +132,7 @@ pub(super) fn stream<W: Write>(
                 // The root and the base's usr-merge links stay the base's.
                 if let Some(layer_path) = layer_path.filter(|path| !path.is_empty()) {
                     layer
-                        .append_data(&mut header, format!("{layer_path}/"), std::io::empty())
+                        .append_data(&mut header, &layer_path, std::io::empty())
                         .map_err(write_error)?;
                 }
             }
@@ -219,7 +220,12 @@ fn layer_path(components: &[&str], usr: &UsrMerge) -> Option<String> {
         Some(_) if rest.is_empty() => None,
         Some(target) => {
             let target = target.trim_matches('/');
-            Some(std::iter::once(target).chain(rest.iter().copied()).collect::<Vec<_>>().join("/"))
+            Some(
+                std::iter::once(target)
+                    .chain(rest.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
         }
     }
 }
@@ -265,10 +271,14 @@ mod tests {
 
     fn merged() -> UsrMerge {
         UsrMerge {
-            links: [("bin", "usr/bin"), ("lib", "/usr/lib/"), ("lib64", "usr/lib64")]
-                .into_iter()
-                .map(|(link, target)| (link.to_owned(), target.to_owned()))
-                .collect(),
+            links: [
+                ("bin", "usr/bin"),
+                ("lib", "/usr/lib/"),
+                ("lib64", "usr/lib64"),
+            ]
+            .into_iter()
+            .map(|(link, target)| (link.to_owned(), target.to_owned()))
+            .collect(),
         }
     }
 
@@ -297,14 +307,23 @@ mod tests {
     #[test]
     fn paths_under_usr_merge_links_move_to_their_targets() {
         let usr = merged();
-        assert_eq!(layer_path(&["bin", "ls"], &usr).as_deref(), Some("usr/bin/ls"));
+        assert_eq!(
+            layer_path(&["bin", "ls"], &usr).as_deref(),
+            Some("usr/bin/ls")
+        );
         assert_eq!(
             layer_path(&["lib", "x86_64-linux-gnu", "libc.so.6"], &usr).as_deref(),
             Some("usr/lib/x86_64-linux-gnu/libc.so.6")
         );
         assert_eq!(layer_path(&["bin"], &usr), None);
-        assert_eq!(layer_path(&["binaries", "x"], &usr).as_deref(), Some("binaries/x"));
-        assert_eq!(layer_path(&["usr", "bin", "ls"], &usr).as_deref(), Some("usr/bin/ls"));
+        assert_eq!(
+            layer_path(&["binaries", "x"], &usr).as_deref(),
+            Some("binaries/x")
+        );
+        assert_eq!(
+            layer_path(&["usr", "bin", "ls"], &usr).as_deref(),
+            Some("usr/bin/ls")
+        );
         assert_eq!(layer_path(&[], &usr).as_deref(), Some(""));
         assert_eq!(
             layer_path(&["bin", "ls"], &UsrMerge::default()).as_deref(),

@@ -46,19 +46,27 @@ pub(super) fn append<W: Write>(
             })
     };
     let list: String = files.paths.iter().map(|path| format!("{path}\n")).collect();
-    write(format!("{INFO_DIR}/{dpkg_name}.list"), 0o644, list.as_bytes())?;
+    write(
+        format!("{INFO_DIR}/{dpkg_name}.list"),
+        0o644,
+        list.as_bytes(),
+    )?;
     for (member, content) in &control.info_members {
         let mode = info_mode(member);
         write(format!("{INFO_DIR}/{dpkg_name}.{member}"), mode, content)?;
     }
     let md5sums = control.md5sums.as_deref().or(files.made_md5sums.as_deref());
-    if let Some(made) = files.made_md5sums.as_deref().filter(|made| !made.is_empty()) {
+    if let Some(made) = files
+        .made_md5sums
+        .as_deref()
+        .filter(|made| !made.is_empty())
+    {
         write(format!("{INFO_DIR}/{dpkg_name}.md5sums"), 0o644, made)?;
     }
     let mut status_d = root_owned(0o755, 0);
     status_d.set_entry_type(tar::EntryType::Directory);
     layer
-        .append_data(&mut status_d, format!("{STATUS_D_DIR}/"), std::io::empty())
+        .append_data(&mut status_d, STATUS_D_DIR, std::io::empty())
         .map_err(|source| DebError::Write {
             deb: deb.to_owned(),
             source,
@@ -95,7 +103,11 @@ fn root_owned(mode: u32, size: usize) -> tar::Header {
     header.set_uid(0);
     header.set_gid(0);
     header.set_mtime(0);
-    header.set_username("root").expect("\"root\" fits a tar header");
-    header.set_groupname("root").expect("\"root\" fits a tar header");
+    header
+        .set_username("root")
+        .expect("\"root\" fits a tar header");
+    header
+        .set_groupname("root")
+        .expect("\"root\" fits a tar header");
     header
 }

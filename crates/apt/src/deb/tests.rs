@@ -42,7 +42,10 @@ fn tar_of(members: &[Member<'_>]) -> Vec<u8> {
 const CONTROL: &str = "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Test <t@example.org>\nDescription: a test\n long text\n";
 
 fn control_tar(extra: &[Member<'_>]) -> Vec<u8> {
-    let mut members = vec![Member::Dir("./"), Member::File("./control", 0o644, CONTROL.as_bytes())];
+    let mut members = vec![
+        Member::Dir("./"),
+        Member::File("./control", 0o644, CONTROL.as_bytes()),
+    ];
     members.extend(extra.iter().map(|member| match member {
         Member::File(name, mode, data) => Member::File(name, *mode, data),
         _ => unreachable!("control.tar test members are files"),
@@ -171,7 +174,7 @@ fn merged_usr_paths_move_into_usr_and_the_list_keeps_the_package_s_own() {
     assert_eq!(converted.control.get("Package"), Some("hello"));
     assert!(converted.conffiles.is_empty());
 
-    assert!(!layer.keys().any(|path| path == "bin/" || path == "bin" || path == "lib/"));
+    assert!(!layer.keys().any(|path| path == "bin" || path == "lib"));
     assert!(!layer.keys().any(|path| path == "./" || path.is_empty()));
     assert_eq!(layer["usr/bin/hello"].content, b"#!/bin/sh\n");
     assert_eq!(layer["usr/bin/hello"].mode, 0o755);
@@ -179,7 +182,7 @@ fn merged_usr_paths_move_into_usr_and_the_list_keeps_the_package_s_own() {
     assert_eq!(layer["usr/bin/hi"].link.as_deref(), Some("usr/bin/hello"));
     assert_eq!(layer["usr/bin/hey"].kind, tar::EntryType::Symlink);
     assert_eq!(layer["usr/bin/hey"].link.as_deref(), Some("hello"));
-    assert_eq!(layer["usr/lib/hello/"].kind, tar::EntryType::Directory);
+    assert_eq!(layer["usr/lib/hello"].kind, tar::EntryType::Directory);
     assert_eq!(layer["usr/lib/hello/data"].mode, 0o600);
     assert_eq!(layer["usr/share/hello.txt"].content, b"text");
 
@@ -192,12 +195,18 @@ fn merged_usr_paths_move_into_usr_and_the_list_keeps_the_package_s_own() {
     assert_eq!(info("postinst").mode, 0o755);
     assert_eq!(info("triggers").mode, 0o644);
     assert!(!layer.contains_key("var/lib/dpkg/info/hello.control"));
-    assert_eq!(layer["var/lib/dpkg/status.d/"].kind, tar::EntryType::Directory);
+    assert_eq!(
+        layer["var/lib/dpkg/status.d"].kind,
+        tar::EntryType::Directory
+    );
     assert_eq!(
         String::from_utf8(layer["var/lib/dpkg/status.d/hello"].content.clone()).unwrap(),
         CONTROL
     );
-    assert_eq!(layer["var/lib/dpkg/status.d/hello.md5sums"].content, md5sums);
+    assert_eq!(
+        layer["var/lib/dpkg/status.d/hello.md5sums"].content,
+        md5sums
+    );
 
     assert_eq!(read_facts(deb.path(), &merged_usr()).unwrap(), converted);
 }
@@ -210,7 +219,7 @@ fn without_a_usr_merge_paths_stay_where_the_package_has_them() {
         Member::File("./bin/hello", 0o755, b"x"),
     ]);
     let (_, layer) = convert_to_layer(&deb(control_tar(&[]), data), &UsrMerge::default()).unwrap();
-    assert!(layer.contains_key("bin/"));
+    assert!(layer.contains_key("bin"));
     assert!(layer.contains_key("bin/hello"));
 }
 
@@ -238,7 +247,10 @@ fn conffiles_are_hashed_and_missing_md5sums_are_made_as_dpkg_makes_them() {
         "{hash}  usr/hello\n{hash}  usr/hello2\n",
         hash = md5_hex(b"binary")
     );
-    assert_eq!(layer["var/lib/dpkg/info/hello.md5sums"].content, made.as_bytes());
+    assert_eq!(
+        layer["var/lib/dpkg/info/hello.md5sums"].content,
+        made.as_bytes()
+    );
     assert_eq!(
         layer["var/lib/dpkg/info/hello.conffiles"].content,
         b"/etc/hello.conf\nremove-on-upgrade /etc/old.conf\n"
@@ -290,7 +302,10 @@ fn hard_links_out_of_the_package_are_refused_by_name() {
         Member::HardLink("./etc/shadow-copy", "/etc/shadow"),
     ]));
     assert_eq!(entry, "./etc/shadow-copy");
-    assert!(problem.contains("\"/etc/shadow\" is an absolute path"), "{problem}");
+    assert!(
+        problem.contains("\"/etc/shadow\" is an absolute path"),
+        "{problem}"
+    );
 
     let (entry, problem) = refused_entry(tar_of(&[
         Member::Dir("./"),
@@ -305,7 +320,10 @@ fn hard_links_out_of_the_package_are_refused_by_name() {
         Member::HardLink("./x", "./etc/passwd"),
     ]));
     assert_eq!(entry, "./x");
-    assert!(problem.contains("not a file earlier in this package"), "{problem}");
+    assert!(
+        problem.contains("not a file earlier in this package"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -349,7 +367,10 @@ fn malformed_debs_say_what_is_wrong() {
         (
             vec![
                 ("debian-binary", b"2.0\n".to_vec()),
-                ("control.tar", tar_of(&[Member::File("./md5sums", 0o644, b"")])),
+                (
+                    "control.tar",
+                    tar_of(&[Member::File("./md5sums", 0o644, b"")]),
+                ),
                 ("data.tar", data.clone()),
             ],
             "no control file",
@@ -365,8 +386,13 @@ fn malformed_debs_say_what_is_wrong() {
     ];
     for (members, expected) in cases {
         let deb = deb_with(&members);
-        let error = read_facts(deb.path(), &merged_usr()).unwrap_err().to_string();
-        assert!(error.contains(expected), "{error:?} should say {expected:?}");
+        let error = read_facts(deb.path(), &merged_usr())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(expected),
+            "{error:?} should say {expected:?}"
+        );
         assert!(error.contains(&deb.path().display().to_string()), "{error}");
     }
     let not_ar = tempfile::NamedTempFile::new().unwrap();
