@@ -22,12 +22,7 @@ use crate::control::Paragraph;
 /// Bump when the layer a .deb converts to changes for the same .deb (it is part of layer keys).
 pub const CONVERSION_FORMAT: &str = "deb-layer-v1";
 
-/// Top-level directories the base has as symlinks into `usr`: `"bin" -> "usr/bin"`,
-/// `"lib64" -> "usr/lib64"`, … (names without slashes; targets relative to `/`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UsrMerge {
-    pub links: BTreeMap<String, String>,
-}
+pub use crate::base::UsrMerge;
 
 /// What a converted `.deb` tells the dpkg database about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
