@@ -13,7 +13,6 @@ mod info;
 
 pub(crate) use data::layer_path_of;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

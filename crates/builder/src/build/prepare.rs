@@ -4,14 +4,12 @@
 //! decide for each layer whether it is reused (and from where) or built.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::{future, stream, StreamExt, TryStreamExt};
-use layerize_basefs::{index_image, FsIndex, LayerCache};
-use layerize_manifest::media_type::is_foreign_layer;
+use layerize_basefs::FsIndex;
 use layerize_manifest::{layer_media_type, layer_record, Image};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::build::apt::{self, AptSpec};
 use crate::build::base_index::{base_cache, debian_architecture, index_base, readable_layers};
