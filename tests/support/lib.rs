@@ -8,8 +8,8 @@
 //! they run it through [`layerize!`].
 
 pub mod access_log;
-pub mod apt_repo;
 pub mod app_image;
+pub mod apt_repo;
 pub mod children;
 pub mod containerd;
 pub mod daemon;

@@ -618,7 +618,7 @@ fn bad_apt_sections() {
             "source \"../repo.asc\" is outside the build file's directory RESOLVED: sources must be inside it, as in a Docker build context",
         ),
         (
-            format!("apt: [curl]\nlayers:\n  - {{name: apt, delete: [/x]}}\n"),
+            "apt: [curl]\nlayers:\n  - {name: apt, delete: [/x]}\n".to_owned(),
             3,
             12,
             "duplicate layer name \"apt\" (first used at line 1, column 1); names are unique across the file, group members included",
@@ -630,7 +630,7 @@ fn bad_apt_sections() {
             "the build file needs \"layers\"",
         ),
         (
-            format!("apt: {{recommends: true}}\nlayers: []\n"),
+            "apt: {recommends: true}\nlayers: []\n".to_owned(),
             2,
             9,
             "the layers list is empty; a build file needs at least one layer",

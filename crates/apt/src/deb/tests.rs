@@ -341,11 +341,14 @@ fn a_package_shipping_the_base_s_own_usr_merge_link_leaves_it_to_the_base() {
     assert!(!layer.keys().any(|path| path.starts_with("bin")));
 }
 
+/// An ar archive's members (name, bytes) and the words its error must have.
+type MalformedCase<'a> = (Vec<(&'a str, Vec<u8>)>, &'a str);
+
 #[test]
 fn malformed_debs_say_what_is_wrong() {
     let control = control_tar(&[]);
     let data = tar_of(&[Member::Dir("./")]);
-    let cases: Vec<(Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<MalformedCase> = vec![
         (
             vec![("debian-binary", b"3.0\n".to_vec())],
             "only format 2.x",

@@ -23,6 +23,9 @@ use crate::layer::filemap::{EntryMeta, FileMap, FileSource};
 use crate::layer::LayerOptions;
 use crate::BuildError;
 
+/// A package layer's file map and what converting its `.deb`s told (by sha256).
+type ConvertedLayer = (usize, FileMap, Vec<(String, Converted)>);
+
 /// Downloads at once.
 const PARALLEL_DOWNLOADS: usize = 4;
 
@@ -105,7 +108,7 @@ pub(crate) async fn make_apt_layers(
             _ => None,
         })
         .collect();
-    let converted: Vec<(usize, FileMap, Vec<(String, Converted)>)> = stream::iter(packages)
+    let converted: Vec<ConvertedLayer> = stream::iter(packages)
         .map(|(index, layer)| {
             let debs = Arc::clone(&debs);
             let spool_path = Arc::clone(&spool_path);

@@ -357,7 +357,7 @@ fn package_layers(
         .into_iter()
         .map(|(entry, indices)| {
             let debs: Vec<DebPackage> = indices.iter().map(|&i| packages[i].clone()).collect();
-            let members = debs.iter().map(|deb| layer_name(deb)).collect();
+            let members = debs.iter().map(layer_name).collect();
             layer(entries[entry].1.clone(), members, debs)
         })
         .collect();
