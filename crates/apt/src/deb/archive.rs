@@ -40,6 +40,7 @@ impl DebReader {
             .take(64)
             .read_to_string(&mut version)
             .map_err(|error| malformed(deb, format!("debian-binary is unreadable: {error}")))?;
+        drop(member);
         if !version.starts_with("2.") {
             return Err(malformed(
                 deb,
