@@ -377,6 +377,8 @@ fn dpkg_audits_and_verifies_a_root_made_of_the_layers_and_the_status() {
     let admin = root.path().join("var/lib/dpkg");
     std::fs::create_dir_all(admin.join("updates")).unwrap();
     std::fs::create_dir_all(admin.join("info")).unwrap();
+    // As every multiarch dpkg has it: info files of Multi-Arch: same packages are `name:arch.*`.
+    std::fs::write(admin.join("info/format"), "1\n").unwrap();
     let mut packages = Vec::new();
     for (converting, package) in new_packages(&usr) {
         extract(&converting.layer, root.path());
