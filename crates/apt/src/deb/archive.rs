@@ -27,21 +27,20 @@ impl DebReader {
             ar: ar::Archive::new(BufReader::new(file)),
             next_index: 0,
         };
-        let version = {
-            let (name, member) = reader.next_member("debian-binary")?;
-            if name != "debian-binary" {
-                return Err(malformed(
-                    deb,
-                    format!("its first member is {name:?}, not debian-binary"),
-                ));
-            }
-            let mut version = String::new();
-            member
-                .take(64)
-                .read_to_string(&mut version)
-                .map_err(|error| malformed(deb, format!("debian-binary is unreadable: {error}")))?;
-            version
-        };
+        let (name, mut member) = reader.next_member("debian-binary")?;
+        if name != "debian-binary" {
+            return Err(malformed(
+                deb,
+                format!("its first member is {name:?}, not debian-binary"),
+            ));
+        }
+        let mut version = String::new();
+        member
+            .by_ref()
+            .take(64)
+            .read_to_string(&mut version)
+            .map_err(|error| malformed(deb, format!("debian-binary is unreadable: {error}")))?;
+        drop(member);
         if !version.starts_with("2.") {
             return Err(malformed(
                 deb,
