@@ -26,7 +26,7 @@ pub fn apt_group_layer(name: &str, packages: &[&str]) -> String {
 pub fn apt_section(sources: &[String], keys: &[PathBuf], extra: &[&str]) -> String {
     let keys: Vec<String> = keys.iter().map(|key| key.display().to_string()).collect();
     let mut items = vec![
-        format!("sources: {}", json(&sources)),
+        format!("sources: {}", json(sources)),
         format!("keys: {}", json(&keys)),
     ];
     items.extend(extra.iter().map(|item| item.to_string()));
