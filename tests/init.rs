@@ -9,7 +9,7 @@ use support::scratch_dir;
 
 /// The sources the example names, made in `dir`.
 fn make_example_sources(dir: &Path) {
-    for sub in ["target/release", "static", "bin", "yq"] {
+    for sub in ["target/release", "static", "bin", "yq", "keys"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     for file in [
@@ -18,6 +18,7 @@ fn make_example_sources(dir: &Path) {
         "vendor.tar.gz",
         "bin/jq",
         "yq/yq",
+        "keys/internal.asc",
     ] {
         std::fs::write(dir.join(file), file).unwrap();
     }
@@ -38,6 +39,8 @@ fn init_writes_an_example_that_loads() {
     assert_eq!(
         names,
         [
+            "base-tools",
+            "net-tools",
             "app",
             "static",
             "vendor",

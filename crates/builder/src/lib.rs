@@ -54,6 +54,10 @@ pub enum BuildError {
         status: String,
         tail: Vec<String>,
     },
+    /// Reading the archive, resolving or converting packages failed; the message says which
+    /// source, package or file, and what would fix it.
+    #[error("apt: {0}")]
+    Apt(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -108,8 +108,18 @@ pub enum Problem {
     ScriptInGroup,
     #[error("needs \"{0}\", which is not a layer written before this one; a step runs on top of earlier layers only")]
     UnknownNeed(String),
-    #[error("{kind} layers are not implemented yet (issue {issue})")]
-    NotImplemented { kind: &'static str, issue: u32 },
+    #[error("an apt entry cannot be a group member: its packages become layers of their own (or one layer with `apt: {{group: [...]}}`), so it is a layer entry of its own")]
+    AptInGroup,
+    #[error(transparent)]
+    AptSyntax(AptSyntaxError),
+    #[error("apt package \"{name}\" is listed twice in one entry (first at line {}, column {})", first.line, first.column)]
+    AptPackageTwice { name: String, first: Position },
+    #[error("the apt packages are given twice, as \"group\" and as \"packages\": write `group: [...]` alone, or `packages: [...]` with `group: true`")]
+    AptGroupAndPackages,
+    #[error(
+        "{context} names no packages: give `packages: [...]`, or `group: [...]` for one layer"
+    )]
+    AptNoPackages { context: &'static str },
     #[error(
         "a files entry has both \"src\" and \"content\"; give one: a host file or the file's text"
     )]
@@ -160,6 +170,15 @@ pub enum Problem {
     /// config setting); the message is that part's.
     #[error("{key}: {message}")]
     InvalidValue { key: String, message: String },
+}
+
+/// An apt package or a one-line source that apt would not read, from the build file or a flag.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AptSyntaxError {
+    #[error("invalid apt package \"{text}\": {reason}")]
+    Package { text: String, reason: &'static str },
+    #[error("invalid apt source \"{line}\": {reason}")]
+    Source { line: String, reason: &'static str },
 }
 
 /// What a value of the wrong type was, for [`Problem::WrongType`].

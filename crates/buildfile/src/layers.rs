@@ -1,6 +1,7 @@
 //! The `layers` list: each entry a name and exactly one kind (`files`, `dir`, `tar`, `delete`,
-//! `opaque`, or `group` of several named packages made into one layer), turned into the
-//! builder's [`Input`]s with sources resolved against the build file's directory.
+//! `opaque`, `group` of several named packages made into one layer, `script`, or `apt`
+//! packages), turned into the builder's [`Input`]s with sources resolved against the build
+//! file's directory.
 //!
 //! Host files and trees of a build file get normalised modes ([`HostModes::Normalise`]): the
 //! layer must not depend on the umask of the checkout it was built from.
@@ -8,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use layerize_builder::build::apt::AptRequest;
 use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::layer::script::ScriptStep;
@@ -44,6 +46,16 @@ impl LayerEntry {
     pub fn is_group(&self) -> bool {
         self.group
     }
+
+    /// An entry of kind `apt` written at `at`.
+    pub(crate) fn apt(name: &str, at: Position, request: AptRequest) -> LayerEntry {
+        LayerEntry {
+            name: name.to_owned(),
+            at,
+            group: false,
+            members: vec![Package::apt(name, at, request)],
+        }
+    }
 }
 
 /// A named set of inputs: a layer entry that is not a group, or a member of a group.
@@ -59,11 +71,25 @@ pub struct Package {
     pub input_positions: Vec<Position>,
     /// For a `script` layer: its step (then `inputs` is empty).
     pub script: Option<ScriptStep>,
+    /// For an `apt` layer: the packages it asks for (then `inputs` is empty).
+    pub apt: Option<AptRequest>,
 }
 
 impl Package {
     pub fn inputs(&self) -> &[Input] {
         &self.inputs
+    }
+
+    fn apt(name: &str, at: Position, request: AptRequest) -> Package {
+        Package {
+            name: name.to_owned(),
+            at,
+            kind: Kind::Apt,
+            inputs: Vec::new(),
+            input_positions: Vec::new(),
+            script: None,
+            apt: Some(request),
+        }
     }
 }
 
@@ -76,6 +102,7 @@ pub enum Kind {
     Delete,
     Opaque,
     Script,
+    Apt,
 }
 
 impl Kind {
@@ -88,6 +115,7 @@ impl Kind {
             Kind::Delete => "delete",
             Kind::Opaque => "opaque",
             Kind::Script => "script",
+            Kind::Apt => "apt",
         }
     }
 
@@ -99,6 +127,7 @@ impl Kind {
             Kind::Delete,
             Kind::Opaque,
             Kind::Script,
+            Kind::Apt,
         ]
         .into_iter()
         .find(|kind| kind.key() == key)
@@ -112,17 +141,16 @@ impl fmt::Display for Kind {
 }
 
 const LAYER_KEYS: &[&str] = &[
-    "name", "files", "dir", "tar", "delete", "opaque", "group", "script",
+    "name", "files", "dir", "tar", "delete", "opaque", "group", "script", "apt",
 ];
 const MEMBER_KEYS: &[&str] = &["name", "files", "dir", "tar", "delete", "opaque"];
-const LAYER_KINDS: &[&str] = &["files", "dir", "tar", "delete", "opaque", "group", "script"];
+const LAYER_KINDS: &[&str] = &[
+    "files", "dir", "tar", "delete", "opaque", "group", "script", "apt",
+];
 const MEMBER_KINDS: &[&str] = &["files", "dir", "tar", "delete", "opaque"];
 const FILES_KEYS: &[&str] = &["src", "dest", "mode", "owner", "content"];
 const DIR_KEYS: &[&str] = &["src", "dest"];
 const TAR_KEYS: &[&str] = &["src"];
-
-/// Kinds the format will have, refused until they are built.
-const LATER_KINDS: &[(&str, u32)] = &[("apt", 9)];
 
 /// Whether an entry is a layer entry or a member of a group.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -154,17 +182,30 @@ impl Level {
     }
 }
 
-/// Reads the `layers` list.
-pub(crate) fn read(node: &Node, context: &Context) -> Result<Vec<LayerEntry>, Fault> {
+/// Reads the `layers` list, after `leading` (the top-level `apt` section's entry), whose name
+/// is then taken.
+pub(crate) fn read(
+    node: &Node,
+    leading: Option<LayerEntry>,
+    context: &Context,
+) -> Result<Vec<LayerEntry>, Fault> {
     let items = list(node, &key("layers"), "a list of layer entries")?;
-    if items.is_empty() {
+    if items.is_empty() && leading.is_none() {
         return Err(Fault::new(node.at, Problem::NoLayers));
     }
     let mut reader = Reader {
         context,
         names: HashMap::new(),
     };
-    items.iter().map(|item| reader.layer(item)).collect()
+    let mut entries = Vec::with_capacity(items.len() + 1);
+    if let Some(entry) = leading {
+        reader.names.insert(entry.name.clone(), entry.at);
+        entries.push(entry);
+    }
+    for item in items {
+        entries.push(reader.layer(item)?);
+    }
+    Ok(entries)
 }
 
 struct Reader<'a> {
@@ -212,18 +253,14 @@ impl Reader<'_> {
         let mut kinds: Vec<(&Key, &Node)> = Vec::new();
         for (key, value) in fields.entries {
             let text = key.text.as_str();
-            if let Some((kind, issue)) = LATER_KINDS.iter().find(|(kind, _)| *kind == text) {
-                let problem = Problem::NotImplemented {
-                    kind,
-                    issue: *issue,
-                };
-                return Err(Fault::new(key.at, problem));
-            }
             if text == "group" && level == Level::Member {
                 return Err(Fault::new(key.at, Problem::NestedGroup));
             }
             if text == "script" && level == Level::Member {
                 return Err(Fault::new(key.at, Problem::ScriptInGroup));
+            }
+            if text == "apt" && level == Level::Member {
+                return Err(Fault::new(key.at, Problem::AptInGroup));
             }
             if level.kinds().contains(&text) {
                 kinds.push((key, value));
@@ -281,7 +318,12 @@ impl Reader<'_> {
                 inputs: Vec::new(),
                 input_positions: Vec::new(),
                 script: Some(crate::script::read(node, &earlier)?),
+                apt: None,
             });
+        }
+        if kind == Kind::Apt {
+            let request = crate::apt_request::read(node)?;
+            return Ok(Package::apt(&named.name, at, request));
         }
         let inputs: Vec<(Input, Position)> = match kind {
             Kind::Files => {
@@ -308,7 +350,7 @@ impl Reader<'_> {
                     Ok((Input::Opaque(path_text), path.at))
                 })
                 .collect::<Result<_, Fault>>()?,
-            Kind::Script => unreachable!("read above"),
+            Kind::Script | Kind::Apt => unreachable!("read above"),
         };
         let (inputs, input_positions) = inputs.into_iter().unzip();
         Ok(Package {
@@ -318,6 +360,7 @@ impl Reader<'_> {
             inputs,
             input_positions,
             script: None,
+            apt: None,
         })
     }
 

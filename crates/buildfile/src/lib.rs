@@ -1,14 +1,15 @@
 //! The `layerize.yaml` build file (docs/buildfile.md): parsed into typed values that keep the
 //! line and column they were written at, and checked as a whole when it is loaded — unknown and
 //! duplicate keys, layer names, kinds, host sources (present, inside the build file's
-//! directory), image paths, modes, owners, config values, the layer budget — so that a build
+//! directory), image paths, modes, owners, config values, the layer budget, apt packages and
+//! sources — so that a build
 //! never starts on a file it would fail on half-way, and every refusal names the file, line and
 //! column.
 //!
 //! What it gives the build: per layer entry its name and its packages (a group's members, or the
 //! entry itself), each package's inputs as the builder's [`Input`]s with sources resolved
 //! against the build file's directory; the config as [`ConfigEdit`]s plus annotations; the
-//! image references and the optimization settings.
+//! image references and the optimization settings; the apt options.
 //!
 //! ```no_run
 //! let file = layerize_buildfile::BuildFile::load("layerize.yaml")?;
@@ -20,6 +21,9 @@
 //! # Ok::<(), layerize_buildfile::BuildFileError>(())
 //! ```
 
+mod apt_request;
+mod apt_section;
+mod apt_source;
 mod config;
 mod context;
 mod dest;
@@ -37,15 +41,19 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
+pub use apt_request::check_apt_package;
+pub use apt_source::check_apt_source;
 pub use config::Config;
-pub use error::{BuildFileError, Found, Problem};
+pub use error::{AptSyntaxError, BuildFileError, Found, Problem};
 pub use example::EXAMPLE;
 pub use image::Image;
+pub use layerize_builder::build::apt::{AptOptions, AptRequest, AptScripts};
 pub use layerize_builder::layer::recipe::Input;
 pub use layerize_manifest::ConfigEdit;
 pub use layers::{Kind, LayerEntry, Package};
 pub use optimization::{Optimization, Parallel, MAX_LAYERS_LIMIT};
 pub use position::{Located, Position};
+pub use spec::apt_layer_spec;
 
 use context::Context;
 use error::{Fault, Problem as P};
@@ -54,7 +62,7 @@ use read::Fields;
 /// The name `layerize build -c` and `layerize init` use when none is given.
 pub const DEFAULT_FILE_NAME: &str = "layerize.yaml";
 
-const TOP_KEYS: &[&str] = &["image", "layers", "config", "optimization"];
+const TOP_KEYS: &[&str] = &["image", "apt", "layers", "config", "optimization"];
 
 /// A loaded and checked build file.
 #[derive(Clone, Debug)]
@@ -65,6 +73,7 @@ pub struct BuildFile {
     layers: Vec<LayerEntry>,
     config: Config,
     optimization: Optimization,
+    apt: AptOptions,
 }
 
 impl BuildFile {
@@ -99,7 +108,26 @@ impl BuildFile {
             .get("image")
             .map(|node| image::read(node, context))
             .transpose()?;
-        let layers = layers::read(fields.require("layers")?, context)?;
+        let apt = fields
+            .entry("apt")
+            .map(|(key, node)| apt_section::read(key, node, context))
+            .transpose()?;
+        let (apt, leading) = match apt {
+            Some(section) => (section.options, section.entry),
+            None => (AptOptions::default(), None),
+        };
+        // The seed's `apt: [curl, git, vim]` is a whole build file with its base in `image`.
+        let layers = match (fields.get("layers"), leading) {
+            (Some(node), leading) => layers::read(node, leading, context)?,
+            (None, Some(entry)) => vec![entry],
+            (None, None) => {
+                let problem = P::MissingKey {
+                    key: "layers",
+                    context: "the build file",
+                };
+                return Err(Fault::new(fields.at, problem));
+            }
+        };
         let config = fields.get("config").map(config::read).transpose()?;
         let optimization = fields
             .get("optimization")
@@ -112,6 +140,7 @@ impl BuildFile {
             layers,
             config: config.unwrap_or_default(),
             optimization: optimization.unwrap_or_default(),
+            apt,
         })
     }
 
@@ -150,6 +179,13 @@ impl BuildFile {
 
     pub fn optimization(&self) -> &Optimization {
         &self.optimization
+    }
+
+    /// The top-level `apt` section's options (the defaults without one): keys resolved against
+    /// the build file's directory, and a source's `signed-by` that names one of them as written
+    /// pointed at its resolved path.
+    pub fn apt_options(&self) -> AptOptions {
+        self.apt.clone()
     }
 
     /// `FILE:LINE:COLUMN` of a position in this file, for messages about what was written

@@ -61,6 +61,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// What the mapping is, as key errors name it (`an apt entry`).
+    pub fn context(&self) -> &'static str {
+        self.context
+    }
+
     pub fn get(&self, key: &str) -> Option<&'a Node> {
         self.entry(key).map(|(_, node)| node)
     }
@@ -148,6 +153,16 @@ pub(crate) fn integer(node: &Node, what: &str) -> Result<i64, Fault> {
             .parse()
             .map_err(|_| wrong_type(node, what, "a whole number")),
         _ => Err(wrong_type(node, what, "a whole number")),
+    }
+}
+
+/// `true` or `false` (any case YAML's core schema reads as a boolean), under the key `name`.
+pub(crate) fn boolean(node: &Node, name: &str) -> Result<bool, Fault> {
+    match &node.value {
+        Value::Scalar { text, plain: true } if found(node) == Found::Boolean => {
+            Ok(text.eq_ignore_ascii_case("true"))
+        }
+        _ => Err(wrong_type(node, &key(name), "true or false")),
     }
 }
 

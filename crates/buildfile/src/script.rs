@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use layerize_builder::layer::script::ScriptStep;
 
 use crate::dest::{destination, Use};
-use crate::error::{Fault, Found, Problem};
+use crate::error::{Fault, Problem};
 use crate::position::Position;
-use crate::read::{found, key, list, string, string_map, strings, Fields};
+use crate::read::{boolean, key, list, string, string_map, strings, Fields};
 use crate::yaml::{Node, Value};
 
 const SCRIPT_KEYS: &[&str] = &[
@@ -108,13 +108,4 @@ pub(crate) fn read(node: &Node, earlier: &HashMap<String, Position>) -> Result<S
         step.pin = Some(string(pin, &key("pin"))?);
     }
     Ok(step)
-}
-
-fn boolean(node: &Node, name: &str) -> Result<bool, Fault> {
-    match &node.value {
-        Value::Scalar { text, plain: true } if found(node) == Found::Boolean => {
-            Ok(text.eq_ignore_ascii_case("true"))
-        }
-        _ => Err(crate::read::wrong_type(node, &key(name), "true or false")),
-    }
 }

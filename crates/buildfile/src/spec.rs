@@ -2,6 +2,7 @@
 //! members in order as one layer, and a `created_by` that names what each package puts where
 //! (never host paths, which differ between checkouts and would change the image's digest).
 
+use layerize_builder::build::apt::{AptRequest, AptSpec};
 use layerize_builder::layer::recipe::Input;
 use layerize_builder::LayerSpec;
 
@@ -10,6 +11,9 @@ use crate::{LayerEntry, Package};
 impl LayerEntry {
     /// The entry as a layer spec for the build.
     pub fn to_spec(&self) -> LayerSpec {
+        if let Some(request) = self.members()[0].apt.as_ref() {
+            return apt_layer_spec(self.name(), request.clone());
+        }
         if let Some(step) = self.members()[0]
             .script
             .as_ref()
@@ -54,6 +58,23 @@ impl LayerEntry {
             script: None,
             apt: None,
         }
+    }
+}
+
+/// The spec of an apt entry named `name` (in the build file, or `--apt`'s `apt-cli`), which the
+/// build expands into its package, dpkg and configure layers.
+pub fn apt_layer_spec(name: &str, request: AptRequest) -> LayerSpec {
+    let grouped = if request.group { " (one layer)" } else { "" };
+    LayerSpec {
+        name: name.to_owned(),
+        created_by: format!(
+            "layerize: {name}: apt {}{grouped}",
+            request.packages.join(" ")
+        ),
+        inputs: Vec::new(),
+        members: Vec::new(),
+        script: None,
+        apt: Some(AptSpec::Request(request)),
     }
 }
 

@@ -48,7 +48,7 @@ fn unknown_keys_at_every_level() {
                 "layers:\n  - {name: app, delete: [/x]}\nextra: 1\n",
                 3,
                 1,
-                "unknown key \"extra\" in the build file (expected one of: image, layers, config, optimization)",
+                "unknown key \"extra\" in the build file (expected one of: image, apt, layers, config, optimization)",
             ),
             (
                 "image:\n  base: debian:bookworm\n  tagret: registry.example.com/app:1\nlayers:\n  - {name: app, delete: [/x]}\n",
@@ -60,7 +60,7 @@ fn unknown_keys_at_every_level() {
                 "layers:\n  - name: app\n    file: [{src: bin/jq, dest: /usr/bin/jq}]\n",
                 3,
                 5,
-                "unknown key \"file\" in a layer entry (expected one of: name, files, dir, tar, delete, opaque, group, script)",
+                "unknown key \"file\" in a layer entry (expected one of: name, files, dir, tar, delete, opaque, group, script, apt)",
             ),
             (
                 "layers:\n  - name: app\n    files:\n      - src: bin/jq\n        detsination: /usr/bin/jq\n",
@@ -404,7 +404,7 @@ fn two_kinds_or_none() {
                 "layers:\n  - name: app\n",
                 2,
                 5,
-                "a layer entry \"app\" has no kind: give one of files, dir, tar, delete, opaque, group, script",
+                "a layer entry \"app\" has no kind: give one of files, dir, tar, delete, opaque, group, script, apt",
             ),
             (
                 "layers:\n  - name: tools\n    group:\n      - {name: jq, tar: vendor.tar.gz, delete: [/x]}\n",
@@ -429,25 +429,223 @@ fn two_kinds_or_none() {
 }
 
 #[test]
-fn apt_layers_are_not_implemented_yet() {
+fn bad_apt_entries() {
     let fixture = Fixture::new();
     assert_refused(
         &fixture,
         &[
             (
-                "layers:\n  - name: base-packages\n    apt: [curl]\n",
-                3,
-                5,
-                "apt layers are not implemented yet (issue 9)",
-            ),
-            (
                 "layers:\n  - name: tools\n    group:\n      - {name: curl, apt: [curl]}\n",
                 4,
                 22,
-                "apt layers are not implemented yet (issue 9)",
+                "an apt entry cannot be a group member: its packages become layers of their own (or one layer with `apt: {group: [...]}`), so it is a layer entry of its own",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: []\n",
+                3,
+                10,
+                "\"apt\" is an empty list; give at least one package",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: curl\n",
+                3,
+                10,
+                "\"apt\" must be a list of packages ([curl, git]) or a mapping ({group: [...]}), found a string",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [curl, Git]\n",
+                3,
+                17,
+                "invalid apt package \"Git\": a Debian package name is at least two characters of a-z, 0-9, '+', '-' and '.', starting with a letter or digit",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [\"curl=\"]\n",
+                3,
+                11,
+                "invalid apt package \"curl=\": a version after '=' starts with a digit and holds only letters, digits, '.', '+', '~', ':' and '-'",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [curl/]\n",
+                3,
+                11,
+                "invalid apt package \"curl/\": a suite after '/' is letters, digits, '.', '_', '+' and '-' (bookworm-backports, stable)",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [\"libc6:\"]\n",
+                3,
+                11,
+                "invalid apt package \"libc6:\": an architecture after ':' is a-z, 0-9 and '-' (amd64, arm64, i386, any)",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [~]\n",
+                3,
+                11,
+                "an item of \"apt\" must be a string, found nothing (null)",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt:\n      - curl\n      - git\n      - curl=7.88.1-10\n",
+                6,
+                9,
+                "apt package \"curl\" is listed twice in one entry (first at line 4, column 9)",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {group: true}\n",
+                3,
+                10,
+                "an apt entry names no packages: give `packages: [...]`, or `group: [...]` for one layer",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {packages: [curl], group: [git]}\n",
+                3,
+                29,
+                "the apt packages are given twice, as \"group\" and as \"packages\": write `group: [...]` alone, or `packages: [...]` with `group: true`",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {packages: [curl], group: yes}\n",
+                3,
+                36,
+                "\"group\" must be true or false, found a string",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {packages: [curl], group: {a: b}}\n",
+                3,
+                36,
+                "\"group\" must be a list of packages, or true or false beside \"packages\", found a mapping",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {group: []}\n",
+                3,
+                18,
+                "\"group\" is an empty list; give at least one package",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: {packages: [curl], recommends: true}\n",
+                3,
+                29,
+                "unknown key \"recommends\" in an apt entry (expected one of: packages, group)",
+            ),
+            (
+                "layers:\n  - name: tools\n    apt: [curl]\n    files: [{dest: /x, content: x}]\n",
+                4,
+                5,
+                "a layer entry \"tools\" has two kinds, \"apt\" and \"files\"; it takes exactly one (put the other in an entry of its own, or both in a group)",
             ),
         ],
     );
+}
+
+#[test]
+fn bad_apt_sections() {
+    let fixture = Fixture::new();
+    let layers = "layers:\n  - {name: app, delete: [/x]}\n";
+    let cases: Vec<(String, usize, usize, &str)> = vec![
+        (
+            format!("apt: {{scripts: never}}\n{layers}"),
+            1,
+            16,
+            "scripts: run (the maintainer scripts, in the sandbox, as one configure layer) or skip (left out), found \"never\"",
+        ),
+        (
+            format!("apt: {{recommends: yes}}\n{layers}"),
+            1,
+            19,
+            "\"recommends\" must be true or false, found a string",
+        ),
+        (
+            format!("apt: {{replace_sources: 1}}\n{layers}"),
+            1,
+            24,
+            "\"replace_sources\" must be true or false, found a number",
+        ),
+        (
+            format!("apt: {{script: skip}}\n{layers}"),
+            1,
+            7,
+            "unknown key \"script\" in the apt section (expected one of: packages, group, sources, keys, replace_sources, scripts, recommends)",
+        ),
+        (
+            format!("apt: curl\n{layers}"),
+            1,
+            6,
+            "\"apt\" must be a list of packages, or a mapping of apt options, found a string",
+        ),
+        (
+            format!("apt: []\n{layers}"),
+            1,
+            6,
+            "\"apt\" is an empty list; give at least one package",
+        ),
+        (
+            format!("apt: {{group: false}}\n{layers}"),
+            1,
+            6,
+            "the apt section names no packages: give `packages: [...]`, or `group: [...]` for one layer",
+        ),
+        (
+            format!("apt: {{sources: \"deb http://x bookworm main\"}}\n{layers}"),
+            1,
+            16,
+            "\"sources\" must be a list of one-line sources, found a string",
+        ),
+        (
+            format!("apt:\n  sources:\n    - deb http://deb.debian.org/debian bookworm main\n    - deb-src http://deb.debian.org/debian bookworm main\n{layers}"),
+            4,
+            7,
+            "invalid apt source \"deb-src http://deb.debian.org/debian bookworm main\": deb-src is for source packages, which layerize does not install; give a deb line",
+        ),
+        (
+            format!("apt: {{sources: [\"deb http://x bookworm\"]}}\n{layers}"),
+            1,
+            17,
+            "invalid apt source \"deb http://x bookworm\": at least one component follows the suite, e.g. main",
+        ),
+        (
+            format!("apt: {{keys: [missing.asc]}}\n{layers}"),
+            1,
+            14,
+            "source \"missing.asc\" does not exist (looked for RESOLVED/missing.asc)",
+        ),
+        (
+            format!("apt: {{keys: [static]}}\n{layers}"),
+            1,
+            14,
+            "source \"static\" is not a regular file (RESOLVED/static)",
+        ),
+        (
+            format!("apt: {{keys: [../repo.asc]}}\n{layers}"),
+            1,
+            14,
+            "source \"../repo.asc\" is outside the build file's directory RESOLVED: sources must be inside it, as in a Docker build context",
+        ),
+        (
+            format!("apt: [curl]\nlayers:\n  - {{name: apt, delete: [/x]}}\n"),
+            3,
+            12,
+            "duplicate layer name \"apt\" (first used at line 1, column 1); names are unique across the file, group members included",
+        ),
+        (
+            "image: {base: debian:bookworm}\napt: {scripts: skip}\n".to_owned(),
+            1,
+            1,
+            "the build file needs \"layers\"",
+        ),
+        (
+            format!("apt: {{recommends: true}}\nlayers: []\n"),
+            2,
+            9,
+            "the layers list is empty; a build file needs at least one layer",
+        ),
+    ];
+    let resolved = fixture.real(".");
+    let resolved = resolved.to_str().unwrap();
+    for (yaml, line, column, message) in &cases {
+        let message = message.replace("RESOLVED", resolved);
+        assert_eq!(
+            fixture.error(yaml),
+            (*line, *column, message),
+            "for:\n{yaml}"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The example `layerize init` writes shows every kind and every config key, and loads cleanly
-//! once the sources it names exist.
+//! The example `layerize init` writes shows every kind, every config key and the apt options,
+//! and loads cleanly once the sources it names exist.
 
 mod common;
 
@@ -27,10 +27,24 @@ fn the_example_loads_and_shows_every_kind_and_setting() {
             Kind::Tar,
             Kind::Delete,
             Kind::Opaque,
-            Kind::Script
+            Kind::Script,
+            Kind::Apt
         ])
     );
     assert!(file.layers().iter().any(|entry| entry.is_group()));
+    let apt_groups: Vec<bool> = file
+        .layers()
+        .iter()
+        .filter_map(|entry| entry.members()[0].apt.as_ref())
+        .map(|request| request.group)
+        .collect();
+    assert_eq!(
+        apt_groups,
+        [false, true],
+        "a per-package and a grouped apt entry"
+    );
+    let apt = file.apt_options();
+    assert!(!apt.sources.is_empty() && !apt.keys.is_empty());
 
     let image = file.image();
     assert!(image.base.is_some() && image.target.is_some() && image.platform.is_some());

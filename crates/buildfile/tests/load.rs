@@ -7,8 +7,11 @@ mod common;
 use std::num::NonZeroUsize;
 
 use common::Fixture;
+use layerize_builder::build::apt::AptSpec;
 use layerize_builder::layer::filemap::{EntryMeta, FileSource, HostModes};
-use layerize_buildfile::{ConfigEdit, Input, Kind, Parallel, Position};
+use layerize_buildfile::{
+    AptOptions, AptRequest, AptScripts, ConfigEdit, Input, Kind, Parallel, Position,
+};
 use layerize_manifest::Platform;
 use layerize_registry::reference::ImageRef;
 
@@ -345,4 +348,146 @@ fn script_layers_load_as_steps() {
         spec.created_by,
         "layerize: result: script: /opt/a/hello > /opt/b/result"
     );
+}
+
+/// apt entries in every shape, and a top-level section with every option and its own packages.
+const APT: &str = r#"image: {base: debian:bookworm}
+apt:
+  packages: [ca-certificates]
+  sources:
+    - "deb [arch=amd64 signed-by=keys/internal.asc] https://apt.example.com/debian bookworm main"
+    - deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main
+  keys: [keys/internal.asc, ./keys/other.gpg]
+  replace_sources: true
+  scripts: skip
+  recommends: true
+layers:
+  - name: tools
+    apt: [curl, git, vim]
+  - name: net
+    apt: {group: [net-tools, iputils-ping]}
+  - name: pinned
+    apt: {packages: ["tzdata=2024a-0+deb12u1", curl/bookworm-backports, "libc6:i386", "vim=2:9.0.1378-2"], group: false}
+  - name: jq
+    apt: {packages: [jq, libjq1], group: true}
+  - name: certs
+    script: {run: [update-ca-certificates], needs: [apt, tools]}
+"#;
+
+fn request(packages: &[&str], group: bool) -> AptRequest {
+    AptRequest {
+        packages: packages.iter().map(|package| package.to_string()).collect(),
+        group,
+    }
+}
+
+#[test]
+fn apt_entries_and_the_apt_section_load() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.path("keys/internal.asc"), "armored").unwrap();
+    std::fs::write(fixture.path("keys/other.gpg"), "binary").unwrap();
+    let file = fixture.load(APT).unwrap();
+
+    let names: Vec<&str> = file.layers().iter().map(|entry| entry.name()).collect();
+    assert_eq!(names, ["apt", "tools", "net", "pinned", "jq", "certs"]);
+    let apt = |index: usize| {
+        let entry = &file.layers()[index];
+        assert!(!entry.is_group(), "an apt entry is not a group of members");
+        let package = &entry.members()[0];
+        assert_eq!(package.kind, Kind::Apt);
+        assert!(package.inputs().is_empty() && package.script.is_none());
+        package.apt.clone().expect("an apt entry has its request")
+    };
+    assert_eq!(file.layers()[0].at, at(2, 1));
+    assert_eq!(apt(0), request(&["ca-certificates"], false));
+    assert_eq!(apt(1), request(&["curl", "git", "vim"], false));
+    assert_eq!(apt(2), request(&["net-tools", "iputils-ping"], true));
+    assert_eq!(
+        apt(3),
+        request(
+            &[
+                "tzdata=2024a-0+deb12u1",
+                "curl/bookworm-backports",
+                "libc6:i386",
+                "vim=2:9.0.1378-2"
+            ],
+            false
+        )
+    );
+    assert_eq!(apt(4), request(&["jq", "libjq1"], true));
+    assert_eq!(
+        file.layers()[5].members()[0].script.as_ref().unwrap().needs,
+        ["apt", "tools"]
+    );
+
+    let internal = fixture.real("keys/internal.asc");
+    assert_eq!(
+        file.apt_options(),
+        AptOptions {
+            sources: vec![
+                format!(
+                    "deb [arch=amd64 signed-by={}] https://apt.example.com/debian bookworm main",
+                    internal.display()
+                ),
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main".to_owned(),
+            ],
+            replace_sources: true,
+            keys: vec![internal.clone(), fixture.real("keys/other.gpg")],
+            scripts: AptScripts::Skip,
+            recommends: true,
+        }
+    );
+
+    let specs: Vec<_> = file.layers().iter().map(|entry| entry.to_spec()).collect();
+    let created: Vec<&str> = specs.iter().map(|spec| spec.created_by.as_str()).collect();
+    assert_eq!(
+        created[..3],
+        [
+            "layerize: apt: apt ca-certificates",
+            "layerize: tools: apt curl git vim",
+            "layerize: net: apt net-tools iputils-ping (one layer)",
+        ]
+    );
+    for (spec, index) in specs.iter().zip(0..5) {
+        assert!(spec.inputs.is_empty() && spec.members.is_empty() && spec.script.is_none());
+        match &spec.apt {
+            Some(AptSpec::Request(asked)) => assert_eq!(*asked, apt(index)),
+            other => panic!("{}: {other:?}", spec.name),
+        }
+    }
+    assert!(specs[5].apt.is_none());
+}
+
+#[test]
+fn the_seeds_apt_list_is_a_whole_build_file() {
+    let fixture = Fixture::new();
+    let file = fixture
+        .load("image: {base: debian:bookworm}\napt: [curl, git, vim]\n")
+        .unwrap();
+    assert_eq!(file.layers().len(), 1);
+    assert_eq!(file.layers()[0].name(), "apt");
+    assert_eq!(
+        file.layers()[0].members()[0].apt,
+        Some(request(&["curl", "git", "vim"], false))
+    );
+    assert_eq!(file.apt_options(), AptOptions::default());
+
+    let grouped = fixture
+        .load("apt: {group: [net-tools, iputils-ping], scripts: run}\nlayers: []\n")
+        .unwrap();
+    assert_eq!(
+        grouped.layers()[0].members()[0].apt,
+        Some(request(&["net-tools", "iputils-ping"], true))
+    );
+    assert_eq!(grouped.apt_options().scripts, AptScripts::Run);
+
+    let without = fixture
+        .load("layers:\n  - {name: app, delete: [/x]}\n")
+        .unwrap();
+    assert_eq!(without.apt_options(), AptOptions::default());
+    let options_only = fixture
+        .load("apt: {recommends: false, sources: []}\nlayers:\n  - {name: app, delete: [/x]}\n")
+        .unwrap();
+    assert_eq!(options_only.layers().len(), 1);
+    assert_eq!(options_only.apt_options(), AptOptions::default());
 }

@@ -6,11 +6,17 @@ use crate::text::{bytes, short_digest, truncated, Align, Table};
 /// `created_by` is cut to this many characters in the table (`--json` has it whole).
 const CREATED_BY_WIDTH: usize = 60;
 
-/// The chain as a table: index, name, origin, size, digest, key, `created_by`.
+/// The packages of a batch or group layer are listed this wide in the table (`--json` has them
+/// all).
+const PACKAGES_WIDTH: usize = 40;
+
+/// The chain as a table: index, name, the packages it holds (for a batch or group; one
+/// package's layer is named by it), origin, size, digest, key, `created_by`.
 pub fn render(image: &str, digest: &str, chain: &[ChainLayer]) -> String {
     let mut table = Table::new(&[
         ("#", Align::Right),
         ("NAME", Align::Left),
+        ("PACKAGES", Align::Left),
         ("ORIGIN", Align::Left),
         ("SIZE", Align::Right),
         ("DIGEST", Align::Left),
@@ -25,6 +31,11 @@ pub fn render(image: &str, digest: &str, chain: &[ChainLayer]) -> String {
         table.row(vec![
             layer.index.to_string(),
             layer.name.clone(),
+            if layer.members.is_empty() {
+                "-".to_owned()
+            } else {
+                truncated(&layer.members.join(","), PACKAGES_WIDTH)
+            },
             origin,
             bytes(layer.size),
             short_digest(layer.digest.as_str()),

@@ -15,6 +15,7 @@ use layerize_registry::open::{open_base, open_cache_source, open_target, OpenOpt
 use layerize_registry::reference::ImageRef;
 use layerize_registry::remote::RemoteOptions;
 
+use crate::apt_args::AptArgs;
 use crate::connection_args::ConnectionArgs;
 use crate::layer_inputs;
 
@@ -54,6 +55,9 @@ pub struct BuildArgs {
     /// Make one layer per --file/--dir/--tar/--delete/--opaque flag instead of one for all.
     #[arg(long)]
     layer_per_flag: bool,
+
+    #[command(flatten)]
+    apt: AptArgs,
 
     /// Set an environment variable: K=V (replaces an inherited value in place).
     #[arg(long, value_name = "K=V")]
@@ -155,6 +159,13 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .iter()
         .flat_map(|file| file.layers().iter().map(LayerEntry::to_spec))
         .collect();
+    layers.extend(args.apt.layer()?);
+    let apt = args.apt.options(
+        build_file
+            .as_ref()
+            .map(BuildFile::apt_options)
+            .unwrap_or_default(),
+    )?;
     let inputs = layer_inputs::collect(matches)?;
     layers.extend(layer_inputs::into_layers(inputs, args.layer_per_flag));
     let mut edits = build_file
@@ -301,7 +312,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         max_layers,
         dry_run: args.dry_run,
         sandbox: args.sandbox,
-        apt: Default::default(),
+        apt,
     };
 
     let planned = runtime.block_on(plan(&endpoints, request))?;

@@ -1,6 +1,7 @@
 //! The `layerize` binary: argument parsing, logging set-up and exit codes. The work lives in the
 //! library crates.
 
+mod apt_args;
 mod build_command;
 mod cache_command;
 mod connection_args;

@@ -9,6 +9,7 @@
 //! image, packages are cut in the file's order into runs of near-equal count, leaving a tenth of
 //! the budget free so that the next builds can add packages as layers of their own.
 
+use crate::build::apt::{AptSpec, PackageLayer};
 use crate::build::plan::LayerSpec;
 use crate::build::previous::PreviousImage;
 use crate::BuildError;
@@ -129,24 +130,27 @@ pub(crate) fn apply<'a>(
             "the base already has {base_layers} layers, which leaves no room for more under max_layers {max_layers}"
         )));
     }
-    // Script layers are never batched (what a step changes depends on what it runs on); they
-    // take their room from the budget and the file layers are batched in the rest.
-    let scripts = specs.iter().filter(|spec| spec.script.is_some()).count();
+    // Script layers are never batched (what a step changes depends on what it runs on), nor is
+    // the dpkg database layer (it is rebuilt whenever the packages change); they take their room
+    // from the budget and the other layers are batched in the rest.
+    let fixed = specs.iter().filter(|spec| is_fixed(spec)).count();
     let Some(budget) = (max_layers - base_layers)
-        .checked_sub(scripts)
-        .filter(|budget| *budget > 0 || scripts == specs.len())
+        .checked_sub(fixed)
+        .filter(|budget| *budget > 0 || fixed == specs.len())
     else {
         return Err(BuildError::Invalid(format!(
-            "the base's {base_layers} layers and the build's {scripts} script layers leave no room for its file layers under max_layers {max_layers}"
+            "the base's {base_layers} layers and the build's {fixed} script layers leave no room for its file layers under max_layers {max_layers}"
         )));
     };
     type Placed = Vec<(usize, LayerSpec)>;
-    let (script_specs, specs): (Placed, Placed) = specs
+    let (fixed_specs, specs): (Placed, Placed) = specs
         .into_iter()
         .enumerate()
-        .partition(|(_, spec)| spec.script.is_some());
-    let (positions, specs): (Vec<usize>, Vec<LayerSpec>) = specs.into_iter().unzip();
-    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
+        .partition(|(_, spec)| is_fixed(spec));
+    // apt packages and file layers are batched apart: a batch is one kind of layer.
+    let (packages, files): (Placed, Placed) = specs
+        .into_iter()
+        .partition(|(_, spec)| matches!(spec.apt, Some(AptSpec::Packages(_))));
     // The first previous image that recorded anything says how packages were batched.
     let grouping: Vec<Vec<String>> = previous
         .map(|image| {
@@ -157,14 +161,46 @@ pub(crate) fn apply<'a>(
         })
         .find(|grouping| !grouping.is_empty())
         .unwrap_or_default();
+    let (package_budget, file_budget) = share(budget, packages.len(), files.len());
+    let mut placed = batch(files, &grouping, file_budget);
+    placed.extend(batch(packages, &grouping, package_budget));
+    placed.extend(fixed_specs);
+    placed.sort_by_key(|(position, _)| *position);
+    Ok(placed.into_iter().map(|(_, spec)| spec).collect())
+}
+
+/// Layers that are never batched.
+fn is_fixed(spec: &LayerSpec) -> bool {
+    spec.script.is_some() || matches!(spec.apt, Some(AptSpec::Database(_)))
+}
+
+/// The budget split between `packages` apt package layers and `files` file layers, in
+/// proportion, each kind that has layers getting at least one.
+fn share(budget: usize, packages: usize, files: usize) -> (usize, usize) {
+    if packages + files <= budget || packages == 0 || files == 0 {
+        return (budget, budget);
+    }
+    let for_packages =
+        (budget * packages / (packages + files)).clamp(1, budget.saturating_sub(1).max(1));
+    (for_packages, budget.saturating_sub(for_packages).max(1))
+}
+
+/// Batches layers of one kind (with their places in the build) into at most `budget` layers;
+/// each batch stands where its first member stood.
+fn batch(
+    placed: Vec<(usize, LayerSpec)>,
+    grouping: &[Vec<String>],
+    budget: usize,
+) -> Vec<(usize, LayerSpec)> {
+    let (positions, specs): (Vec<usize>, Vec<LayerSpec>) = placed.into_iter().unzip();
+    let units: Vec<Vec<String>> = specs.iter().map(LayerSpec::packages).collect();
     let groups = if units.is_empty() {
         Vec::new()
     } else {
-        group(&units, &grouping, budget)
+        group(&units, grouping, budget)
     };
     let mut specs: Vec<Option<LayerSpec>> = specs.into_iter().map(Some).collect();
-    // Each batch stands where its first member stood among the script layers.
-    let mut placed: Vec<(usize, LayerSpec)> = groups
+    groups
         .into_iter()
         .map(|group| {
             let position = positions[group[0]];
@@ -175,23 +211,33 @@ pub(crate) fn apply<'a>(
             if members.len() == 1 {
                 return (position, members.pop().expect("one member"));
             }
-            let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
-            (
-                position,
-                LayerSpec {
-                    name: format!("{}+{}", packages[0], packages.len() - 1),
-                    created_by: format!("layerize build: batch of {}", packages.join(" ")),
-                    inputs: members.into_iter().flat_map(|spec| spec.inputs).collect(),
-                    members: packages,
-                    script: None,
-                    apt: None,
-                },
-            )
+            (position, merged(members))
         })
-        .collect();
-    placed.extend(script_specs);
-    placed.sort_by_key(|(position, _)| *position);
-    Ok(placed.into_iter().map(|(_, spec)| spec).collect())
+        .collect()
+}
+
+/// One batch layer made of several layer entries of one kind.
+fn merged(members: Vec<LayerSpec>) -> LayerSpec {
+    let packages: Vec<String> = members.iter().flat_map(LayerSpec::packages).collect();
+    let mut inputs = Vec::new();
+    let mut apt: Option<PackageLayer> = None;
+    for spec in members {
+        inputs.extend(spec.inputs);
+        if let Some(AptSpec::Packages(layer)) = spec.apt {
+            match &mut apt {
+                Some(batch) => batch.debs.extend(layer.debs),
+                None => apt = Some(layer),
+            }
+        }
+    }
+    LayerSpec {
+        name: format!("{}+{}", packages[0], packages.len() - 1),
+        created_by: format!("layerize build: batch of {}", packages.join(" ")),
+        inputs,
+        members: packages,
+        script: None,
+        apt: apt.map(AptSpec::Packages),
+    }
 }
 
 #[cfg(test)]

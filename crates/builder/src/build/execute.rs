@@ -15,11 +15,12 @@ use layerize_manifest::{Descriptor, Digest, History, LayerRecord};
 use layerize_registry::{BlobBody, PutOutcome, Store};
 use tracing::{info, warn};
 
+use crate::build::apt::make::make_apt_layers;
 use crate::build::local_cache::CachedLayer;
 use crate::build::plan::{Candidate, Decision, Layer, Origin, PlannedLayer, Work};
 use crate::build::prepare::PlannedBuild;
 use crate::build::previous::{CacheSource, PreviousImage};
-use crate::build::report::{LayerReport, Report, StepReport};
+use crate::build::report::{AptPackageReport, AptReport, LayerReport, Report, StepReport};
 use crate::build::scripts::{RanStep, ScriptRunner};
 use crate::build::Endpoints;
 use crate::layer::filemap::Fingerprint;
@@ -74,7 +75,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     let PlannedBuild {
         mut image,
         base_layers,
-        layers,
+        mut layers,
         dropped,
         previous,
         cache_images,
@@ -88,6 +89,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         cache_dir,
         base_env,
         base_fs,
+        apt,
     } = planned;
     let family = image.family();
     // Blobs a manifest in the target repository lists are held by it: no HEAD needed.
@@ -95,7 +97,15 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .as_ref()
         .map(|previous| previous.digests().into_iter().cloned().collect())
         .unwrap_or_default();
-    // Script steps run first: one that fails must leave the target as it was.
+    // apt layers are made first (fetched, verified, converted), then script steps run: either
+    // failing must leave the target as it was.
+    let made_apt = make_apt_layers(
+        &mut layers,
+        cache_dir.as_deref(),
+        base_fs.as_deref(),
+        &options,
+    )
+    .await?;
     let mut ran = ScriptRunner {
         endpoints,
         base_layers: &base_layers,
@@ -338,6 +348,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
                 .map(|image| image.store.requests())
                 .sum::<u64>(),
         base_index,
+        apt: apt.map(|plan| apt_report(plan, &results, &made_apt.scripts)),
     })
 }
 
@@ -463,7 +474,7 @@ impl StepContext<'_> {
             outcome,
             fingerprint: match planned.work {
                 Work::Files { fingerprint, .. } => Some(fingerprint),
-                Work::Script { .. } => None,
+                Work::Script { .. } | Work::Apt(_) => None,
             },
         }
     }
@@ -486,7 +497,7 @@ impl StepContext<'_> {
             diff_id: expected_diff_id,
         } = work
         else {
-            unreachable!("script layers are built before the transfers start")
+            unreachable!("script and apt layers are made before the transfers start")
         };
         let options = Arc::clone(self.options);
         let (written, spool) = tokio::task::spawn_blocking(move || {
@@ -542,6 +553,64 @@ impl StepContext<'_> {
             reused_from: None,
         }
     }
+}
+
+/// The report of the apt packages: each with the layer that holds it in the result.
+fn apt_report(
+    plan: crate::build::apt::plan::AptPlan,
+    results: &[Done],
+    scripts: &std::collections::HashMap<String, Vec<String>>,
+) -> AptReport {
+    let has_scripts = |deb: &crate::build::apt::DebPackage| {
+        scripts
+            .get(&deb.package.deb.sha256)
+            .is_some_and(|scripts| scripts.iter().any(|name| is_maintainer_script(name)))
+    };
+    let with_scripts: Vec<String> = plan
+        .packages
+        .iter()
+        .filter(|deb| has_scripts(deb))
+        .map(|deb| deb.package.name.clone())
+        .collect();
+    let skipped = plan.scripts == crate::build::apt::AptScripts::Skip;
+    AptReport {
+        sources: plan.sources,
+        packages: plan
+            .packages
+            .iter()
+            .map(|deb| {
+                let dpkg_name = deb.package.dpkg_name();
+                let holder = results.iter().find(|done| {
+                    layerize_manifest::layer_record::packages(&done.layer.name, &done.layer.members)
+                        .contains(&dpkg_name)
+                });
+                AptPackageReport {
+                    name: deb.package.name.clone(),
+                    version: deb.package.version.clone(),
+                    architecture: deb.package.architecture.clone(),
+                    layer: holder.map_or_else(String::new, |done| done.layer.name.clone()),
+                    status: holder.map_or(Origin::Built, |done| done.layer.origin),
+                    requested: deb.requested,
+                    pulled_by: deb.pulled_by.clone(),
+                    upgrades: deb.upgrades.clone(),
+                    sha256: deb.package.deb.sha256.clone(),
+                }
+            })
+            .collect(),
+        scripts: if skipped { "skip" } else { "run" },
+        scripts_skipped: if skipped {
+            with_scripts.clone()
+        } else {
+            Vec::new()
+        },
+        with_scripts,
+    }
+}
+
+/// Whether a control member is a script dpkg runs (the others, such as `triggers` or `shlibs`,
+/// are data).
+fn is_maintainer_script(name: &str) -> bool {
+    matches!(name, "preinst" | "postinst" | "prerm" | "postrm" | "config")
 }
 
 /// Puts a spooled layer into the target; a rename into a layout leaves nothing behind, otherwise

@@ -3,6 +3,7 @@
 //! writing anything; [`execute`] moves blobs, writes the config and moves the tag last.
 
 pub mod apt;
+mod base_index;
 pub mod budget;
 mod execute;
 pub mod local_cache;

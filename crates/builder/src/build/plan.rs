@@ -102,6 +102,9 @@ pub enum Work {
         /// what those need in turn, as indices into the plan's layers, ascending.
         needs: Vec<usize>,
     },
+    /// apt packages or the dpkg database, keyed from the index: turned into `Files` (the `.deb`s
+    /// fetched and converted) before any blob moves, when the layer is built.
+    Apt(AptSpec),
 }
 
 impl PlannedLayer {
@@ -109,7 +112,7 @@ impl PlannedLayer {
     pub fn script(&self) -> Option<&ScriptStep> {
         match &self.work {
             Work::Script { step, .. } => Some(step),
-            Work::Files { .. } => None,
+            Work::Files { .. } | Work::Apt(_) => None,
         }
     }
 }

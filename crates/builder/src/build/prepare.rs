@@ -4,15 +4,15 @@
 //! decide for each layer whether it is reused (and from where) or built.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::{future, stream, StreamExt, TryStreamExt};
-use layerize_basefs::{index_image, FsIndex, LayerCache};
-use layerize_manifest::media_type::is_foreign_layer;
+use layerize_basefs::FsIndex;
 use layerize_manifest::{layer_media_type, layer_record, Image};
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::build::apt::{self, AptSpec};
+use crate::build::base_index::{base_cache, debian_architecture, index_base, readable_layers};
 use crate::build::budget;
 use crate::build::local_cache::LocalCache;
 use crate::build::plan::{
@@ -24,6 +24,7 @@ use crate::build::report::BaseIndexReport;
 use crate::build::resolve::resolve;
 use crate::build::script_plan::{empty_step_source, key_scripts, script_needs};
 use crate::build::{BuildRequest, Endpoints};
+use crate::layer::apt::{database_key, packages_key, DatabaseInputs};
 use crate::layer::filemap::{file_identity, FileMap};
 use crate::layer::key::{diff_id_of, layer_key};
 use crate::layer::recipe::{self, Input};
@@ -52,6 +53,8 @@ pub struct PlannedBuild {
     pub(crate) jobs: usize,
     pub(crate) local: Option<LocalCache>,
     pub(crate) sandbox: layerize_sandbox::ModeChoice,
+    /// What the apt entries resolved to, when there were any.
+    pub apt: Option<apt::plan::AptPlan>,
     /// Where fetched blobs are kept for script sandboxes (`None` for a dry run).
     pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
@@ -85,7 +88,7 @@ pub async fn plan(
         max_layers,
         dry_run,
         sandbox,
-        apt: _apt,
+        apt,
     } = request;
     info!(
         phase = "build",
@@ -162,17 +165,9 @@ pub async fn plan(
     .await;
     let cache_images: Vec<PreviousImage> = cache_images.into_iter().flatten().collect();
 
-    let specs = budget::apply(
-        specs,
-        max_layers,
-        base_layers.len(),
-        previous.iter().chain(&cache_images),
-    )?;
-
-    let needs = script_needs(&specs)?;
     let (base_fs, base_index) = if specs
         .iter()
-        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some())
+        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some() || spec.apt.is_some())
     {
         let (index, report) = index_base(
             endpoints.base.as_ref(),
@@ -185,6 +180,37 @@ pub async fn plan(
     } else {
         (None, None)
     };
+    let (specs, apt_plan) = match &base_fs {
+        Some(index) if specs.iter().any(|spec| spec.apt.is_some()) => {
+            let readable = readable_layers(&base_layers);
+            let cache = base_cache(cache_dir.as_deref(), dry_run);
+            let architecture = debian_architecture(platform.as_ref())?;
+            apt::plan::expand(
+                specs,
+                &apt,
+                apt::plan::AptBase {
+                    store: endpoints.base.as_ref(),
+                    layers: &readable,
+                    cache: cache.as_ref(),
+                    index,
+                    architecture,
+                },
+                cache_dir.as_deref(),
+            )
+            .await?
+        }
+        _ => (specs, None),
+    };
+    check_names(&specs)?;
+
+    let specs = budget::apply(
+        specs,
+        max_layers,
+        base_layers.len(),
+        previous.iter().chain(&cache_images),
+    )?;
+
+    let needs = script_needs(&specs)?;
 
     let local = cache_dir.as_deref().map(LocalCache::new);
     let may_hit = previous
@@ -246,6 +272,7 @@ pub async fn plan(
         jobs: jobs.max(1),
         local,
         sandbox,
+        apt: apt_plan,
         cache_dir: cache_dir.filter(|_| !dry_run),
     })
 }
@@ -262,52 +289,6 @@ fn check_names(specs: &[LayerSpec]) -> Result<(), BuildError> {
         }
     }
     Ok(())
-}
-
-/// The filesystem of the base, from the on-disk cache where it has the layers, else read from
-/// their blobs once. Foreign (non-distributable) layers cannot be read from the store: their
-/// paths are left out, with a warning.
-async fn index_base(
-    store: &dyn layerize_registry::Store,
-    base_layers: &[Layer],
-    cache_dir: Option<&Path>,
-    dry_run: bool,
-) -> Result<(FsIndex, BaseIndexReport), BuildError> {
-    let readable: Vec<_> = base_layers
-        .iter()
-        .filter(|layer| {
-            let foreign = is_foreign_layer(&layer.descriptor.media_type);
-            if foreign {
-                warn!(
-                    layer = %layer.name,
-                    digest = %layer.descriptor.digest,
-                    "the base has a non-distributable layer; destinations are not resolved against its files"
-                );
-            }
-            !foreign
-        })
-        .map(|layer| (layer.descriptor.clone(), layer.diff_id.clone()))
-        .collect();
-    let cache = cache_dir
-        .map(LayerCache::new)
-        .map(|cache| if dry_run { cache.read_only() } else { cache });
-    let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
-    let report = BaseIndexReport {
-        paths: base_fs.index.len(),
-        layers_from_cache: base_fs.stats.layers_from_cache,
-        layers_read: base_fs.stats.layers_read,
-        blob_bytes_read: base_fs.stats.blob_bytes_read,
-    };
-    info!(
-        phase = "build",
-        step = 6,
-        paths = report.paths,
-        layers_from_cache = report.layers_from_cache,
-        layers_read = report.layers_read,
-        blob_bytes_read = report.blob_bytes_read,
-        "Indexed the base filesystem"
-    );
-    Ok((base_fs.index, report))
 }
 
 /// Makes each layer's file map over the base and walks it without reading file contents
@@ -371,6 +352,17 @@ fn prepare_layer(
     } else {
         BuildReason::NoCache
     };
+    if let Some(apt) = spec.apt {
+        let key = apt_key(&apt, options);
+        return Ok(PlannedLayer {
+            name: spec.name,
+            created_by: spec.created_by,
+            members: spec.members,
+            work: Work::Apt(apt),
+            key: Some(key),
+            decision: Decision::Build(reason),
+        });
+    }
     if let Some(step) = spec.script {
         return Ok(PlannedLayer {
             name: spec.name,
@@ -416,6 +408,59 @@ fn prepare_layer(
         key,
         decision: Decision::Build(reason),
     })
+}
+
+/// An apt layer's key, from the index alone (see [`crate::layer::apt`]).
+fn apt_key(spec: &AptSpec, options: &LayerOptions) -> String {
+    match spec {
+        AptSpec::Packages(layer) => {
+            let names: Vec<String> = layer
+                .debs
+                .iter()
+                .map(|deb| deb.package.dpkg_name())
+                .collect();
+            let debs: Vec<(&str, &str)> = names
+                .iter()
+                .zip(&layer.debs)
+                .map(|(name, deb)| (name.as_str(), deb.package.deb.sha256.as_str()))
+                .collect();
+            packages_key(
+                &debs,
+                layerize_apt::deb::CONVERSION_FORMAT,
+                &layer.usr_links,
+                options,
+            )
+        }
+        AptSpec::Database(database) => {
+            let names: Vec<String> = database
+                .packages
+                .iter()
+                .map(|deb| deb.package.dpkg_name())
+                .collect();
+            database_key(
+                &DatabaseInputs {
+                    base_status: &database.base_status,
+                    base_extended_states: database.base_extended_states.as_deref(),
+                    packages: names
+                        .iter()
+                        .zip(&database.packages)
+                        .map(|(name, deb)| {
+                            (
+                                name.as_str(),
+                                deb.package.deb.sha256.as_str(),
+                                deb.requested,
+                            )
+                        })
+                        .collect(),
+                    configure: database.configure,
+                    old_lists: &database.old_lists,
+                    usr_links: &database.usr_links,
+                },
+                options,
+            )
+        }
+        AptSpec::Request(_) => unreachable!("requests are expanded while planning"),
+    }
 }
 
 /// The identity on disk of the tar inputs, which a file map holds only as (spooled) copies: what

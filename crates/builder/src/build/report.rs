@@ -31,6 +31,46 @@ pub struct Report {
     /// How the base's filesystem index was obtained; absent when no layer needed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_index: Option<BaseIndexReport>,
+    /// The apt packages, when the build has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apt: Option<AptReport>,
+}
+
+/// What the apt entries of a build became.
+#[derive(Debug, Clone, Serialize)]
+pub struct AptReport {
+    /// The sources read, as `URI SUITE`.
+    pub sources: Vec<String>,
+    /// Every package added (new or upgraded), in layer order.
+    pub packages: Vec<AptPackageReport>,
+    /// `run` (the configure layer ran them) or `skip`.
+    pub scripts: &'static str,
+    /// The packages that have maintainer scripts, where known (a package whose layer was reused
+    /// from another machine's build is known once this machine has seen its `.deb`).
+    pub with_scripts: Vec<String>,
+    /// With `scripts: skip`: the packages whose maintainer scripts did not run.
+    pub scripts_skipped: Vec<String>,
+}
+
+/// One package an apt entry added.
+#[derive(Debug, Clone, Serialize)]
+pub struct AptPackageReport {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// The layer holding it.
+    pub layer: String,
+    /// Whether that layer was built or reused.
+    pub status: Origin,
+    /// Named by the build (else pulled in as a dependency).
+    pub requested: bool,
+    /// The requested packages that pulled it in.
+    pub pulled_by: Vec<String>,
+    /// The base's version it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<String>,
+    /// The `.deb`'s sha256.
+    pub sha256: String,
 }
 
 /// Where the base filesystem index came from.

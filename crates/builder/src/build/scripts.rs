@@ -19,6 +19,7 @@ use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, Rootfs, St
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
+use crate::build::apt::plan::CONFIGURE_LAYER;
 use crate::build::execute::log_built;
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
@@ -68,12 +69,22 @@ impl ScriptRunner<'_> {
         if to_run.is_empty() {
             return Ok(HashMap::new());
         }
+        // The configure layer of apt packages is a step too; it can be left out.
+        let apt_hint = if to_run
+            .iter()
+            .any(|&index| layers[index].name == CONFIGURE_LAYER)
+        {
+            " (apt packages' maintainer scripts run as a step: --apt-scripts=skip, or `scripts: skip` in the build file's apt section, leaves them out)"
+        } else {
+            ""
+        };
         if let Some(platform) = &self.platform {
-            check_runnable(platform)?;
+            check_runnable(platform)
+                .map_err(|error| BuildError::Invalid(format!("{error}{apt_hint}")))?;
         }
         let mode = sandbox::detect(self.sandbox).map_err(|error| {
             BuildError::Invalid(format!(
-                "script steps need a sandbox, and none can be used here: {error}"
+                "script steps need a sandbox, and none can be used here: {error}{apt_hint}"
             ))
         })?;
         info!(phase = "script", sandbox = %mode, steps = to_run.len(), "Running script steps");
@@ -164,9 +175,10 @@ impl ScriptRunner<'_> {
             let layer = &layers[needed];
             let source = match (&layer.work, &layer.decision) {
                 (Work::Files { files, .. }, _) => Some(Source::Files(files.clone())),
-                (Work::Script { .. }, Decision::Reuse(_)) => {
+                (Work::Script { .. } | Work::Apt(_), Decision::Reuse(_)) => {
                     reused_blobs.get(&needed).cloned().map(Source::Blob)
                 }
+                (Work::Apt(_), _) => unreachable!("apt layers to build are made first"),
                 (Work::Script { .. }, Decision::Empty(_)) => None,
                 (Work::Script { .. }, Decision::Build(_)) => ran
                     .get(&needed)
@@ -273,7 +285,7 @@ impl ScriptRunner<'_> {
                 continue;
             };
             for &needed in needs {
-                let (Work::Script { .. }, Decision::Reuse(candidate)) =
+                let (Work::Script { .. } | Work::Apt(_), Decision::Reuse(candidate)) =
                     (&layers[needed].work, &layers[needed].decision)
                 else {
                     continue;

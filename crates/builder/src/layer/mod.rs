@@ -3,6 +3,7 @@
 //! with libzstd's own workers), then hashed again (digest) on its way to the output. Memory stays
 //! flat whatever the layer's size.
 
+pub mod apt;
 pub mod changes;
 mod compression_pool;
 pub mod filemap;

@@ -20,6 +20,9 @@ pub(crate) struct Member {
     pub path: String,
     pub node: Node,
     pub mode: u32,
+    /// The numeric owner the header gives.
+    pub uid: u32,
+    pub gid: u32,
     pub xattrs: Xattrs,
 }
 
@@ -128,10 +131,13 @@ pub(crate) fn members(path: &Path) -> Result<Vec<Member>, FileMapError> {
                 )))
             }
         };
+        let owner = |id: io::Result<u64>| id.ok().and_then(|id| u32::try_from(id).ok());
         members.push(Member {
             path: name,
             node,
             mode,
+            uid: owner(header.uid()).unwrap_or(0),
+            gid: owner(header.gid()).unwrap_or(0),
             xattrs: extended.xattrs,
         });
     }

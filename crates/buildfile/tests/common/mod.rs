@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use layerize_buildfile::{BuildFile, BuildFileError};
 
 /// A directory holding `target/release/app`, `static/` (with `index.html`), `vendor.tar.gz`,
-/// `bin/jq` and `yq/` (with `yq`): the sources of the shape in docs/buildfile.md.
+/// `bin/jq`, `yq/` (with `yq`) and `keys/internal.asc`: the sources of the shape in
+/// docs/buildfile.md and of the example.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
@@ -17,7 +18,7 @@ impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for sub in ["target/release", "static", "bin", "yq"] {
+        for sub in ["target/release", "static", "bin", "yq", "keys"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         for (file, content) in [
@@ -26,6 +27,7 @@ impl Fixture {
             ("vendor.tar.gz", "not read at load time"),
             ("bin/jq", "jq"),
             ("yq/yq", "yq"),
+            ("keys/internal.asc", "a key, not read at load time"),
         ] {
             std::fs::write(root.join(file), content).unwrap();
         }

@@ -3,6 +3,10 @@
 //! never changes when its neighbours do), a dpkg database layer, and a configure layer that runs
 //! the maintainer scripts in the sandbox.
 
+pub(crate) mod make;
+pub mod plan;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use layerize_apt::package::ArchivePackage;
@@ -46,9 +50,17 @@ pub enum AptSpec {
     /// An entry of the build file or `--apt`: expanded while planning.
     Request(AptRequest),
     /// Resolved `.deb`s as one layer (one, unless grouped or batched).
-    Packages(Vec<DebPackage>),
+    Packages(PackageLayer),
     /// The dpkg database over the base's: `status`, `extended_states`, upgrade whiteouts.
     Database(Box<Database>),
+}
+
+/// The `.deb`s of one layer, and where the base's merged /usr sends their files.
+#[derive(Clone, Debug)]
+pub struct PackageLayer {
+    pub debs: Vec<DebPackage>,
+    /// The base's top-level directories that are symlinks into /usr (`bin` -> `usr/bin`).
+    pub usr_links: BTreeMap<String, String>,
 }
 
 /// One resolved package of the build.
@@ -71,6 +83,7 @@ pub struct Database {
     pub packages: Vec<DebPackage>,
     /// Whether the configure layer follows (new packages are then `unpacked` until it runs).
     pub configure: bool,
+    pub usr_links: BTreeMap<String, String>,
     /// For each upgraded base package (its dpkg name): its old `.list`, whose paths the new
     /// version no longer ships become whiteouts.
     pub old_lists: Vec<(String, String)>,

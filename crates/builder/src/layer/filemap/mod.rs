@@ -308,6 +308,16 @@ impl FileMap {
     /// Compressed input is decompressed once into an unnamed temporary file; content is never
     /// held in memory.
     pub fn add_tar(&mut self, tar: &Path) -> Result<(), FileMapError> {
+        self.add_tar_members(tar, false)
+    }
+
+    /// Adds the entries of a tar as [`FileMap::add_tar`] does, but keeping each member's numeric
+    /// owner: for tars whose owners are part of what they mean (a `.deb`'s files).
+    pub fn add_tar_keeping_owners(&mut self, tar: &Path) -> Result<(), FileMapError> {
+        self.add_tar_members(tar, true)
+    }
+
+    fn add_tar_members(&mut self, tar: &Path, keep_owners: bool) -> Result<(), FileMapError> {
         let in_tar = |err: FileMapError| FileMapError::Tar {
             path: tar.to_owned(),
             message: err.to_string(),
@@ -317,6 +327,8 @@ impl FileMap {
                 path,
                 node,
                 mode,
+                uid,
+                gid,
                 xattrs,
             } = member;
             let follow = match node {
@@ -328,8 +340,11 @@ impl FileMap {
                 // `./` itself: the root is not an entry.
                 continue;
             }
+            let (uid, gid) = if keep_owners { (uid, gid) } else { (0, 0) };
             let meta = EntryMeta {
                 mode: Some(mode & PERMISSION_BITS),
+                uid,
+                gid,
                 xattrs,
                 ..EntryMeta::default()
             };
