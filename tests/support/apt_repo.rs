@@ -274,8 +274,8 @@ impl AptRepoBuilder {
         let server = FileServer::start(root.clone());
         AptRepo {
             root,
-            public_key: key.public_key,
-            public_key_armored: key.public_key_armored,
+            public_key: key.public_key.clone(),
+            public_key_armored: key.public_key_armored.clone(),
             server,
             _work: work,
         }
@@ -490,7 +490,7 @@ fn rfc2822(time: SystemTime) -> String {
         .expect("time after the epoch")
         .as_secs();
     let date = time::OffsetDateTime::from_unix_timestamp(seconds as i64).expect("a valid time");
-    let format = time::format_description::parse(
+    let format = time::format_description::parse_borrowed::<2>(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] UTC",
     )
     .expect("a date format");
