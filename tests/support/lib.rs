@@ -1,14 +1,15 @@
 //! Test support for the end-to-end suite: required tools, scratch directories, base images made
 //! with tools that are not ours, real registries started on loopback, the container runtimes
-//! (containerd, Docker) that run what layerize builds, builds with script steps, a seccomp
-//! filter that takes namespaces away from a child, as in an unprivileged container, and a signed
-//! apt repository served on loopback.
+//! (containerd, Docker) that run what layerize builds, builds with script steps and with apt
+//! layers, a seccomp filter that takes namespaces away from a child, as in an unprivileged
+//! container, and a signed apt repository served on loopback.
 //!
 //! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
 //! they run it through [`layerize!`].
 
 pub mod access_log;
 pub mod app_image;
+pub mod apt_builds;
 pub mod apt_repo;
 pub mod children;
 pub mod containerd;

@@ -1,7 +1,8 @@
 //! podman as an independent consumer of what layerize writes: each [`Podman`] is a private
 //! container store (its own root, runroot and tmpdir under a temp dir) so parallel tests never
 //! share image names, IDs or locks; [`PulledImage`] pulls a reference into one, mounts it with
-//! `podman image mount` and lets tests read files, run binaries with `chroot` and inspect the config.
+//! `podman image mount` and lets tests read files, run binaries with `chroot` and inspect the config
+//! (or gives a writable root of a created container, for commands that write).
 //! Mounts are undone when these go out of scope, on a panic too.
 //!
 //! `podman run` does not work on these machines (crun cannot set rlimits), which is why images are
@@ -143,6 +144,16 @@ impl PulledImage {
         let mut all: Value =
             serde_json::from_str(&text).expect("podman image inspect printed JSON");
         all[0].take()
+    }
+
+    /// A writable root of the image: a container made with `podman create` (never started:
+    /// `podman run` does not work here) and mounted with `podman mount`, for commands that
+    /// write, such as `apt-get update`. Each call makes another container; the store's reset
+    /// on drop removes them.
+    pub fn writable_root(&self) -> PathBuf {
+        let container = tools::run(self.podman.command().args(["create", &self.id]));
+        let root = tools::run(self.podman.command().args(["mount", container.trim()]));
+        PathBuf::from(root.trim())
     }
 
     /// Runs `args` inside the mounted root with `chroot` and returns stdout; panics on failure.

@@ -1,0 +1,421 @@
+//! End-to-end (issue 9): apt packages as per-package layers on the real Debian bookworm minbase
+//! (mmdebstrap, its sources pointing at deb.debian.org), pushed to a loopback registry and
+//! checked in a chroot of what podman pulled and mounted.
+//!
+//! - `apt: [curl, git, vim, ca-certificates]`: the tools run, vim through the link its postinst
+//!   made with update-alternatives, the CA bundle its postinst made exists, dpkg and apt see a
+//!   consistent database (`dpkg -s`, `dpkg --audit`, `apt-get check`, `apt-get install -s wget`
+//!   after an `apt-get update`), `/bin` is still the base's symlink; the report names each
+//!   package's layer and what pulled it in.
+//! - Incremental on the same tag: without git, every package layer is reused, git's and what only
+//!   git pulled in are dropped, and only the dpkg-database and dpkg-configure layers are built;
+//!   with wget added, only wget's new packages are built besides those two.
+//! - The same packages from the same index give the same digests with a cold and a warm cache.
+//! - `--apt-scripts skip` leaves the configure layer out and says whose scripts did not run;
+//!   a `group:` entry is one layer, and `--apt` adds packages from the command line.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+use support::apt_builds::{
+    apt, apt_group_layer, apt_layer, chroot_ok, chroot_sh, dropped_names, layers_of, package,
+    package_names, packages, string_set,
+};
+use support::layerize::run_with_report;
+use support::podman::PulledImage;
+use support::scratch_dir;
+use support::script_builds::{layer, layer_digests, own_layer_names, own_layers, step, DebianSite};
+
+const DATABASE: &str = "dpkg-database";
+const CONFIGURE: &str = "dpkg-configure";
+
+/// `layerize build -c FILE ARGS... --report R`, which must succeed; returns the report.
+fn build(file: &Path, args: &[&str]) -> Value {
+    let mut command = support::layerize!();
+    command.arg("build").arg("-c").arg(file).args(args);
+    run_with_report(&mut command).report
+}
+
+fn cache_args(cache: &tempfile::TempDir) -> Vec<&str> {
+    vec!["--cache-dir", cache.path().to_str().unwrap()]
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
+fn text(value: &Value) -> &str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a string"))
+}
+
+/// What each package of `apt.packages` resolved to: name, version, architecture, sha256, layer.
+fn resolved(report: &Value) -> Vec<[String; 5]> {
+    packages(report)
+        .iter()
+        .map(|package| {
+            ["name", "version", "architecture", "sha256", "layer"]
+                .map(|field| text(&package[field]).to_owned())
+        })
+        .collect()
+}
+
+/// The own layers whose status is `built`, by name.
+fn built_layer_names(report: &Value) -> BTreeSet<String> {
+    own_layers(report)
+        .into_iter()
+        .filter(|layer| layer["status"] == "built")
+        .map(|layer| text(&layer["name"]).to_owned())
+        .collect()
+}
+
+/// What every report of a build with apt packages and scripts says: each package has a
+/// version, an architecture, a sha256 and a layer of the image; the requested ones are
+/// `requested`; the package layers come first, then dpkg-database, then dpkg-configure (a
+/// script step with a layer).
+fn assert_apt_report(report: &Value, requested: &[&str]) {
+    let names = own_layer_names(report);
+    let package_layers: BTreeSet<String> = layers_of(report, &package_names(report));
+    for package in packages(report) {
+        let name = text(&package["name"]);
+        assert!(!text(&package["version"]).is_empty(), "{package}");
+        assert!(!text(&package["architecture"]).is_empty(), "{package}");
+        let sha256 = text(&package["sha256"]);
+        assert!(
+            sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{package}"
+        );
+        assert!(
+            names.iter().any(|layer| *layer == package["layer"]),
+            "package {name} is in layer {}, which the image does not have: {names:?}",
+            package["layer"]
+        );
+        assert_eq!(
+            package["requested"],
+            requested.contains(&name),
+            "requested in {package}"
+        );
+        assert!(
+            ["built", "reused"].contains(&text(&package["status"])),
+            "{package}"
+        );
+        assert!(package["pulled_by"].is_array(), "{package}");
+    }
+    for name in requested {
+        package(report, name);
+    }
+    let split = names.len().saturating_sub(2);
+    assert_eq!(
+        names[split..],
+        [DATABASE, CONFIGURE],
+        "the last layers: {names:?}"
+    );
+    let head: BTreeSet<String> = names[..split].iter().cloned().collect();
+    assert_eq!(head, package_layers, "the layers before {DATABASE}");
+    assert_eq!(step(report, CONFIGURE)["layer"], true, "{report}");
+    assert_eq!(
+        layer(report, CONFIGURE)["key"],
+        step(report, CONFIGURE)["key"]
+    );
+    assert_eq!(apt(report)["scripts"], "run");
+}
+
+/// In a chroot of the pulled image: curl, git (when `with_git`) and vim run, vim through the
+/// alternatives link, the CA bundle is there, dpkg and apt find the database consistent, and
+/// `/bin` is the base's symlink.
+fn assert_tools_work(pulled: &PulledImage, with_git: bool) {
+    let root = pulled.root();
+    assert!(chroot_ok(root, "curl --version").starts_with("curl "));
+    if with_git {
+        assert!(chroot_ok(root, "git --version").starts_with("git version "));
+    }
+    assert!(chroot_ok(root, "vim --version").contains("VIM - Vi IMproved"));
+    assert_eq!(
+        std::fs::read_link(root.join("usr/bin/vim")).unwrap(),
+        Path::new("/etc/alternatives/vim"),
+        "/usr/bin/vim is not update-alternatives' link"
+    );
+    assert_eq!(
+        chroot_ok(root, "readlink -f /usr/bin/vim").trim(),
+        "/usr/bin/vim.basic"
+    );
+    let bundle = std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt"))
+        .expect("the CA bundle ca-certificates' postinst makes");
+    assert!(bundle.contains("-----BEGIN CERTIFICATE-----"), "{bundle}");
+    assert!(
+        chroot_ok(root, "dpkg -s curl").contains("Status: install ok installed"),
+        "dpkg -s curl"
+    );
+    let audit = chroot_sh(root, "dpkg --audit");
+    assert!(
+        audit.status.success() && audit.stdout.is_empty() && audit.stderr.is_empty(),
+        "dpkg --audit: {}",
+        support::tools::describe_output(&audit)
+    );
+    // The mount is read-only: apt warns that it cannot lock, and must find nothing broken.
+    let check = chroot_sh(root, "apt-get check");
+    assert!(
+        check.status.success() && !String::from_utf8_lossy(&check.stderr).contains("E:"),
+        "apt-get check: {}",
+        support::tools::describe_output(&check)
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+}
+
+/// In a writable container of the pulled image: `apt-get update` and `apt-get install -s wget`
+/// plan without errors (the base has no package lists, so apt needs the update first).
+fn assert_apt_plans_wget(pulled: &PulledImage) {
+    let root = pulled.writable_root();
+    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).expect("copy resolv.conf");
+    let plan = chroot_sh(&root, "apt-get update -q && apt-get install -s wget");
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert!(
+        plan.status.success() && stdout.contains("Inst wget") && !stderr.contains("E:"),
+        "apt-get install -s wget: {}",
+        support::tools::describe_output(&plan)
+    );
+}
+
+#[test]
+fn apt_packages_build_on_bookworm_and_rebuild_only_the_database() {
+    let site = DebianSite::new();
+    let project = scratch_dir();
+    let cache = scratch_dir();
+    let target = site.reference("tools:1");
+    let write = |packages: &[&str]| {
+        site.write_build_file(project.path(), &target, &[apt_layer("tools", packages)])
+    };
+
+    // The first build: every package resolved, downloaded and built, the scripts run.
+    let requested = ["curl", "git", "vim", "ca-certificates"];
+    let first = build(&write(&requested), &cache_args(&cache));
+    assert_apt_report(&first, &requested);
+    for layer in own_layers(&first) {
+        assert_eq!(layer["status"], "built", "{layer}");
+    }
+    for package in packages(&first) {
+        assert_eq!(package["status"], "built", "{package}");
+    }
+    let curl = package(&first, "curl");
+    assert_eq!(curl["layer"], "curl", "{curl}");
+    let libcurl = package(&first, "libcurl4");
+    assert_eq!(libcurl["requested"], false, "{libcurl}");
+    assert!(
+        string_set(&libcurl["pulled_by"]).contains("curl"),
+        "{libcurl}"
+    );
+    // libcurl4 is Multi-Arch: same, so its layer is named with its architecture.
+    assert_eq!(
+        libcurl["layer"],
+        format!("libcurl4:{}", text(&libcurl["architecture"])),
+        "{libcurl}"
+    );
+    let with_scripts = string_set(&apt(&first)["with_scripts"]);
+    assert!(
+        with_scripts.is_superset(&set(&["ca-certificates", "vim"])),
+        "with_scripts: {with_scripts:?}"
+    );
+    assert_eq!(step(&first, CONFIGURE)["status"], "built");
+    {
+        let pulled = PulledImage::pull(&target, None);
+        assert_tools_work(&pulled, true);
+        assert_apt_plans_wget(&pulled);
+    }
+
+    // git removed: what only git pulled in goes with it, every other package layer is reused,
+    // and only the database and the configure layer are made again.
+    let only_git: BTreeSet<String> = packages(&first)
+        .iter()
+        .filter(|package| {
+            package["name"] == "git"
+                || (package["requested"] == false
+                    && string_set(&package["pulled_by"]) == set(&["git"]))
+        })
+        .map(|package| text(&package["name"]).to_owned())
+        .collect();
+    assert!(
+        only_git.len() >= 2 && only_git.contains("git-man"),
+        "git pulls in git-man, and more: {only_git:?}"
+    );
+    let without_git = ["curl", "vim", "ca-certificates"];
+    let second = build(&write(&without_git), &cache_args(&cache));
+    assert_apt_report(&second, &without_git);
+    let kept: BTreeSet<String> = package_names(&first)
+        .difference(&only_git)
+        .cloned()
+        .collect();
+    assert_eq!(package_names(&second), kept);
+    for package in packages(&second) {
+        assert_eq!(package["status"], "reused", "{package}");
+    }
+    assert_eq!(built_layer_names(&second), set(&[DATABASE, CONFIGURE]));
+    for name in without_git {
+        assert_eq!(
+            layer(&second, name)["digest"],
+            layer(&first, name)["digest"],
+            "{name}"
+        );
+        assert_eq!(layer(&second, name)["key"], layer(&first, name)["key"]);
+    }
+    let mut gone = layers_of(&first, &only_git);
+    gone.extend(set(&[DATABASE, CONFIGURE]));
+    assert_eq!(dropped_names(&second), gone, "{}", second["dropped"]);
+    assert_ne!(
+        layer(&second, DATABASE)["key"],
+        layer(&first, DATABASE)["key"]
+    );
+    assert_ne!(
+        layer(&second, CONFIGURE)["key"],
+        layer(&first, CONFIGURE)["key"]
+    );
+
+    // wget added: its packages that no earlier build had are built, the rest reused.
+    let with_wget = ["curl", "vim", "ca-certificates", "wget"];
+    let third = build(&write(&with_wget), &cache_args(&cache));
+    assert_apt_report(&third, &with_wget);
+    let before: BTreeSet<String> = package_names(&first)
+        .union(&package_names(&second))
+        .cloned()
+        .collect();
+    let new: BTreeSet<String> = package_names(&third).difference(&before).cloned().collect();
+    assert!(new.contains("wget"), "{new:?}");
+    for package in packages(&third) {
+        let expected = if new.contains(text(&package["name"])) {
+            "built"
+        } else {
+            "reused"
+        };
+        assert_eq!(package["status"], expected, "{package}");
+    }
+    let mut built = layers_of(&third, &new);
+    built.extend(set(&[DATABASE, CONFIGURE]));
+    assert_eq!(built_layer_names(&third), built);
+    {
+        let pulled = PulledImage::pull(&target, None);
+        assert_tools_work(&pulled, false);
+        let root = pulled.root();
+        assert!(chroot_ok(root, "wget --version").starts_with("GNU Wget"));
+        assert!(
+            !chroot_sh(root, "command -v git").status.success(),
+            "git is still on PATH"
+        );
+        let git = chroot_sh(root, "dpkg -s git");
+        assert!(
+            !git.status.success() && String::from_utf8_lossy(&git.stderr).contains("not installed"),
+            "dpkg -s git: {}",
+            support::tools::describe_output(&git)
+        );
+    }
+}
+
+/// The same packages from the same index: a cold build (empty cache dir), a warm one (the same
+/// cache dir, another repository) and a second cold one give the same image.
+#[test]
+fn a_cold_and_a_warm_cache_give_the_same_digests() {
+    let site = DebianSite::new();
+    let project = scratch_dir();
+    let requested = ["curl", "ca-certificates"];
+    let file = site.write_build_file(
+        project.path(),
+        &site.reference("same:cold"),
+        &[apt_layer("tools", &requested)],
+    );
+    let (cache, other_cache) = (scratch_dir(), scratch_dir());
+    let cold = build(&file, &cache_args(&cache));
+    assert_apt_report(&cold, &requested);
+
+    let warm_target = site.reference("same/warm:1");
+    let mut args = cache_args(&cache);
+    args.extend(["--target", &warm_target]);
+    let warm = build(&file, &args);
+    for layer in own_layers(&warm) {
+        assert_eq!(layer["status"], "reused", "{layer}");
+    }
+    for package in packages(&warm) {
+        assert_eq!(package["status"], "reused", "{package}");
+    }
+
+    let cold_target = site.reference("same/cold:1");
+    let mut args = cache_args(&other_cache);
+    args.extend(["--target", &cold_target]);
+    let cold_again = build(&file, &args);
+    for package in packages(&cold_again) {
+        assert_eq!(package["status"], "built", "{package}");
+    }
+
+    for report in [&warm, &cold_again] {
+        assert_eq!(resolved(report), resolved(&cold), "the same packages");
+        assert_eq!(layer_digests(report), layer_digests(&cold));
+        assert_eq!(report["digest"], cold["digest"]);
+    }
+}
+
+/// `--apt-scripts skip`: no configure step or layer, the report lists ca-certificates among the
+/// packages whose scripts did not run, dpkg sees it installed, and its postinst's CA bundle is
+/// absent. Also: a `group:` entry is one layer for curl and what only curl pulls in, named by
+/// the entry, and `--apt` adds a package from the command line.
+#[test]
+fn skipped_scripts_leave_no_configure_layer_and_a_group_is_one_layer() {
+    let site = DebianSite::new();
+    let project = scratch_dir();
+    let cache = scratch_dir();
+    let target = site.reference("skip:1");
+    let file = site.write_build_file(
+        project.path(),
+        &target,
+        &[apt_group_layer("web", &["curl"])],
+    );
+    let mut args = cache_args(&cache);
+    args.extend(["--apt", "ca-certificates", "--apt-scripts", "skip"]);
+    let report = build(&file, &args);
+
+    let names = own_layer_names(&report);
+    assert!(!names.iter().any(|name| name == CONFIGURE), "{names:?}");
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some(DATABASE),
+        "{names:?}"
+    );
+    assert!(
+        report["steps"]
+            .as_array()
+            .is_none_or(|steps| steps.iter().all(|step| step["name"] != CONFIGURE)),
+        "{}",
+        report["steps"]
+    );
+    assert_eq!(apt(&report)["scripts"], "skip");
+    let skipped = string_set(&apt(&report)["scripts_skipped"]);
+    assert!(skipped.contains("ca-certificates"), "{skipped:?}");
+
+    for name in ["curl", "libcurl4"] {
+        assert_eq!(package(&report, name)["layer"], "web", "{name}");
+    }
+    let ca = package(&report, "ca-certificates");
+    assert_eq!(ca["requested"], true, "{ca}");
+    assert_ne!(ca["layer"], "web", "{ca}");
+    assert_eq!(layer(&report, "web")["status"], "built");
+
+    let pulled = PulledImage::pull(&target, None);
+    let root = pulled.root();
+    for name in ["ca-certificates", "curl"] {
+        assert!(
+            chroot_ok(root, &format!("dpkg -s {name}")).contains("Status: install ok installed"),
+            "dpkg -s {name}"
+        );
+    }
+    assert!(chroot_ok(root, "curl --version").starts_with("curl "));
+    assert!(
+        std::fs::symlink_metadata(root.join("etc/ssl/certs/ca-certificates.crt")).is_err(),
+        "the CA bundle is there though ca-certificates' postinst did not run"
+    );
+    assert!(
+        root.join("usr/share/ca-certificates/mozilla").is_dir(),
+        "ca-certificates' files are missing"
+    );
+}
