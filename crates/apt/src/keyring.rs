@@ -46,13 +46,22 @@ impl Keyring {
             name: name.to_owned(),
             problem,
         };
-        let parsed = if is_armored(bytes) {
-            SignedPublicKey::from_armor_many(bytes)
-                .map(|(keys, _)| keys)
-                .map_err(|e| error(format!("not an armored public key block: {e}")))?
+        let parsed: Vec<_> = if is_armored(bytes) {
+            // A file may hold several armored blocks one after another (`gpg --export -a`
+            // of several keys writes one): each is read.
+            let mut parsed = Vec::new();
+            for block in armored_blocks(bytes) {
+                parsed.extend(
+                    SignedPublicKey::from_armor_many(block)
+                        .map(|(keys, _)| keys)
+                        .map_err(|e| error(format!("not an armored public key block: {e}")))?,
+                );
+            }
+            parsed
         } else {
             SignedPublicKey::from_bytes_many(bytes)
                 .map_err(|e| error(format!("not OpenPGP public keys: {e}")))?
+                .collect()
         };
         let mut keys = Vec::new();
         for key in parsed {
@@ -428,4 +437,20 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().starts_with("keyring y.asc: "), "{err}");
     }
+}
+
+/// The armored blocks of a text, each from its `-----BEGIN` line.
+fn armored_blocks(bytes: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
+    let starts: Vec<usize> = (0..bytes.len())
+        .filter(|&at| bytes[at..].starts_with(BEGIN))
+        .collect();
+    if starts.is_empty() {
+        return vec![bytes];
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| &bytes[start..starts.get(n + 1).copied().unwrap_or(bytes.len())])
+        .collect()
 }

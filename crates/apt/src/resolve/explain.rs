@@ -125,7 +125,8 @@ pub(super) fn nearest_name<'n>(
     names: impl Iterator<Item = &'n str>,
     wanted: &str,
 ) -> Option<String> {
-    let limit = (wanted.chars().count() / 3).max(1);
+    // Two edits (a transposition) at least; a third of the name for long ones.
+    let limit = (wanted.chars().count() / 3).max(2);
     names
         .filter(|name| name.len().abs_diff(wanted.len()) <= limit)
         .filter_map(|name| {
@@ -162,6 +163,7 @@ mod tests {
             nearest_name(names.into_iter(), "crul").as_deref(),
             Some("curl")
         );
+        // "curlz" is one edit from both "curl" and "curlx": the first in order wins.
         assert_eq!(
             nearest_name(names.into_iter(), "curlz").as_deref(),
             Some("curl")
