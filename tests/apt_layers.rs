@@ -334,6 +334,8 @@ fn a_cold_and_a_warm_cache_give_the_same_digests() {
     let mut args = cache_args(&cache);
     args.extend(["--target", &warm_target]);
     let warm = build(&file, &args);
+    assert_eq!(layer_digests(&warm), layer_digests(&cold));
+    assert_eq!(warm["digest"], cold["digest"]);
     for layer in own_layers(&warm) {
         assert_eq!(layer["status"], "reused", "{layer}");
     }

@@ -62,7 +62,8 @@ impl DebSpec {
     }
 
     pub fn control(mut self, field: &str, value: &str) -> DebSpec {
-        self.control_extra.push((field.to_owned(), value.to_owned()));
+        self.control_extra
+            .push((field.to_owned(), value.to_owned()));
         self
     }
 
@@ -173,7 +174,11 @@ impl AptRepoBuilder {
         let pool = root.join("pool").join(COMPONENT);
         std::fs::create_dir_all(&pool).expect("create pool");
         for spec in &self.packages {
-            build_deb(spec, &work.path().join("build"), &pool.join(spec.deb_name()));
+            build_deb(
+                spec,
+                &work.path().join("build"),
+                &pool.join(spec.deb_name()),
+            );
         }
         for raw in &self.raw {
             write_raw_deb(raw, &pool.join(raw.spec.deb_name()));
@@ -204,8 +209,7 @@ impl AptRepoBuilder {
                 std::fs::create_dir_all(&by_hash).expect("create by-hash");
                 for file in ["Packages", "Packages.xz"] {
                     let bytes = std::fs::read(dir.join(file)).expect("read index");
-                    std::fs::write(by_hash.join(sha256_hex(&bytes)), bytes)
-                        .expect("write by-hash");
+                    std::fs::write(by_hash.join(sha256_hex(&bytes)), bytes).expect("write by-hash");
                 }
             }
         }
@@ -346,7 +350,14 @@ impl GpgKey {
             let mut command = tools::command("gpg");
             command
                 .env("GNUPGHOME", home)
-                .args(["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""])
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                ])
                 .args(args);
             command
         };
@@ -371,12 +382,22 @@ impl GpgKey {
 
     /// Writes `InRelease` and `Release.gpg` for `dir/Release`.
     fn sign(&self, dir: &Path) {
-        for (flag, output) in [("--clearsign", "InRelease"), ("--detach-sign", "Release.gpg")] {
+        for (flag, output) in [
+            ("--clearsign", "InRelease"),
+            ("--detach-sign", "Release.gpg"),
+        ] {
             tools::run(
                 tools::command("gpg")
                     .env("GNUPGHOME", &self.home)
                     .args(["--batch", "--quiet", "--yes", "--pinentry-mode", "loopback"])
-                    .args(["--passphrase", "", "--digest-algo", "SHA256", flag, "--armor"])
+                    .args([
+                        "--passphrase",
+                        "",
+                        "--digest-algo",
+                        "SHA256",
+                        flag,
+                        "--armor",
+                    ])
                     .arg("--output")
                     .arg(dir.join(output))
                     .arg(dir.join("Release")),
@@ -542,7 +563,12 @@ impl Drop for FileServer {
 }
 
 fn serve(root: &Path, request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
-    let path = request.url().split('?').next().unwrap_or_default().to_owned();
+    let path = request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let file = (!path.split('/').any(|part| part == ".."))
         .then(|| root.join(path.trim_start_matches('/')))
         .filter(|file| file.is_file())
@@ -568,9 +594,8 @@ fn serve(root: &Path, request: tiny_http::Request, log: &Mutex<Vec<(String, u16)
     let response = match (status, file) {
         (200, Some(bytes)) => {
             let etag = format!("\"{}\"", sha256_hex(&bytes));
-            tiny_http::Response::from_data(bytes).with_header(
-                tiny_http::Header::from_bytes("ETag", etag).expect("an ETag header"),
-            )
+            tiny_http::Response::from_data(bytes)
+                .with_header(tiny_http::Header::from_bytes("ETag", etag).expect("an ETag header"))
         }
         (status, _) => tiny_http::Response::from_data(Vec::new()).with_status_code(status),
     };

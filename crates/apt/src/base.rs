@@ -145,11 +145,13 @@ impl BaseSystem {
         let text = |path: &str| -> Result<Option<String>, BaseError> {
             match bytes(path) {
                 None => Ok(None),
-                Some(bytes) => String::from_utf8(bytes.clone())
-                    .map(Some)
-                    .map_err(|_| BaseError::NotText {
-                        path: path.to_owned(),
-                    }),
+                Some(bytes) => {
+                    String::from_utf8(bytes.clone())
+                        .map(Some)
+                        .map_err(|_| BaseError::NotText {
+                            path: path.to_owned(),
+                        })
+                }
             }
         };
         let os_release = match text(OS_RELEASE)? {
@@ -202,7 +204,9 @@ fn usr_merge(index: &FsIndex) -> UsrMerge {
         .filter(|entry| entry.kind == Kind::Symlink && !entry.path.contains('/'))
         .filter_map(|entry| {
             let resolved = index.resolve(entry.path).ok()?;
-            let is_dir = resolved.entry.is_some_and(|target| target.kind == Kind::Dir);
+            let is_dir = resolved
+                .entry
+                .is_some_and(|target| target.kind == Kind::Dir);
             (is_dir && resolved.path.starts_with("usr/"))
                 .then(|| (entry.path.to_owned(), resolved.path))
         })
@@ -221,8 +225,7 @@ fn parse_os_release(text: &str) -> BTreeMap<String, String> {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        let value = if let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'))
-        {
+        let value = if let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
             let mut unescaped = String::new();
             let mut chars = inner.chars();
             while let Some(c) = chars.next() {
@@ -262,7 +265,10 @@ mod tests {
     }
 
     /// A merged-/usr Debian-like base; `files` are its regular files and their contents.
-    fn base(files: &[(&str, &str)], links: &[(&str, &str)]) -> (FsIndex, BTreeMap<String, Vec<u8>>) {
+    fn base(
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+    ) -> (FsIndex, BTreeMap<String, Vec<u8>>) {
         let mut entries = Vec::new();
         for dir in [
             "etc",

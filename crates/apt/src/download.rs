@@ -216,7 +216,10 @@ mod tests {
         assert!(matches!(err, DownloadError::Sha256 { .. }), "{err}");
         wrong.size = 3;
         let err = download(&[wrong], &cache, 1, &fetcher).await.unwrap_err();
-        assert!(matches!(err, DownloadError::Size { actual: 9, .. }), "{err}");
+        assert!(
+            matches!(err, DownloadError::Size { actual: 9, .. }),
+            "{err}"
+        );
         let left: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
             .map(|entry| entry.unwrap().file_name())

@@ -219,7 +219,9 @@ fn source_keyring(
     };
     let mut keyring = Keyring::default();
     match &source.signed_by {
-        SignedBy::Inline(armored) => keyring = read("the inline Signed-By key", armored.as_bytes())?,
+        SignedBy::Inline(armored) => {
+            keyring = read("the inline Signed-By key", armored.as_bytes())?
+        }
         SignedBy::Files(paths) => {
             for path in paths {
                 let bytes = keyrings
@@ -383,8 +385,11 @@ fn parse_packages(
                 .map(str::to_owned)
                 .ok_or_else(|| problem(format!("package {name} has no `{field}:` field")))
         };
-        let (version, architecture, filename) =
-            (field("Version")?, field("Architecture")?, field("Filename")?);
+        let (version, architecture, filename) = (
+            field("Version")?,
+            field("Architecture")?,
+            field("Filename")?,
+        );
         let size = field("Size")?
             .parse()
             .map_err(|_| problem(format!("package {name}: `Size:` is not a number")))?;
@@ -479,14 +484,20 @@ mod tests {
                 ),
             ]
         );
-        let err = packages_indexes(&source(false), &release(&[], &[]), "D", &options(&[]))
-            .unwrap_err();
+        let err =
+            packages_indexes(&source(false), &release(&[], &[]), "D", &options(&[])).unwrap_err();
         assert!(
-            err.to_string().contains("no Packages index for main/binary-amd64/Packages"),
+            err.to_string()
+                .contains("no Packages index for main/binary-amd64/Packages"),
             "{err}"
         );
-        let flat = packages_indexes(&source(true), &release(&["Packages"], &[]), "D", &options(&[]))
-            .unwrap();
+        let flat = packages_indexes(
+            &source(true),
+            &release(&["Packages"], &[]),
+            "D",
+            &options(&[]),
+        )
+        .unwrap();
         assert_eq!(flat, [("Packages".to_owned(), "D/Packages".to_owned())]);
     }
 
@@ -541,11 +552,16 @@ Size: 1
     fn default_keys_are_the_global_keyrings_only() {
         let debian = std::fs::read("/usr/share/keyrings/debian-archive-keyring.gpg").unwrap();
         let mut keyrings = BTreeMap::new();
-        keyrings.insert("/usr/share/keyrings/debian-archive-keyring.gpg".to_owned(), debian.clone());
+        keyrings.insert(
+            "/usr/share/keyrings/debian-archive-keyring.gpg".to_owned(),
+            debian.clone(),
+        );
         let err = source_keyring(&source(false), &keyrings).unwrap_err();
         assert!(matches!(err, IndexError::NoKeys { .. }), "{err}");
         keyrings.insert("/etc/apt/trusted.gpg.d/debian.gpg".to_owned(), debian);
-        assert!(!source_keyring(&source(false), &keyrings).unwrap().is_empty());
+        assert!(!source_keyring(&source(false), &keyrings)
+            .unwrap()
+            .is_empty());
         let mut named = source(false);
         named.signed_by = SignedBy::Files(vec!["/etc/apt/keyrings/missing.gpg".into()]);
         let err = source_keyring(&named, &keyrings).unwrap_err();

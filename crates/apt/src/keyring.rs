@@ -138,7 +138,12 @@ impl Keyring {
     }
 
     /// Checks one signature; the error says why no key of this keyring vouches for it.
-    fn verify_one(&self, signature: &Signature, data: &[u8], now: SystemTime) -> Result<(), String> {
+    fn verify_one(
+        &self,
+        signature: &Signature,
+        data: &[u8],
+        now: SystemTime,
+    ) -> Result<(), String> {
         let issuer = issuer_of(signature);
         if !matches!(
             signature.typ(),
@@ -390,7 +395,11 @@ mod tests {
         let bytes = std::fs::read(HOST_KEYRING)
             .unwrap_or_else(|e| panic!("{HOST_KEYRING}: {e} (install debian-archive-keyring)"));
         let binary = Keyring::from_bytes(&bytes, HOST_KEYRING).unwrap();
-        assert!(binary.fingerprints().len() >= 3, "{:?}", binary.fingerprints());
+        assert!(
+            binary.fingerprints().len() >= 3,
+            "{:?}",
+            binary.fingerprints()
+        );
         let mut armored_text = Vec::new();
         for (_, key) in &binary.keys {
             armored_text.extend(

@@ -274,7 +274,12 @@ mod tests {
             .collect();
         assert_eq!(
             ops,
-            [Op::EarlierOrEqual, Op::LaterOrEqual, Op::EarlierOrEqual, Op::Later]
+            [
+                Op::EarlierOrEqual,
+                Op::LaterOrEqual,
+                Op::EarlierOrEqual,
+                Op::Later
+            ]
         );
     }
 
@@ -332,6 +337,9 @@ mod tests {
             Err(RelationError::BadName { .. })
         ));
         let message = parse_relations("a (~= 1)").unwrap_err().to_string();
-        assert!(message.contains("(~= 1)") && message.contains("<< <= = >= >>"), "{message}");
+        assert!(
+            message.contains("(~= 1)") && message.contains("<< <= = >= >>"),
+            "{message}"
+        );
     }
 }

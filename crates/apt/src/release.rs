@@ -164,9 +164,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -228,7 +227,10 @@ SHA256:
         assert_eq!(epoch("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
         assert_eq!(epoch("Sat, 10 Jun 2023 08:52:43 UTC"), Some(1_686_387_163));
         assert_eq!(epoch("10 Jun 2023 08:52:43 GMT"), Some(1_686_387_163));
-        assert_eq!(epoch("Sat, 10 Jun 2023 10:52:43 +0200"), Some(1_686_387_163));
+        assert_eq!(
+            epoch("Sat, 10 Jun 2023 10:52:43 +0200"),
+            Some(1_686_387_163)
+        );
         assert_eq!(epoch("Thu, 29 Feb 2024 12:00:00 UTC"), Some(1_709_208_000));
         assert_eq!(epoch("Sat, 10 Foo 2023 08:52:43 UTC"), None);
         assert_eq!(epoch("yesterday"), None);
@@ -254,7 +256,10 @@ SHA256:
     fn malformed_releases_are_refused() {
         assert!(matches!(
             parse("Valid-Until: soon\n"),
-            Err(ReleaseError::BadDate { field: "Valid-Until", .. })
+            Err(ReleaseError::BadDate {
+                field: "Valid-Until",
+                ..
+            })
         ));
         assert!(matches!(
             parse("SHA256:\n abc 12 main/x\n"),

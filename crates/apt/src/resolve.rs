@@ -37,9 +37,7 @@ impl FromStr for Request {
         };
         let text = text.trim();
         let (qualified, version, suite) = match text.find(['=', '/']) {
-            Some(at) if text.as_bytes()[at] == b'=' => {
-                (&text[..at], Some(&text[at + 1..]), None)
-            }
+            Some(at) if text.as_bytes()[at] == b'=' => (&text[..at], Some(&text[at + 1..]), None),
             Some(at) => (&text[..at], None, Some(&text[at + 1..])),
             None => (text, None, None),
         };
@@ -128,7 +126,9 @@ pub fn installed_from_status(status: &str) -> Result<Vec<Installed>, ResolveErro
                 .ok_or_else(|| ResolveError::BadStatus {
                     problem: format!(
                         "the installed package {:?} has no {name} field",
-                        paragraph.get("Package").unwrap_or("(without a Package field)")
+                        paragraph
+                            .get("Package")
+                            .unwrap_or("(without a Package field)")
                     ),
                 })
         };
@@ -211,7 +211,9 @@ pub enum ResolveError {
         name: String,
         architectures: Vec<String>,
     },
-    #[error("{request}: the base has the newer {installed}; layerize does not downgrade base packages")]
+    #[error(
+        "{request}: the base has the newer {installed}; layerize does not downgrade base packages"
+    )]
     Downgrade { request: String, installed: String },
     #[error("cannot install {package:?} {version}: it conflicts with {base:?} {base_version} of the base ({relation}); layerize does not remove base packages")]
     ConflictsWithBase {
@@ -332,7 +334,10 @@ fn recommended(
     new.sort();
     let mut more = Vec::new();
     for id in new {
-        for group in universe.relations(id, Field::Recommends).unwrap_or_default() {
+        for group in universe
+            .relations(id, Field::Recommends)
+            .unwrap_or_default()
+        {
             if !universe.group_satisfied_by(&group, id, chosen).is_empty() {
                 continue;
             }
@@ -374,7 +379,11 @@ fn pick(
         return Err(ResolveError::NoSuchArchitecture {
             request: request.to_string(),
             name: request.name.clone(),
-            architectures: sorted_unique(named.iter().map(|&id| universe.candidate(id).architecture.to_owned())),
+            architectures: sorted_unique(
+                named
+                    .iter()
+                    .map(|&id| universe.candidate(id).architecture.to_owned()),
+            ),
         });
     }
     let in_suite: Vec<CandidateId> = match &request.suite {
@@ -398,12 +407,15 @@ fn pick(
     }
     let of_version: Vec<CandidateId> = match &request.version {
         Some(version) => {
-            let version: Version = version.parse().map_err(|error: crate::version::VersionError| {
-                ResolveError::BadRequest {
-                    request: request.to_string(),
-                    problem: error.to_string(),
-                }
-            })?;
+            let version: Version =
+                version
+                    .parse()
+                    .map_err(
+                        |error: crate::version::VersionError| ResolveError::BadRequest {
+                            request: request.to_string(),
+                            problem: error.to_string(),
+                        },
+                    )?;
             in_suite
                 .iter()
                 .copied()
@@ -417,7 +429,12 @@ fn pick(
         b_candidate
             .version
             .cmp(&a_candidate.version)
-            .then(a_candidate.installed.is_none().cmp(&b_candidate.installed.is_none()))
+            .then(
+                a_candidate
+                    .installed
+                    .is_none()
+                    .cmp(&b_candidate.installed.is_none()),
+            )
             .then(a.cmp(&b))
     }) else {
         let mut versions: Vec<&Version> = in_suite
@@ -538,7 +555,10 @@ fn resolution(
     for (request, &start) in requests.iter().zip(picks) {
         for id in reachable(start, &edges, |id| id == start || new.contains(&id)) {
             if new.contains(&id) {
-                pulled_by.entry(id).or_default().insert(request.name.clone());
+                pulled_by
+                    .entry(id)
+                    .or_default()
+                    .insert(request.name.clone());
             }
         }
     }
@@ -550,7 +570,10 @@ fn resolution(
     for (request, &start) in requests.iter().zip(picks) {
         for id in reachable(start, &edges, |_| true) {
             if orphans.contains(&id) {
-                pulled_by.entry(id).or_default().insert(request.name.clone());
+                pulled_by
+                    .entry(id)
+                    .or_default()
+                    .insert(request.name.clone());
             }
         }
     }

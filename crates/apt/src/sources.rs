@@ -184,7 +184,9 @@ fn paragraph_sources(paragraph: &Paragraph) -> Result<Vec<Source>, String> {
             signed_by_files(&paths)?
         }
     };
-    let architectures = paragraph.get("Architectures").map(|_| words("Architectures"));
+    let architectures = paragraph
+        .get("Architectures")
+        .map(|_| words("Architectures"));
     let allow_unsigned = match paragraph.get("Trusted") {
         Some(value) => yes(value)?,
         None => false,
@@ -321,8 +323,11 @@ deb [ trusted=yes ] http://127.0.0.1:8080/flat ./
 
     #[test]
     fn one_line_errors_name_file_and_line() {
-        let err = parse_one_line("deb http://x/debian bookworm main\ndeb http://x\n", "a.list")
-            .unwrap_err();
+        let err = parse_one_line(
+            "deb http://x/debian bookworm main\ndeb http://x\n",
+            "a.list",
+        )
+        .unwrap_err();
         assert_eq!(err.file, "a.list");
         assert_eq!(err.line, 2);
         assert!(err.to_string().starts_with("a.list:2: "), "{err}");
@@ -332,11 +337,14 @@ deb [ trusted=yes ] http://127.0.0.1:8080/flat ./
         assert!(err.problem.contains("component"), "{err}");
         let err = parse_one_line("rpm http://x bookworm main\n", "d.list").unwrap_err();
         assert!(err.problem.contains("unknown source type"), "{err}");
-        let err =
-            parse_one_line("deb [signed-by=0123ABCD] http://x bookworm main\n", "e.list").unwrap_err();
+        let err = parse_one_line(
+            "deb [signed-by=0123ABCD] http://x bookworm main\n",
+            "e.list",
+        )
+        .unwrap_err();
         assert!(err.problem.contains("absolute keyring path"), "{err}");
-        let err = parse_one_line("deb [trusted=maybe] http://x bookworm main\n", "f.list")
-            .unwrap_err();
+        let err =
+            parse_one_line("deb [trusted=maybe] http://x bookworm main\n", "f.list").unwrap_err();
         assert!(err.problem.contains("neither `yes` nor `no`"), "{err}");
     }
 
@@ -381,9 +389,7 @@ Trusted: yes
         );
         assert_eq!(
             sources[1].signed_by,
-            SignedBy::Files(vec![
-                "/usr/share/keyrings/debian-archive-keyring.gpg".into()
-            ])
+            SignedBy::Files(vec!["/usr/share/keyrings/debian-archive-keyring.gpg".into()])
         );
         assert_eq!(sources[3].components, ["main", "extra"]);
         assert_eq!(sources[3].architectures, Some(vec!["amd64".into()]));
@@ -434,8 +440,8 @@ Components: main
         assert!(err.problem.contains("without `URIs:`"), "{err}");
         let err = parse_deb822("Types: deb\n bad\nnot a field\n", "z.sources").unwrap_err();
         assert_eq!(err.line, 3);
-        let err = parse_deb822("URIs: http://a\nSuites: x\nComponents: main\n", "w.sources")
-            .unwrap_err();
+        let err =
+            parse_deb822("URIs: http://a\nSuites: x\nComponents: main\n", "w.sources").unwrap_err();
         assert!(err.problem.contains("without `Types:`"), "{err}");
     }
 }

@@ -112,7 +112,10 @@ impl FromStr for Version {
             text: trimmed.to_owned(),
             epoch,
             upstream: (upstream_start, upstream_start + upstream_len),
-            revision: (revision.start + upstream_start, revision.end + upstream_start),
+            revision: (
+                revision.start + upstream_start,
+                revision.end + upstream_start,
+            ),
         })
     }
 }
@@ -277,7 +280,11 @@ mod tests {
     fn orders_as_the_table_says() {
         for &(left, expected, right) in CASES {
             if left.starts_with(|c: char| c.is_ascii_digit()) {
-                assert_eq!(version(left).cmp(&version(right)), expected, "{left} {right}");
+                assert_eq!(
+                    version(left).cmp(&version(right)),
+                    expected,
+                    "{left} {right}"
+                );
                 assert_eq!(
                     version(right).cmp(&version(left)),
                     expected.reverse(),
@@ -301,7 +308,10 @@ mod tests {
                 .args(["--compare-versions", left, operator, right])
                 .status()
                 .unwrap();
-            assert!(status.success(), "dpkg disagrees: {left} {operator} {right}");
+            assert!(
+                status.success(),
+                "dpkg disagrees: {left} {operator} {right}"
+            );
         }
     }
 
@@ -329,7 +339,10 @@ mod tests {
     #[test]
     fn parts_and_display() {
         let v = version("1:2.39.2-1.1");
-        assert_eq!((v.epoch(), v.upstream(), v.revision()), (1, "2.39.2", "1.1"));
+        assert_eq!(
+            (v.epoch(), v.upstream(), v.revision()),
+            (1, "2.39.2", "1.1")
+        );
         assert_eq!(v.to_string(), "1:2.39.2-1.1");
         let v = version("1.0-1-2");
         assert_eq!((v.upstream(), v.revision()), ("1.0-1", "2"));
@@ -345,10 +358,20 @@ mod tests {
             ("a:1.0", "the epoch (before `:`) is not a number"),
             ("1.0-", "the revision (after the last `-`) is empty"),
             ("abc", "the upstream version does not start with a digit"),
-            ("1.0_2", "the upstream version may only contain letters, digits and `.+~-:`"),
-            ("1.0-2_3", "the revision may only contain letters, digits and `.+~`"),
+            (
+                "1.0_2",
+                "the upstream version may only contain letters, digits and `.+~-:`",
+            ),
+            (
+                "1.0-2_3",
+                "the revision may only contain letters, digits and `.+~`",
+            ),
         ] {
-            assert_eq!(text.parse::<Version>().unwrap_err().problem, problem, "{text:?}");
+            assert_eq!(
+                text.parse::<Version>().unwrap_err().problem,
+                problem,
+                "{text:?}"
+            );
         }
     }
 }

@@ -15,8 +15,9 @@ const ARCHIVE: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 fn debian_keyring_bytes() -> Vec<u8> {
-    std::fs::read(KEYRING)
-        .unwrap_or_else(|e| panic!("{KEYRING}: {e}: run scripts/install-deps (debian-archive-keyring)"))
+    std::fs::read(KEYRING).unwrap_or_else(|e| {
+        panic!("{KEYRING}: {e}: run scripts/install-deps (debian-archive-keyring)")
+    })
 }
 
 #[tokio::test]
@@ -34,13 +35,23 @@ async fn the_bookworm_in_release_verifies_and_a_tampered_copy_does_not() {
     assert_eq!(release.codename.as_deref(), Some("bookworm"));
     assert!(release.acquire_by_hash);
     assert!(release.sha256.contains_key("main/binary-amd64/Packages.xz"));
-    assert!(!signed.contains("BEGIN PGP"), "only the signed text is returned");
+    assert!(
+        !signed.contains("BEGIN PGP"),
+        "only the signed text is returned"
+    );
 
     // One hash digit changed in the signed part: no signature holds.
-    let (at, _) = text.match_indices("main/binary-amd64/Packages.xz").next().unwrap();
+    let (at, _) = text
+        .match_indices("main/binary-amd64/Packages.xz")
+        .next()
+        .unwrap();
     let line_start = text[..at].rfind('\n').unwrap() + 2;
     let mut tampered = text.clone().into_bytes();
-    tampered[line_start] = if tampered[line_start] == b'0' { b'1' } else { b'0' };
+    tampered[line_start] = if tampered[line_start] == b'0' {
+        b'1'
+    } else {
+        b'0'
+    };
     let tampered = String::from_utf8(tampered).unwrap();
     let err = keyring.verify_cleartext(&tampered, now).unwrap_err();
     assert!(matches!(err, SignatureError::Invalid(_)), "{err}");
@@ -74,7 +85,9 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
     assert!(index.packages.len() > 50_000, "{}", index.packages.len());
     assert_eq!(
         index.sources_read,
-        [format!("{ARCHIVE}/dists/bookworm/main/binary-amd64/Packages.xz")]
+        [format!(
+            "{ARCHIVE}/dists/bookworm/main/binary-amd64/Packages.xz"
+        )]
     );
     let curl = index
         .packages
@@ -83,7 +96,10 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
         .expect("curl in bookworm main");
     assert_eq!(curl.architecture, "amd64");
     assert!(curl.version.starts_with("7.88.1-10"), "{}", curl.version);
-    assert!(curl.deb.url.starts_with(&format!("{ARCHIVE}/pool/main/c/curl/curl_")));
+    assert!(curl
+        .deb
+        .url
+        .starts_with(&format!("{ARCHIVE}/pool/main/c/curl/curl_")));
     assert_eq!(curl.deb.sha256.len(), 64);
     assert!(curl.paragraph.get("Depends").unwrap().contains("libcurl4"));
     assert!(index.packages.iter().any(|p| p.architecture == "all"));

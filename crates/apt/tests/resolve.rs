@@ -5,7 +5,7 @@
 use layerize_apt::control;
 use layerize_apt::package::{ArchivePackage, DebLocation, MultiArch, Origin};
 use layerize_apt::resolve::{
-    Installed, Options, Request, ResolveError, Resolution, installed_from_status, resolve,
+    installed_from_status, resolve, Installed, Options, Request, Resolution, ResolveError,
 };
 
 /// An archive from `Packages`-like stanzas; `Suite:` (not a real index field) sets the origin.
@@ -88,14 +88,20 @@ fn chosen(resolution: &Resolution, available: &[ArchivePackage]) -> Vec<String> 
             if package.architecture == "amd64" || package.architecture == "all" {
                 format!("{}={}", package.name, package.version)
             } else {
-                format!("{}:{}={}", package.name, package.architecture, package.version)
+                format!(
+                    "{}:{}={}",
+                    package.name, package.architecture, package.version
+                )
             }
         })
         .collect()
 }
 
 fn installs(names: &[&str], available: &[ArchivePackage], installed: &[Installed]) -> Vec<String> {
-    chosen(&solve(names, available, installed, &options()).unwrap(), available)
+    chosen(
+        &solve(names, available, installed, &options()).unwrap(),
+        available,
+    )
 }
 
 #[test]
@@ -103,10 +109,28 @@ fn requests_parse_and_print() {
     for (text, name, arch, version, suite) in [
         ("curl", "curl", None, None, None),
         ("curl=7.88.1-10", "curl", None, Some("7.88.1-10"), None),
-        ("curl/bookworm-backports", "curl", None, None, Some("bookworm-backports")),
+        (
+            "curl/bookworm-backports",
+            "curl",
+            None,
+            None,
+            Some("bookworm-backports"),
+        ),
         ("libc6:i386", "libc6", Some("i386"), None, None),
-        ("libc6:i386=2.36-9", "libc6", Some("i386"), Some("2.36-9"), None),
-        ("libc6:i386/bookworm", "libc6", Some("i386"), None, Some("bookworm")),
+        (
+            "libc6:i386=2.36-9",
+            "libc6",
+            Some("i386"),
+            Some("2.36-9"),
+            None,
+        ),
+        (
+            "libc6:i386/bookworm",
+            "libc6",
+            Some("i386"),
+            None,
+            Some("bookworm"),
+        ),
         ("vim=2:9.0.1378-2", "vim", None, Some("2:9.0.1378-2"), None),
     ] {
         let request: Request = text.parse().unwrap();
@@ -122,9 +146,14 @@ fn requests_parse_and_print() {
         );
         assert_eq!(request.to_string(), text);
     }
-    for bad in ["", "=1.0", ":amd64", "curl:", "curl=", "curl/", "cu rl", "curl=x1", "curl=1/2"] {
+    for bad in [
+        "", "=1.0", ":amd64", "curl:", "curl=", "curl/", "cu rl", "curl=x1", "curl=1/2",
+    ] {
         let error = bad.parse::<Request>().unwrap_err();
-        assert!(matches!(error, ResolveError::BadRequest { .. }), "{bad:?}: {error}");
+        assert!(
+            matches!(error, ResolveError::BadRequest { .. }),
+            "{bad:?}: {error}"
+        );
     }
 }
 
@@ -144,7 +173,9 @@ fn dependencies_are_followed_with_their_versions() {
     let app = &resolution.packages[0];
     assert!(app.requested && app.upgrades.is_none());
     assert_eq!(app.pulled_by, ["app"]);
-    assert!(resolution.packages[1..].iter().all(|p| !p.requested && p.pulled_by == ["app"]));
+    assert!(resolution.packages[1..]
+        .iter()
+        .all(|p| !p.requested && p.pulled_by == ["app"]));
 }
 
 #[test]
@@ -194,7 +225,10 @@ fn the_base_satisfies_without_installing_anything() {
     assert_eq!(installs(&["app"], &available, &installed), ["app=1"]);
     // Requested and already installed at the archive's newest: nothing to do.
     let installed = base("Package: libc6\nVersion: 2.36-9+deb12u4\n");
-    assert_eq!(installs(&["libc6", "app"], &available, &installed), ["app=1"]);
+    assert_eq!(
+        installs(&["libc6", "app"], &available, &installed),
+        ["app=1"]
+    );
 }
 
 #[test]
@@ -231,7 +265,8 @@ fn a_base_package_is_upgraded_when_a_dependency_needs_newer() {
 
 #[test]
 fn base_packages_are_never_downgraded() {
-    let available = archive("Package: libw\nVersion: 1\n\nPackage: app\nVersion: 1\nDepends: libw (<< 2)\n");
+    let available =
+        archive("Package: libw\nVersion: 1\n\nPackage: app\nVersion: 1\nDepends: libw (<< 2)\n");
     let installed = base("Package: libw\nVersion: 2\n");
     let error = solve(&["libw=1"], &available, &installed, &options()).unwrap_err();
     assert_eq!(
@@ -240,8 +275,14 @@ fn base_packages_are_never_downgraded() {
     );
     let error = solve(&["app"], &available, &installed, &options()).unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, ResolveError::Unsatisfiable { .. }), "{message}");
-    assert!(message.contains("app") && message.contains("libw"), "{message}");
+    assert!(
+        matches!(error, ResolveError::Unsatisfiable { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("app") && message.contains("libw"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -258,7 +299,10 @@ fn a_conflict_with_the_base_is_refused_naming_both() {
     );
     // Through a dependency it cannot do without.
     let error = solve(&["c"], &available, &installed, &options()).unwrap_err();
-    assert!(matches!(error, ResolveError::ConflictsWithBase { ref package, .. } if package == "a"), "{error}");
+    assert!(
+        matches!(error, ResolveError::ConflictsWithBase { ref package, .. } if package == "a"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -267,7 +311,8 @@ fn breaks_either_way_are_refused() {
         "Package: new\nVersion: 2\nBreaks: old (<< 3)\n\n\
          Package: victim\nVersion: 1\n",
     );
-    let installed = base("Package: old\nVersion: 2\n\nPackage: guard\nVersion: 1\nBreaks: victim (<< 5)\n");
+    let installed =
+        base("Package: old\nVersion: 2\n\nPackage: guard\nVersion: 1\nBreaks: victim (<< 5)\n");
     let error = solve(&["new"], &available, &installed, &options()).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -292,15 +337,22 @@ fn a_package_may_conflict_with_what_it_provides() {
     assert_eq!(installs(&["postfix"], &available, &[]), ["postfix=3"]);
     let installed = base("Package: exim\nVersion: 4\nProvides: mta\n");
     let error = solve(&["postfix"], &available, &installed, &options()).unwrap_err();
-    assert!(matches!(error, ResolveError::ConflictsWithBase { ref base, .. } if base == "exim"), "{error}");
+    assert!(
+        matches!(error, ResolveError::ConflictsWithBase { ref base, .. } if base == "exim"),
+        "{error}"
+    );
 }
 
 #[test]
 fn unsatisfiable_dependencies_are_explained() {
-    let available = archive("Package: app\nVersion: 1\nDepends: lib (>= 9)\n\nPackage: lib\nVersion: 1\n");
+    let available =
+        archive("Package: app\nVersion: 1\nDepends: lib (>= 9)\n\nPackage: lib\nVersion: 1\n");
     let error = solve(&["app"], &available, &[], &options()).unwrap_err();
     let message = error.to_string();
-    assert!(message.starts_with("cannot install \"app\" on this base:\n"), "{message}");
+    assert!(
+        message.starts_with("cannot install \"app\" on this base:\n"),
+        "{message}"
+    );
     assert!(message.contains("lib (>= 9)"), "{message}");
 }
 
@@ -310,7 +362,11 @@ fn unknown_packages_versions_suites_and_architectures_are_named() {
         "Package: curl\nVersion: 7.88.1-10+deb12u8\n\n\
          Package: curl\nVersion: 8.14.1-2~bpo12+1\nSuite: bookworm-backports\n",
     );
-    let message = |names: &[&str]| solve(names, &available, &[], &options()).unwrap_err().to_string();
+    let message = |names: &[&str]| {
+        solve(names, &available, &[], &options())
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(
         message(&["crul"]),
         "no package \"crul\" in the archive (sources: http://archive.test/debian bookworm main, http://archive.test/debian bookworm-backports main); did you mean \"curl\"?"
@@ -337,8 +393,14 @@ fn candidates_are_the_newest_unless_pinned_by_version_or_suite() {
          Package: curl\nVersion: 7.88.1-10+deb12u5\n\n\
          Package: curl\nVersion: 8.14.1-2~bpo12+1\nSuite: bookworm-backports\n",
     );
-    assert_eq!(installs(&["curl"], &available, &[]), ["curl=8.14.1-2~bpo12+1"]);
-    assert_eq!(installs(&["curl/bookworm"], &available, &[]), ["curl=7.88.1-10+deb12u8"]);
+    assert_eq!(
+        installs(&["curl"], &available, &[]),
+        ["curl=8.14.1-2~bpo12+1"]
+    );
+    assert_eq!(
+        installs(&["curl/bookworm"], &available, &[]),
+        ["curl=7.88.1-10+deb12u8"]
+    );
     assert_eq!(
         installs(&["curl=7.88.1-10+deb12u5"], &available, &[]),
         ["curl=7.88.1-10+deb12u5"]
@@ -389,7 +451,10 @@ fn architectures_any_foreign_and_explicit() {
     assert!(solve(&["strict"], &available, &[], &multiarch).is_err());
     // `Multi-Arch: same` packages of two architectures side by side.
     let resolution = solve(&["libc6", "libc6:i386"], &available, &[], &multiarch).unwrap();
-    assert_eq!(chosen(&resolution, &available), ["libc6=2.36", "libc6:i386=2.36"]);
+    assert_eq!(
+        chosen(&resolution, &available),
+        ["libc6=2.36", "libc6:i386=2.36"]
+    );
     // Without i386 enabled, its packages are not candidates.
     assert!(solve(&["app"], &available, &[], &options()).is_err());
 }

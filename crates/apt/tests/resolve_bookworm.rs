@@ -9,8 +9,8 @@ use std::path::Path;
 
 use layerize_apt::control;
 use layerize_apt::package::{ArchivePackage, DebLocation, MultiArch, Origin};
-use layerize_apt::relation::{Alternatives, parse_relations};
-use layerize_apt::resolve::{Installed, Options, Request, installed_from_status, resolve};
+use layerize_apt::relation::{parse_relations, Alternatives};
+use layerize_apt::resolve::{installed_from_status, resolve, Installed, Options, Request};
 use layerize_apt::version::Version;
 use layerize_test_support::{images, tools};
 
@@ -24,7 +24,11 @@ fn download_packages_index() -> Vec<u8> {
         .build()
         .unwrap();
     let compressed = runtime.block_on(async {
-        let response = reqwest::get(&url).await.unwrap().error_for_status().unwrap();
+        let response = reqwest::get(&url)
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
         response.bytes().await.unwrap()
     });
     let mut text = Vec::new();
@@ -85,9 +89,9 @@ fn after_install<'a>(
 /// Whether the group holds among `present`, by a real package or a Provides.
 fn holds(group: &Alternatives, present: &BTreeMap<&str, (&str, &control::Paragraph)>) -> bool {
     group.iter().any(|relation| {
-        let real = present.get(relation.name.as_str()).is_some_and(|(version, _)| {
-            relation.admits(&version.parse::<Version>().unwrap())
-        });
+        let real = present
+            .get(relation.name.as_str())
+            .is_some_and(|(version, _)| relation.admits(&version.parse::<Version>().unwrap()));
         let provided = present.values().any(|(_, paragraph)| {
             let provides = parse_relations(paragraph.get("Provides").unwrap_or_default()).unwrap();
             provides.iter().flatten().any(|provide| {
@@ -121,7 +125,13 @@ fn apt_get_plan(index: &[u8], status: &Path) -> BTreeMap<String, String> {
         ),
     )
     .unwrap();
-    for dir in ["etc/apt/apt.conf.d", "etc/apt/preferences.d", "etc/apt/sources.list.d", "state/lists/partial", "cache/archives/partial"] {
+    for dir in [
+        "etc/apt/apt.conf.d",
+        "etc/apt/preferences.d",
+        "etc/apt/sources.list.d",
+        "state/lists/partial",
+        "cache/archives/partial",
+    ] {
         std::fs::create_dir_all(root.path().join(dir)).unwrap();
     }
     std::fs::write(
@@ -172,11 +182,17 @@ fn curl_git_vim_and_ca_certificates_on_a_bookworm_minbase() {
     let status_path = images::debian_rootfs_dir().join("var/lib/dpkg/status");
     let status = std::fs::read_to_string(&status_path).unwrap();
     let installed = installed_from_status(&status).unwrap();
-    assert!(installed.iter().any(|p| p.name == "dpkg"), "a minbase has dpkg");
+    assert!(
+        installed.iter().any(|p| p.name == "dpkg"),
+        "a minbase has dpkg"
+    );
 
     let index = download_packages_index();
     let available = archive_packages(std::str::from_utf8(&index).unwrap());
-    assert!(available.len() > 50_000, "bookworm main has tens of thousands of packages");
+    assert!(
+        available.len() > 50_000,
+        "bookworm main has tens of thousands of packages"
+    );
 
     let requests: Vec<Request> = REQUESTS.iter().map(|name| name.parse().unwrap()).collect();
     let options = Options {
@@ -193,13 +209,23 @@ fn curl_git_vim_and_ca_certificates_on_a_bookworm_minbase() {
 
     // The requests are in it, marked requested, each pulled in by itself.
     for name in REQUESTS {
-        let at = chosen.iter().position(|p| p.name == name).unwrap_or_else(|| panic!("{name} is not in the resolution"));
+        let at = chosen
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in the resolution"));
         assert!(resolution.packages[at].requested, "{name}");
-        assert!(resolution.packages[at].pulled_by.contains(&name.to_owned()), "{name}");
+        assert!(
+            resolution.packages[at].pulled_by.contains(&name.to_owned()),
+            "{name}"
+        );
     }
     // Everything else was pulled in by some request, and is not requested itself.
     for (package, chosen) in chosen.iter().zip(&resolution.packages) {
-        assert!(!chosen.pulled_by.is_empty(), "{} is pulled in by nothing", package.name);
+        assert!(
+            !chosen.pulled_by.is_empty(),
+            "{} is pulled in by nothing",
+            package.name
+        );
         assert_eq!(chosen.requested, REQUESTS.contains(&package.name.as_str()));
     }
 
@@ -208,8 +234,10 @@ fn curl_git_vim_and_ca_certificates_on_a_bookworm_minbase() {
         if let Some(base) = installed.iter().find(|b| b.name == package.name) {
             assert_eq!(chosen.upgrades.as_deref(), Some(base.version.as_str()));
             assert!(
-                package.version.parse::<Version>().unwrap() > base.version.parse::<Version>().unwrap(),
-                "{} is not an upgrade", package.name
+                package.version.parse::<Version>().unwrap()
+                    > base.version.parse::<Version>().unwrap(),
+                "{} is not an upgrade",
+                package.name
             );
         } else {
             assert!(chosen.upgrades.is_none(), "{}", package.name);
@@ -220,8 +248,13 @@ fn curl_git_vim_and_ca_certificates_on_a_bookworm_minbase() {
     let present = after_install(&installed, &chosen);
     for package in &chosen {
         for field in ["Pre-Depends", "Depends"] {
-            for group in parse_relations(package.paragraph.get(field).unwrap_or_default()).unwrap() {
-                assert!(holds(&group, &present), "{} {field}: {group:?} does not hold", package.name);
+            for group in parse_relations(package.paragraph.get(field).unwrap_or_default()).unwrap()
+            {
+                assert!(
+                    holds(&group, &present),
+                    "{} {field}: {group:?} does not hold",
+                    package.name
+                );
             }
         }
     }
@@ -249,8 +282,14 @@ fn curl_git_vim_and_ca_certificates_on_a_bookworm_minbase() {
         .map(|p| (p.name.clone(), p.version.clone()))
         .collect();
     let apt = apt_get_plan(&index, &status_path);
-    let only_ours: BTreeSet<_> = ours.iter().filter(|(k, v)| apt.get(*k) != Some(v)).collect();
-    let only_apt: BTreeSet<_> = apt.iter().filter(|(k, v)| ours.get(*k) != Some(v)).collect();
+    let only_ours: BTreeSet<_> = ours
+        .iter()
+        .filter(|(k, v)| apt.get(*k) != Some(v))
+        .collect();
+    let only_apt: BTreeSet<_> = apt
+        .iter()
+        .filter(|(k, v)| ours.get(*k) != Some(v))
+        .collect();
     assert!(
         only_ours.is_empty() && only_apt.is_empty(),
         "layerize and apt-get differ: only layerize {only_ours:?}, only apt-get {only_apt:?}"

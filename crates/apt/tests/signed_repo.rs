@@ -54,7 +54,10 @@ fn names(index: &Index) -> Vec<(&str, &str, &str)> {
 
 #[tokio::test]
 async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
-    let repo = AptRepo::builder().package(hello()).package(libgreet()).build();
+    let repo = AptRepo::builder()
+        .package(hello())
+        .package(libgreet())
+        .build();
     let cache = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(Some(cache.path().join("indexes"))).unwrap();
     let index = load_repo(&repo, &fetcher).await.unwrap();
@@ -69,15 +72,31 @@ async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
     assert_eq!(hello.origin.component, "main");
     assert_eq!(
         index.sources_read,
-        [format!("{}/dists/stable/main/binary-amd64/Packages.xz", repo.url())]
+        [format!(
+            "{}/dists/stable/main/binary-amd64/Packages.xz",
+            repo.url()
+        )]
     );
 
     let debs: Vec<_> = index.packages.iter().map(|p| p.deb.clone()).collect();
     let dir = cache.path().join("debs");
     let paths = download(&debs, &dir, 4, &fetcher).await.unwrap();
-    let pool_file = repo.dir().join(hello.deb.url.strip_prefix(&format!("{}/", repo.url())).unwrap());
-    let at = index.packages.iter().position(|p| p.name == "hello").unwrap();
-    assert_eq!(std::fs::read(&paths[at]).unwrap(), std::fs::read(pool_file).unwrap());
+    let pool_file = repo.dir().join(
+        hello
+            .deb
+            .url
+            .strip_prefix(&format!("{}/", repo.url()))
+            .unwrap(),
+    );
+    let at = index
+        .packages
+        .iter()
+        .position(|p| p.name == "hello")
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&paths[at]).unwrap(),
+        std::fs::read(pool_file).unwrap()
+    );
     assert_eq!(paths[at], dir.join(format!("{}.deb", hello.deb.sha256)));
 
     // Warm: InRelease and Packages.xz revalidated (304), no .deb fetched again.
@@ -90,7 +109,10 @@ async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
         warm,
         [
             ("/dists/stable/InRelease".to_owned(), 304),
-            ("/dists/stable/main/binary-amd64/Packages.xz".to_owned(), 304),
+            (
+                "/dists/stable/main/binary-amd64/Packages.xz".to_owned(),
+                304
+            ),
         ]
     );
 }
@@ -122,7 +144,10 @@ async fn detached_signatures_by_hash_and_inline_keys_are_accepted() {
 
 #[tokio::test]
 async fn a_bad_signature_is_refused() {
-    let repo = AptRepo::builder().package(libgreet()).corrupt_signature().build();
+    let repo = AptRepo::builder()
+        .package(libgreet())
+        .corrupt_signature()
+        .build();
     let err = load_repo(&repo, &Fetcher::new(None).unwrap())
         .await
         .unwrap_err();
@@ -130,7 +155,10 @@ async fn a_bad_signature_is_refused() {
     let message = err.to_string();
     assert!(message.contains("/dists/stable/InRelease"), "{message}");
     assert!(message.contains("is not valid"), "{message}");
-    assert!(!repo.requests().iter().any(|(path, _)| path.contains("Packages")));
+    assert!(!repo
+        .requests()
+        .iter()
+        .any(|(path, _)| path.contains("Packages")));
 
     // Detached: Release.gpg does not match the altered Release either.
     let repo = AptRepo::builder()
@@ -153,9 +181,14 @@ async fn a_signature_by_a_key_the_source_does_not_trust_is_refused() {
     let (sources, _) = source_and_keys(&repo);
     let debian = std::fs::read("/usr/share/keyrings/debian-archive-keyring.gpg").unwrap();
     let keyrings = BTreeMap::from([(KEYRING.to_owned(), debian)]);
-    let err = load(&sources, &keyrings, &options(), &Fetcher::new(None).unwrap())
-        .await
-        .unwrap_err();
+    let err = load(
+        &sources,
+        &keyrings,
+        &options(),
+        &Fetcher::new(None).unwrap(),
+    )
+    .await
+    .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("in none of the keyrings"), "{message}");
     assert!(message.contains(KEYRING), "{message}");
@@ -172,7 +205,10 @@ async fn an_expired_valid_until_is_refused() {
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("the Release file expired: Valid-Until is"), "{message}");
+    assert!(
+        message.contains("the Release file expired: Valid-Until is"),
+        "{message}"
+    );
     assert!(message.contains(&repo.url()), "{message}");
 
     // Still valid: loads.
@@ -181,7 +217,9 @@ async fn an_expired_valid_until_is_refused() {
         .package(libgreet())
         .valid_until(later)
         .build();
-    load_repo(&repo, &Fetcher::new(None).unwrap()).await.unwrap();
+    load_repo(&repo, &Fetcher::new(None).unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -67,7 +67,12 @@ fn conflict_with_base(universe: &Universe<'_>, id: CandidateId) -> Option<Resolv
         })
         .collect();
     for field in [Field::Conflicts, Field::Breaks] {
-        for relation in universe.relations(id, field).unwrap_or_default().iter().flatten() {
+        for relation in universe
+            .relations(id, field)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+        {
             if let Some(&hit) = base.iter().find(|&&b| universe.relation_names(relation, b)) {
                 let hit = universe.candidate(hit);
                 return Some(ResolveError::ConflictsWithBase {
@@ -86,12 +91,19 @@ fn conflict_with_base(universe: &Universe<'_>, id: CandidateId) -> Option<Resolv
         let keepable_only = universe
             .candidates_keyed(&universe.candidate(b).key)
             .iter()
-            .all(|&other| other == b || universe.candidate(other).version <= universe.candidate(b).version);
+            .all(|&other| {
+                other == b || universe.candidate(other).version <= universe.candidate(b).version
+            });
         if !keepable_only {
             continue;
         }
         for field in [Field::Conflicts, Field::Breaks] {
-            for relation in universe.relations(b, field).unwrap_or_default().iter().flatten() {
+            for relation in universe
+                .relations(b, field)
+                .unwrap_or_default()
+                .iter()
+                .flatten()
+            {
                 if universe.relation_names(relation, id) {
                     let hit = universe.candidate(b);
                     return Some(ResolveError::RefusedByBase {
@@ -109,7 +121,10 @@ fn conflict_with_base(universe: &Universe<'_>, id: CandidateId) -> Option<Resolv
 }
 
 /// The closest known name to a misspelt one (at most a third of its letters off), if any.
-pub(super) fn nearest_name<'n>(names: impl Iterator<Item = &'n str>, wanted: &str) -> Option<String> {
+pub(super) fn nearest_name<'n>(
+    names: impl Iterator<Item = &'n str>,
+    wanted: &str,
+) -> Option<String> {
     let limit = (wanted.chars().count() / 3).max(1);
     names
         .filter(|name| name.len().abs_diff(wanted.len()) <= limit)
@@ -143,8 +158,14 @@ mod tests {
     #[test]
     fn nearest_name_is_the_closest_within_reach() {
         let names = ["curl", "curlx", "libcurl4", "git", "vim"];
-        assert_eq!(nearest_name(names.into_iter(), "crul").as_deref(), Some("curl"));
-        assert_eq!(nearest_name(names.into_iter(), "curlz").as_deref(), Some("curl"));
+        assert_eq!(
+            nearest_name(names.into_iter(), "crul").as_deref(),
+            Some("curl")
+        );
+        assert_eq!(
+            nearest_name(names.into_iter(), "curlz").as_deref(),
+            Some("curl")
+        );
         assert_eq!(nearest_name(names.into_iter(), "emacs"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -17,7 +17,7 @@ use resolvo::{
 use super::{Installed, Options};
 use crate::control::Paragraph;
 use crate::package::{ArchivePackage, MultiArch};
-use crate::relation::{Alternatives, Op, Relation, parse_relations};
+use crate::relation::{parse_relations, Alternatives, Op, Relation};
 use crate::version::Version;
 
 /// Index of a [`Candidate`]; it is also the solvable's record.
@@ -152,7 +152,10 @@ impl<'a> Universe<'a> {
                 package.multi_arch,
                 options,
             );
-            installed_at.insert((key.clone(), package.architecture.as_str()), candidates.len());
+            installed_at.insert(
+                (key.clone(), package.architecture.as_str()),
+                candidates.len(),
+            );
             candidates.push(Candidate {
                 name: &package.name,
                 key,
@@ -173,13 +176,20 @@ impl<'a> Universe<'a> {
             .collect();
         order.sort_by(|&a, &b| {
             let (a, b) = (&available[a], &available[b]);
-            (&a.name, &a.architecture, &a.version, &a.origin, &a.deb.sha256).cmp(&(
-                &b.name,
-                &b.architecture,
-                &b.version,
-                &b.origin,
-                &b.deb.sha256,
-            ))
+            (
+                &a.name,
+                &a.architecture,
+                &a.version,
+                &a.origin,
+                &a.deb.sha256,
+            )
+                .cmp(&(
+                    &b.name,
+                    &b.architecture,
+                    &b.version,
+                    &b.origin,
+                    &b.deb.sha256,
+                ))
         });
         let mut seen: HashMap<(String, &str, Version), usize> = HashMap::new();
         for index in order {
@@ -477,7 +487,11 @@ impl<'a> Universe<'a> {
     }
 
     /// The candidates a group's version sets admit, in the solver's order of preference.
-    pub fn group_candidates(&self, group: &Alternatives, depender: CandidateId) -> Vec<CandidateId> {
+    pub fn group_candidates(
+        &self,
+        group: &Alternatives,
+        depender: CandidateId,
+    ) -> Vec<CandidateId> {
         let arch = self.depender_arch(self.candidate(depender));
         let mut ordered = Vec::new();
         for set in self.group_version_sets(group, &arch) {
@@ -510,7 +524,12 @@ impl<'a> Universe<'a> {
             ));
         };
         for relation in groups.iter().flatten() {
-            for key in self.keys_of_name.get(relation.name.as_str()).into_iter().flatten() {
+            for key in self
+                .keys_of_name
+                .get(relation.name.as_str())
+                .into_iter()
+                .flatten()
+            {
                 push(key, Admits::Versions(relation.constraint.clone()));
             }
             for key in self.providers_of(&relation.name) {
@@ -531,20 +550,28 @@ impl<'a> Universe<'a> {
         let depender = self.depender_arch(candidate);
         let mut known = KnownDependencies::default();
         for field in [Field::PreDepends, Field::Depends] {
-            let groups = self.relations(id, field).map_err(|error| error.to_string())?;
+            let groups = self
+                .relations(id, field)
+                .map_err(|error| error.to_string())?;
             for group in groups {
                 let sets = self.group_version_sets(&group, &depender);
                 if candidate.installed.is_some() && !self.installed_satisfy(&sets) {
                     // The base was already missing this; not ours to repair, and no reason to
                     // refuse the build.
-                    tracing::warn!(package = candidate.name, field = field.name(), "a base package's dependency is not satisfied by the base; it is ignored");
+                    tracing::warn!(
+                        package = candidate.name,
+                        field = field.name(),
+                        "a base package's dependency is not satisfied by the base; it is ignored"
+                    );
                     continue;
                 }
                 known.requirements.extend(self.requirement(sets));
             }
         }
         for field in [Field::Conflicts, Field::Breaks] {
-            let groups = self.relations(id, field).map_err(|error| error.to_string())?;
+            let groups = self
+                .relations(id, field)
+                .map_err(|error| error.to_string())?;
             known.constrains.extend(self.constraints(id, &groups));
         }
         Ok(known)
@@ -554,7 +581,9 @@ impl<'a> Universe<'a> {
         sets.iter().any(|&set| {
             self.candidates_keyed(self.key_of_set(set))
                 .iter()
-                .any(|&id| self.candidate(id).installed.is_some() && self.version_set_admits(set, id))
+                .any(|&id| {
+                    self.candidate(id).installed.is_some() && self.version_set_admits(set, id)
+                })
         })
     }
 
@@ -606,11 +635,16 @@ fn provides_of(paragraph: &Paragraph, package: &str) -> Vec<(String, Option<Vers
         Ok(groups) => groups
             .into_iter()
             .flatten()
-            .map(|Relation { name, constraint, .. }| {
-                // Only `=` is meaningful in Provides; anything else provides no version.
-                let version = constraint.and_then(|(op, version)| (op == Op::Equal).then_some(version));
-                (name, version)
-            })
+            .map(
+                |Relation {
+                     name, constraint, ..
+                 }| {
+                    // Only `=` is meaningful in Provides; anything else provides no version.
+                    let version =
+                        constraint.and_then(|(op, version)| (op == Op::Equal).then_some(version));
+                    (name, version)
+                },
+            )
             .collect(),
         Err(error) => {
             tracing::warn!(package, %error, "a Provides field that does not parse is ignored");
