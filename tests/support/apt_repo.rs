@@ -456,9 +456,9 @@ fn write_raw_deb(raw: &RawDeb, output: &Path) {
         ("control.tar", control),
         ("data.tar", data),
     ] {
-        write!(
+        writeln!(
             deb,
-            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`",
             name,
             0,
             0,
