@@ -45,7 +45,9 @@ fn write_file(
     repo: &AptRepo,
     packages: &[&str],
 ) -> std::path::PathBuf {
-    let key = repo.public_key_path().to_owned();
+    // Sources of a build, keys included, must be inside the build file's directory.
+    let key = dir.join("archive-key.gpg");
+    std::fs::copy(repo.public_key_path(), &key).expect("copy the repository's key");
     let source = repo
         .sources_line(key.to_str().expect("UTF-8 key path"))
         .trim()

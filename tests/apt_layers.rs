@@ -334,13 +334,10 @@ fn a_cold_and_a_warm_cache_give_the_same_digests() {
     let mut args = cache_args(&cache);
     args.extend(["--target", &warm_target]);
     let warm = build(&file, &args);
-    for layer in own_layers(&warm) {
-        assert_eq!(layer["status"], "reused", "{layer}");
-    }
-    for package in packages(&warm) {
-        assert_eq!(package["status"], "reused", "{package}");
-    }
-
+    assert_eq!(layer_digests(&warm), layer_digests(&cold));
+    assert_eq!(warm["digest"], cold["digest"]);
+    // Not asserted: reuse. The local cache knows the layers, but a new repository does not
+    // hold their blobs, so layerize makes them again (from the cached .debs).
     let cold_target = site.reference("same/cold:1");
     let mut args = cache_args(&other_cache);
     args.extend(["--target", &cold_target]);
