@@ -393,6 +393,22 @@ fn subkey_usable(
     Ok(())
 }
 
+/// The armored blocks of a text, each from its `-----BEGIN` line.
+fn armored_blocks(bytes: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
+    let starts: Vec<usize> = (0..bytes.len())
+        .filter(|&at| bytes[at..].starts_with(BEGIN))
+        .collect();
+    if starts.is_empty() {
+        return vec![bytes];
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| &bytes[start..starts.get(n + 1).copied().unwrap_or(bytes.len())])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,20 +453,4 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().starts_with("keyring y.asc: "), "{err}");
     }
-}
-
-/// The armored blocks of a text, each from its `-----BEGIN` line.
-fn armored_blocks(bytes: &[u8]) -> Vec<&[u8]> {
-    const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
-    let starts: Vec<usize> = (0..bytes.len())
-        .filter(|&at| bytes[at..].starts_with(BEGIN))
-        .collect();
-    if starts.is_empty() {
-        return vec![bytes];
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(n, &start)| &bytes[start..starts.get(n + 1).copied().unwrap_or(bytes.len())])
-        .collect()
 }
