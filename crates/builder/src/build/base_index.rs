@@ -17,13 +17,10 @@ use crate::BuildError;
 /// paths are left out, with a warning.
 pub(crate) async fn index_base(
     store: &dyn layerize_registry::Store,
-    base_layers: &[Layer],
-    cache_dir: Option<&Path>,
-    dry_run: bool,
+    readable: &[(Descriptor, Digest)],
+    cache: Option<&LayerCache>,
 ) -> Result<(FsIndex, BaseIndexReport), BuildError> {
-    let readable = readable_layers(base_layers);
-    let cache = base_cache(cache_dir, dry_run);
-    let base_fs = index_image(store, &readable, cache.as_ref(), &[]).await?;
+    let base_fs = index_image(store, readable, cache, &[]).await?;
     let report = BaseIndexReport {
         paths: base_fs.index.len(),
         layers_from_cache: base_fs.stats.layers_from_cache,

@@ -165,25 +165,26 @@ pub async fn plan(
     .await;
     let cache_images: Vec<PreviousImage> = cache_images.into_iter().flatten().collect();
 
-    let (base_fs, base_index) = if specs
+    // The base layers that can be read and their index cache, found once: for the index, then
+    // for apt, which reads files of the same layers.
+    let needs_index = specs
         .iter()
-        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some() || spec.apt.is_some())
-    {
-        let (index, report) = index_base(
-            endpoints.base.as_ref(),
-            &base_layers,
-            cache_dir.as_deref(),
-            dry_run,
-        )
-        .await?;
+        .any(|spec| !spec.inputs.is_empty() || spec.script.is_some() || spec.apt.is_some());
+    let readable = if needs_index {
+        readable_layers(&base_layers)
+    } else {
+        Vec::new()
+    };
+    let cache = base_cache(cache_dir.as_deref(), dry_run);
+    let (base_fs, base_index) = if needs_index {
+        let (index, report) =
+            index_base(endpoints.base.as_ref(), &readable, cache.as_ref()).await?;
         (Some(Arc::new(index)), Some(report))
     } else {
         (None, None)
     };
     let (specs, apt_plan) = match &base_fs {
         Some(index) if specs.iter().any(|spec| spec.apt.is_some()) => {
-            let readable = readable_layers(&base_layers);
-            let cache = base_cache(cache_dir.as_deref(), dry_run);
             let architecture = debian_architecture(platform.as_ref())?;
             apt::plan::expand(
                 specs,
