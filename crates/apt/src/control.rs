@@ -98,14 +98,28 @@ impl fmt::Display for Paragraph {
 /// space or tab continues the field before it. A cleartext-signed text must be stripped of
 /// its armor first (see [`crate::keyring`]).
 pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
+    parse_keeping(text, |_| true)
+}
+
+/// Like [`parse`], keeping only the fields `keep` accepts (by name): a `Packages` index is
+/// mostly descriptions nobody here reads, and not copying them is most of parsing it.
+pub fn parse_keeping(
+    text: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Paragraph>, ControlError> {
     let mut paragraphs = Vec::new();
     let mut current = Paragraph::new();
+    // Whether the field being read (and so its continuation lines) is left out.
+    let mut dropping = false;
+    // Whether the paragraph being read has any line at all, kept or not.
+    let mut started = false;
     for (number, line) in text.lines().enumerate() {
         let line_number = number + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
-            if !current.is_empty() {
+            if started {
                 paragraphs.push(std::mem::take(&mut current));
+                started = false;
             }
             continue;
         }
@@ -113,6 +127,15 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
             continue;
         }
         if line.starts_with(' ') || line.starts_with('\t') {
+            if !started {
+                return Err(ControlError {
+                    line: line_number,
+                    problem: "a continuation line with no field before it".into(),
+                });
+            }
+            if dropping {
+                continue;
+            }
             let Some((_, value)) = current.fields.last_mut() else {
                 return Err(ControlError {
                     line: line_number,
@@ -135,11 +158,15 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
                 problem: format!("{name:?} is not a field name"),
             });
         }
-        current
-            .fields
-            .push((name.to_owned(), value.trim_start().trim_end().to_owned()));
+        started = true;
+        dropping = !keep(name);
+        if !dropping {
+            current
+                .fields
+                .push((name.to_owned(), value.trim_start().trim_end().to_owned()));
+        }
     }
-    if !current.is_empty() {
+    if started {
         paragraphs.push(current);
     }
     Ok(paragraphs)
@@ -181,6 +208,16 @@ mod tests {
             .join("\n");
         assert_eq!(parse(&written).unwrap(), paragraphs);
         assert!(written.contains("Conffiles:\n /etc/b 0123\n"));
+    }
+
+    #[test]
+    fn left_out_fields_take_their_continuation_lines_with_them() {
+        let text = "Package: a\nDescription: short\n long\nDepends: b\n\nPackage: c\n";
+        let paragraphs = parse_keeping(text, |name| name != "Description").unwrap();
+        assert_eq!(paragraphs.len(), 2);
+        assert_eq!(paragraphs[0].to_string(), "Package: a\nDepends: b\n");
+        assert_eq!(paragraphs[1].to_string(), "Package: c\n");
+        assert_eq!(parse_keeping(" orphan\n", |_| false).unwrap_err().line, 1);
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl Fetcher {
         Ok(Fetcher { client, cache_dir })
     }
 
+    /// The directory the fetcher caches in, if any: other caches of archive files (by hash)
+    /// live beside its bodies.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     /// The body at `url`; a cached copy is revalidated and reused when the server says it has
     /// not changed (304).
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
@@ -261,7 +267,8 @@ fn store(
     write_atomically(meta_path, meta.as_bytes())
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), FetchError> {
+/// Writes `contents` to `path` by rename, so that a reader never sees half of it.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), FetchError> {
     let error = |source| FetchError::Cache {
         path: path.to_owned(),
         source,

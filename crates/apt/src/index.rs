@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::control;
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{write_atomically, FetchError, Fetcher};
 use crate::keyring::{self, Keyring, KeyringError, SignatureError};
 use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
 use crate::release::{self, Release, ReleaseError};
@@ -19,6 +19,30 @@ use crate::sources::{SignedBy, Source};
 /// The global keyrings a source without `Signed-By` trusts, as apt has them.
 const TRUSTED_FILE: &str = "/etc/apt/trusted.gpg";
 const TRUSTED_DIR: &str = "/etc/apt/trusted.gpg.d/";
+
+/// The fields of a `Packages` stanza that resolving and fetching read. The rest (descriptions,
+/// maintainers, tags: most of the index) is dropped while parsing.
+pub const INDEX_FIELDS: &[&str] = &[
+    "Package",
+    "Version",
+    "Architecture",
+    "Multi-Arch",
+    "Essential",
+    "Source",
+    "Provides",
+    "Pre-Depends",
+    "Depends",
+    "Recommends",
+    "Conflicts",
+    "Breaks",
+    "Filename",
+    "Size",
+    "SHA256",
+];
+
+/// The version of the parsed-index cache's format: the fields kept, written as deb822. Bump it
+/// when [`INDEX_FIELDS`] changes.
+const PARSED_FORMAT: &str = "fields-v1";
 
 /// What to read from each source.
 #[derive(Clone, Debug)]
@@ -119,9 +143,7 @@ pub async fn load(
     for source in sources {
         let (release, dir) = verified_release(source, keyrings, options, fetcher).await?;
         for (path, url) in packages_indexes(source, &release, &dir, options)? {
-            let (size, sha256) = &release.sha256[&path];
-            let body = fetch_verified(fetcher, &url, &dir, &path, &release, *size, sha256).await?;
-            let text = decompress(&url, &path, &body)?;
+            let paragraphs = packages_paragraphs(fetcher, &url, &dir, &path, &release).await?;
             let component = path.split('/').next().filter(|_| !source.is_flat());
             let origin = Origin {
                 uri: source.uri.clone(),
@@ -130,7 +152,7 @@ pub async fn load(
             };
             index
                 .packages
-                .extend(parse_packages(&url, &text, source, &origin)?);
+                .extend(archive_packages(&url, paragraphs, source, &origin)?);
             index.sources_read.push(url);
         }
     }
@@ -361,10 +383,56 @@ fn decompress(url: &str, path: &str, body: &[u8]) -> Result<String, IndexError> 
     })
 }
 
-/// The stanzas of a `Packages` index as archive packages.
-fn parse_packages(
+/// The stanzas of the `Packages` index at `path`, with only [`INDEX_FIELDS`]. They are kept in
+/// the fetcher's cache by the SHA256 the verified Release gives the file: a hit is the same file,
+/// read with no request and no decompression. A cache that cannot be written costs the next
+/// build a download, nothing else.
+async fn packages_paragraphs(
+    fetcher: &Fetcher,
     url: &str,
-    text: &str,
+    dir: &str,
+    path: &str,
+    release: &Release,
+) -> Result<Vec<control::Paragraph>, IndexError> {
+    let (size, sha256) = &release.sha256[path];
+    let parse = |text: &str| {
+        control::parse_keeping(text, |name| {
+            INDEX_FIELDS
+                .iter()
+                .any(|field| field.eq_ignore_ascii_case(name))
+        })
+        .map_err(|e| IndexError::Packages {
+            url: url.to_owned(),
+            problem: e.to_string(),
+        })
+    };
+    let cached = fetcher.cache_dir().map(|cache| {
+        cache
+            .join("packages")
+            .join(format!("{sha256}.{PARSED_FORMAT}"))
+    });
+    if let Some(text) = cached
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+    {
+        return parse(&text);
+    }
+    let body = fetch_verified(fetcher, url, dir, path, release, *size, sha256).await?;
+    let paragraphs = parse(&decompress(url, path, &body)?)?;
+    if let Some(cached) = cached {
+        let text: Vec<String> = paragraphs.iter().map(ToString::to_string).collect();
+        if let Some(parent) = cached.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = write_atomically(&cached, text.join("\n").as_bytes());
+    }
+    Ok(paragraphs)
+}
+
+/// The stanzas of a `Packages` index as archive packages.
+fn archive_packages(
+    url: &str,
+    paragraphs: Vec<control::Paragraph>,
     source: &Source,
     origin: &Origin,
 ) -> Result<Vec<ArchivePackage>, IndexError> {
@@ -372,7 +440,6 @@ fn parse_packages(
         url: url.to_owned(),
         problem,
     };
-    let paragraphs = control::parse(text).map_err(|e| problem(e.to_string()))?;
     let mut packages = Vec::with_capacity(paragraphs.len());
     for paragraph in paragraphs {
         let name = paragraph
@@ -523,10 +590,13 @@ Size: 1
             suite: "stable".into(),
             component: "main".into(),
         };
-        let err = parse_packages("U", text, &source(false), &origin).unwrap_err();
+        let parse = |text: &str, source: &Source| {
+            archive_packages("U", control::parse(text).unwrap(), source, &origin)
+        };
+        let err = parse(text, &source(false)).unwrap_err();
         assert_eq!(err.to_string(), "U: package bad has no `SHA256:` field");
         let good = text.split("\n\n").next().unwrap();
-        let packages = parse_packages("U", good, &source(false), &origin).unwrap();
+        let packages = parse(good, &source(false)).unwrap();
         assert_eq!(packages.len(), 1);
         let hello = &packages[0];
         assert_eq!(hello.dpkg_name(), "hello:amd64");
@@ -539,9 +609,9 @@ Size: 1
             }
         );
         let escaping = good.replace("pool/main", "../../etc");
-        let err = parse_packages("U", &escaping, &source(false), &origin).unwrap_err();
+        let err = parse(&escaping, &source(false)).unwrap_err();
         assert!(err.to_string().contains("climbs out"), "{err}");
-        let flat = parse_packages("U", good, &source(true), &origin).unwrap();
+        let flat = parse(good, &source(true)).unwrap();
         assert_eq!(
             flat[0].deb.url,
             "http://127.0.0.1:1/repo/pool/main/h/hello/hello_2.10-3_amd64.deb"

@@ -57,7 +57,8 @@ pub struct ArchivePackage {
     /// `amd64`, `arm64`, `all`, …
     pub architecture: String,
     pub multi_arch: MultiArch,
-    /// Every field of the stanza, as the index has it.
+    /// The stanza's fields that resolving reads ([`crate::index::INDEX_FIELDS`]), as the index
+    /// has them.
     pub paragraph: Paragraph,
     pub deb: DebLocation,
     pub origin: Origin,

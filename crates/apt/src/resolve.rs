@@ -5,6 +5,7 @@
 
 mod explain;
 mod provider;
+mod reach;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -245,7 +246,8 @@ pub fn resolve(
     installed: &[Installed],
     options: &Options,
 ) -> Result<Resolution, ResolveError> {
-    let universe = Universe::new(available, installed, options);
+    let reachable = reach::reachable(requests, available, installed, options);
+    let universe = Universe::new(available, &reachable, installed, options);
     let picks: Vec<CandidateId> = requests
         .iter()
         .map(|request| pick(&universe, request, available))
@@ -485,7 +487,10 @@ fn pick_virtual(
         [] => Err(ResolveError::UnknownPackage {
             name: request.name.clone(),
             sources: sources_of(available),
-            suggestion: explain::nearest_name(universe.every_name(), &request.name),
+            suggestion: explain::nearest_name(
+                available.iter().map(|package| package.name.as_str()),
+                &request.name,
+            ),
         }),
         [only] => pick(
             universe,

@@ -4,11 +4,13 @@
 //! - [`archive`]: the `ar` container and its compressed members;
 //! - [`control_tar`]: `control.tar`'s members (control, md5sums, conffiles, scripts);
 //! - [`data`]: `data.tar`'s entries, checked and rewritten for the base, streamed into the layer;
-//! - [`info`]: the package's own `var/lib/dpkg/info/*` and `status.d` files in the layer.
+//! - [`info`]: the package's own `var/lib/dpkg/info/*` and `status.d` files in the layer;
+//! - [`facts`]: the facts as text, for a cache kept by the `.deb`'s SHA256.
 
 mod archive;
 mod control_tar;
 mod data;
+pub mod facts;
 mod info;
 
 pub(crate) use data::layer_path_of;

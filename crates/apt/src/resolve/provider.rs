@@ -129,8 +129,10 @@ pub(super) struct Universe<'a> {
 }
 
 impl<'a> Universe<'a> {
+    /// The universe of the base's packages and of `reachable` (indexes into `available`).
     pub fn new(
         available: &'a [ArchivePackage],
+        reachable: &[usize],
         installed: &'a [Installed],
         options: &'a Options,
     ) -> Universe<'a> {
@@ -171,7 +173,9 @@ impl<'a> Universe<'a> {
         }
         // Archive packages in an order independent of the input's (same name, architecture
         // and version from several sources: the smallest origin represents them).
-        let mut order: Vec<usize> = (0..available.len())
+        let mut order: Vec<usize> = reachable
+            .iter()
+            .copied()
             .filter(|&index| enabled(&available[index].architecture))
             .collect();
         order.sort_by(|&a, &b| {
@@ -323,10 +327,6 @@ impl<'a> Universe<'a> {
                 &relation.name,
                 relation.constraint.as_ref(),
             )
-    }
-
-    pub fn every_name(&self) -> impl Iterator<Item = &str> {
-        self.keys_of_name.keys().copied()
     }
 
     /// Whether the candidate is what the version set admits (ignoring `negated`).

@@ -44,7 +44,7 @@ pub(crate) async fn make_apt_layers(
     base_fs: Option<&FsIndex>,
     options: &LayerOptions,
 ) -> Result<MadeApt, BuildError> {
-    let mut scripts = known_scripts(layers, cache_dir);
+    let mut facts = known_facts(layers, cache_dir);
     let to_make: Vec<usize> = (0..layers.len())
         .filter(|&index| {
             matches!(layers[index].work, Work::Apt(_))
@@ -54,18 +54,24 @@ pub(crate) async fn make_apt_layers(
     if to_make.is_empty() {
         return Ok(MadeApt {
             _spool: None,
-            scripts,
+            scripts: scripts_of(&facts),
         });
     }
-    // Every .deb a layer to make holds, or that the database to make describes.
+    // Every .deb a layer to make holds, or that the database to make describes and the cache
+    // has no facts of.
     let mut wanted: BTreeMap<String, DebLocation> = BTreeMap::new();
     for &index in &to_make {
         let Work::Apt(spec) = &layers[index].work else {
             unreachable!("filtered above")
         };
+        let is_database = matches!(spec, AptSpec::Database(_));
         for deb in spec_debs(spec) {
+            let sha256 = &deb.package.deb.sha256;
+            if is_database && facts.contains_key(sha256) {
+                continue;
+            }
             wanted
-                .entry(deb.package.deb.sha256.clone())
+                .entry(sha256.clone())
                 .or_insert_with(|| deb.package.deb.clone());
         }
     }
@@ -125,10 +131,12 @@ pub(crate) async fn make_apt_layers(
         .buffer_unordered(parallel)
         .try_collect()
         .await?;
-    let mut facts: HashMap<String, Converted> = HashMap::new();
     for (index, files, layer_facts) in converted {
         set_files(&mut layers[index], files, options)?;
-        facts.extend(layer_facts);
+        for (sha256, converted) in layer_facts {
+            remember_facts(cache_dir, &sha256, &converted);
+            facts.insert(sha256, converted);
+        }
     }
     for &index in &to_make {
         let Work::Apt(AptSpec::Database(database)) = &layers[index].work else {
@@ -146,19 +154,16 @@ pub(crate) async fn make_apt_layers(
                     .await
                     .map_err(|err| BuildError::Invalid(format!("reading a package failed: {err}")))?
                     .map_err(|error| BuildError::Apt(format!("{}: {error}", deb.package.name)))?;
+                remember_facts(cache_dir, sha256, &read);
                 facts.insert(sha256.clone(), read);
             }
         }
         let files = database_files(&database, &facts, base_fs)?;
         set_files(&mut layers[index], files, options)?;
     }
-    for (sha256, converted) in &facts {
-        remember_scripts(cache_dir, sha256, &converted.scripts);
-        scripts.insert(sha256.to_owned(), converted.scripts.clone());
-    }
     Ok(MadeApt {
         _spool: Some(spool),
-        scripts,
+        scripts: scripts_of(&facts),
     })
 }
 
@@ -319,28 +324,34 @@ fn set_files(
     Ok(())
 }
 
-/// Where the local cache keeps the maintainer scripts of a `.deb` it has seen.
-fn scripts_path(cache_dir: &Path, sha256: &str) -> PathBuf {
-    cache_dir.join("apt/v1/scripts").join(sha256)
+/// Where the local cache keeps what converting a `.deb` told (by its SHA256 and the
+/// conversion's format: facts of another converter may differ).
+fn facts_path(cache_dir: &Path, sha256: &str) -> PathBuf {
+    cache_dir
+        .join("apt/v1/facts")
+        .join(format!("{sha256}.{}", deb::CONVERSION_FORMAT))
 }
 
-fn remember_scripts(cache_dir: Option<&Path>, sha256: &str, scripts: &[String]) {
+fn remember_facts(cache_dir: Option<&Path>, sha256: &str, facts: &Converted) {
     let Some(cache_dir) = cache_dir else {
         return;
     };
-    let path = scripts_path(cache_dir, sha256);
+    let path = facts_path(cache_dir, sha256);
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    // A cache that cannot be written only costs the report its knowledge next time.
-    let _ = std::fs::write(&path, scripts.join("\n"));
+    // A cache that cannot be written only costs the next build a pass over the `.deb`. The
+    // rename keeps a reader from ever seeing half of it.
+    let Ok(mut file) = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(cache_dir)) else {
+        return;
+    };
+    if std::io::Write::write_all(&mut file, deb::facts::to_text(facts).as_bytes()).is_ok() {
+        let _ = file.persist(&path);
+    }
 }
 
-/// The scripts the local cache knows for the packages of the plan.
-fn known_scripts(
-    layers: &[PlannedLayer],
-    cache_dir: Option<&Path>,
-) -> HashMap<String, Vec<String>> {
+/// The facts the local cache knows of the packages of the plan.
+fn known_facts(layers: &[PlannedLayer], cache_dir: Option<&Path>) -> HashMap<String, Converted> {
     let Some(cache_dir) = cache_dir else {
         return HashMap::new();
     };
@@ -353,11 +364,16 @@ fn known_scripts(
         .flatten()
         .filter_map(|deb| {
             let sha256 = &deb.package.deb.sha256;
-            let text = std::fs::read_to_string(scripts_path(cache_dir, sha256)).ok()?;
-            Some((
-                sha256.clone(),
-                text.lines().map(str::to_owned).collect::<Vec<_>>(),
-            ))
+            let text = std::fs::read_to_string(facts_path(cache_dir, sha256)).ok()?;
+            Some((sha256.clone(), deb::facts::parse(&text)?))
         })
+        .collect()
+}
+
+/// The maintainer scripts of each package (by `.deb` SHA256) whose facts are known.
+fn scripts_of(facts: &HashMap<String, Converted>) -> HashMap<String, Vec<String>> {
+    facts
+        .iter()
+        .map(|(sha256, facts)| (sha256.clone(), facts.scripts.clone()))
         .collect()
 }

@@ -1,0 +1,83 @@
+//! The part of an archive a resolution can touch: the packages named, or providing a name,
+//! that the requests and the base's packages reach through the fields that pull packages in.
+//! Nothing outside it can be chosen (no requirement names it), so the solver is set up over
+//! these few hundred packages instead of the archive's tens of thousands.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::control::Paragraph;
+use crate::package::ArchivePackage;
+use crate::relation::parse_relations;
+
+use super::provider::Field;
+use super::{Installed, Options, Request};
+
+/// The indexes into `available` of the packages a resolution of `requests` may choose, in
+/// `available`'s order. `Conflicts` and `Breaks` are not followed: they rule candidates out,
+/// never in (an upgrade a `Breaks` forces is of a base package, which is reached by its name).
+pub(super) fn reachable(
+    requests: &[Request],
+    available: &[ArchivePackage],
+    installed: &[Installed],
+    options: &Options,
+) -> Vec<usize> {
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_provided: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, package) in available.iter().enumerate() {
+        by_name.entry(&package.name).or_default().push(index);
+        for provided in names_in(&package.paragraph, "Provides") {
+            by_provided.entry(provided).or_default().push(index);
+        }
+    }
+    let mut fields = vec![Field::PreDepends, Field::Depends];
+    if options.recommends {
+        fields.push(Field::Recommends);
+    }
+    let pulls_in = |paragraph: &Paragraph| -> Vec<String> {
+        fields
+            .iter()
+            .flat_map(|field| names_in(paragraph, field.name()))
+            .collect()
+    };
+    let mut queue: Vec<String> = requests
+        .iter()
+        .map(|request| request.name.clone())
+        .collect();
+    for package in installed {
+        queue.push(package.name.clone());
+        queue.extend(pulls_in(&package.paragraph));
+    }
+    let mut seen_names: HashSet<String> = HashSet::new();
+    let mut chosen = vec![false; available.len()];
+    while let Some(name) = queue.pop() {
+        let named = by_name.get(name.as_str()).into_iter().flatten();
+        let providing = by_provided.get(&name).into_iter().flatten();
+        for &index in named.chain(providing) {
+            if !std::mem::replace(&mut chosen[index], true) {
+                queue.extend(
+                    pulls_in(&available[index].paragraph)
+                        .into_iter()
+                        .filter(|name| !seen_names.contains(name)),
+                );
+            }
+        }
+        seen_names.insert(name);
+    }
+    (0..available.len())
+        .filter(|&index| chosen[index])
+        .collect()
+}
+
+/// The package names a relationship field mentions. A field that does not parse names none
+/// here; the solver reports it where it matters.
+fn names_in(paragraph: &Paragraph, field: &str) -> Vec<String> {
+    let Some(value) = paragraph.get(field) else {
+        return Vec::new();
+    };
+    parse_relations(value)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|relation| relation.name)
+        .collect()
+}
