@@ -22,23 +22,18 @@ use support::apt_builds::{
     apt, apt_group_layer, apt_layer, chroot_ok, chroot_sh, dropped_names, layers_of, package,
     package_names, packages, string_set,
 };
-use support::layerize::run_with_report;
 use support::podman::PulledImage;
 use support::scratch_dir;
-use support::script_builds::{layer, layer_digests, own_layer_names, own_layers, step, DebianSite};
+use support::script_builds::{
+    build_with, cache_args, layer, layer_digests, own_layer_names, own_layers, step, DebianSite,
+};
 
 const DATABASE: &str = "dpkg-database";
 const CONFIGURE: &str = "dpkg-configure";
 
 /// `layerize build -c FILE ARGS... --report R`, which must succeed; returns the report.
 fn build(file: &Path, args: &[&str]) -> Value {
-    let mut command = support::layerize!();
-    command.arg("build").arg("-c").arg(file).args(args);
-    run_with_report(&mut command).report
-}
-
-fn cache_args(cache: &tempfile::TempDir) -> Vec<&str> {
-    vec!["--cache-dir", cache.path().to_str().unwrap()]
+    build_with(support::layerize!(), file, args)
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {

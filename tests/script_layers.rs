@@ -23,8 +23,8 @@ use support::access_log;
 use support::layerize::{run_err, run_with_report};
 use support::podman::PulledImage;
 use support::script_builds::{
-    files_layer, is_manifest_put, layer, layer_digests, own_layer_names, script_layer, step,
-    step_statuses, steps, DebianSite,
+    build_with, cache_args, files_layer, is_manifest_put, layer, layer_digests, own_layer_names,
+    script_layer, step, step_statuses, steps, DebianSite,
 };
 use support::{scratch_dir, skopeo, tools};
 
@@ -132,13 +132,7 @@ impl Project {
 
 /// `layerize build -c FILE ARGS... --report R`, which must succeed; returns the report.
 fn build(file: &Path, args: &[&str]) -> Value {
-    let mut command = support::layerize!();
-    command.arg("build").arg("-c").arg(file).args(args);
-    run_with_report(&mut command).report
-}
-
-fn cache_args(cache: &tempfile::TempDir) -> Vec<&str> {
-    vec!["--cache-dir", cache.path().to_str().unwrap()]
+    build_with(support::layerize!(), file, args)
 }
 
 fn statuses(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

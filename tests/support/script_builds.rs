@@ -96,6 +96,18 @@ pub fn files_layer(name: &str, files: &[&str]) -> String {
 }
 
 /// The report's `steps[]`, one per script step, in file order.
+/// `COMMAND build -c FILE ARGS... --report R` (COMMAND is `support::layerize!()`), which must
+/// succeed; returns the report.
+pub fn build_with(mut command: std::process::Command, file: &Path, args: &[&str]) -> Value {
+    command.arg("build").arg("-c").arg(file).args(args);
+    crate::layerize::run_with_report(&mut command).report
+}
+
+/// `--cache-dir CACHE`.
+pub fn cache_args(cache: &tempfile::TempDir) -> Vec<&str> {
+    vec!["--cache-dir", cache.path().to_str().unwrap()]
+}
+
 pub fn steps(report: &Value) -> &[Value] {
     report["steps"]
         .as_array()

@@ -20,5 +20,5 @@ mod sys;
 pub use changes::{Change, ChangeKind, ChangeStatus, Changes, DropMatch, DropRule, DROPPED};
 pub use error::SandboxError;
 pub use mode::{detect, Mode, ModeChoice};
-pub use rootfs::Rootfs;
+pub use rootfs::{Removal, Rootfs};
 pub use run::{run, ExitStatus, Output, RunOutcome, Step, Stream, DEFAULT_PATH};

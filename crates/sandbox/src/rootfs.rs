@@ -51,6 +51,20 @@ impl Rootfs {
         crate::layer::apply(self, tar)
     }
 
+    /// Removes the root on another thread, so that a build goes on while a root of some
+    /// hundred MB is unlinked; the returned handle waits for it when dropped, so that nothing
+    /// outlives the process.
+    pub fn remove_in_background(self) -> Removal {
+        let thread = std::thread::Builder::new()
+            .name("rootfs-removal".to_owned())
+            .spawn(move || drop(self));
+        match thread {
+            Ok(thread) => Removal(Some(thread)),
+            // No thread to spare: the root went with the closure that could not run.
+            Err(_) => Removal(None),
+        }
+    }
+
     /// Forgets the intended owners of `rel` and everything below it (they were removed or
     /// replaced).
     pub(crate) fn forget_owners_under(&mut self, rel: &Path) {
@@ -66,6 +80,18 @@ impl Drop for Rootfs {
         // TempDir's removal cannot enter a directory a step made read-only (as a normal user),
         // so open everything up first. As root this changes nothing that matters.
         make_tree_writable(self.dir.path());
+    }
+}
+
+/// A root being removed on another thread; dropping this waits until it is gone.
+#[must_use = "dropping it at once waits for the removal"]
+pub struct Removal(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -144,16 +144,16 @@ impl<'a> Universe<'a> {
         let mut candidates: Vec<Candidate<'a>> = Vec::new();
         let mut installed_at: HashMap<(String, &str), usize> = HashMap::new();
         for (index, package) in installed.iter().enumerate() {
-            let Ok(version) = package.version.parse::<Version>() else {
-                tracing::warn!(package = %package.name, version = %package.version, "the base's package has a version that does not parse; it is ignored");
-                continue;
-            };
-            let key = key_of(
+            let Some((version, key)) = version_and_key(
+                "the base's",
                 &package.name,
+                &package.version,
                 &package.architecture,
                 package.multi_arch,
                 options,
-            );
+            ) else {
+                continue;
+            };
             installed_at.insert(
                 (key.clone(), package.architecture.as_str()),
                 candidates.len(),
@@ -198,16 +198,16 @@ impl<'a> Universe<'a> {
         let mut seen: HashMap<(String, &str, Version), usize> = HashMap::new();
         for index in order {
             let package = &available[index];
-            let Ok(version) = package.version.parse::<Version>() else {
-                tracing::warn!(package = %package.name, version = %package.version, "the archive's package has a version that does not parse; it is ignored");
-                continue;
-            };
-            let key = key_of(
+            let Some((version, key)) = version_and_key(
+                "the archive's",
                 &package.name,
+                &package.version,
                 &package.architecture,
                 package.multi_arch,
                 options,
-            );
+            ) else {
+                continue;
+            };
             let base_has_it = installed_at
                 .get(&(key.clone(), package.architecture.as_str()))
                 .copied()
@@ -625,6 +625,23 @@ fn provides_admit(
                 (Some(_), None) => false,
             }
     })
+}
+
+/// A package's parsed version and its key, or `None` (and a warning naming `whose` package)
+/// for a version that does not parse.
+fn version_and_key(
+    whose: &str,
+    name: &str,
+    version: &str,
+    architecture: &str,
+    multi_arch: MultiArch,
+    options: &Options,
+) -> Option<(Version, String)> {
+    let Ok(parsed) = version.parse::<Version>() else {
+        tracing::warn!(package = %name, version, "{whose} package has a version that does not parse; it is ignored");
+        return None;
+    };
+    Some((parsed, key_of(name, architecture, multi_arch, options)))
 }
 
 fn provides_of(paragraph: &Paragraph, package: &str) -> Vec<(String, Option<Version>)> {

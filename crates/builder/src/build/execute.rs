@@ -124,6 +124,8 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     // Steps that add no layer, by their place in the plan, for the history.
     let mut empty_steps: Vec<(usize, History)> = Vec::new();
     let mut made: Vec<(usize, Step)> = Vec::new();
+    // The steps' roots go while layers are written and pushed; dropped last, this waits.
+    let mut root_removals: Vec<layerize_sandbox::Removal> = Vec::new();
     for (index, planned) in layers.into_iter().enumerate() {
         let position = base_count + index;
         let Some(_) = planned.script() else {
@@ -132,7 +134,15 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         };
         let key = planned.key.clone().expect("script layers are keyed");
         match (&planned.decision, ran.remove(&index)) {
-            (Decision::Build(_), Some(RanStep { layer, report })) => {
+            (
+                Decision::Build(_),
+                Some(RanStep {
+                    layer,
+                    report,
+                    root_removal,
+                }),
+            ) => {
+                root_removals.push(root_removal);
                 steps_report.push(report);
                 match layer {
                     Some((written, spool)) => {

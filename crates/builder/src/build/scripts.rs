@@ -37,6 +37,8 @@ const TAIL_LINES: usize = 20;
 pub(crate) struct RanStep {
     pub layer: Option<(WrittenLayer, tempfile::TempPath)>,
     pub report: StepReport,
+    /// Its root, being removed while the build goes on; keep it until the build ends.
+    pub root_removal: sandbox::Removal,
 }
 
 /// Everything running steps needs from the build.
@@ -240,7 +242,7 @@ impl ScriptRunner<'_> {
                 .unwrap_or_else(std::env::temp_dir),
             root_parent: root_parent.to_path_buf(),
         };
-        let (layer, run) = tokio::task::spawn_blocking(move || job.run())
+        let (layer, run, root_removal) = tokio::task::spawn_blocking(move || job.run())
             .await
             .map_err(|err| BuildError::Invalid(format!("script step thread failed: {err}")))??;
         Ok(RanStep {
@@ -252,6 +254,7 @@ impl ScriptRunner<'_> {
                 run: Some(run),
             },
             layer,
+            root_removal,
         })
     }
 
@@ -407,7 +410,7 @@ struct StepJob {
 type StepLayer = Option<(WrittenLayer, tempfile::TempPath)>;
 
 impl StepJob {
-    fn run(self) -> Result<(StepLayer, StepRun), BuildError> {
+    fn run(self) -> Result<(StepLayer, StepRun, sandbox::Removal), BuildError> {
         let name = &self.name;
         let sandbox_error =
             |error: sandbox::SandboxError| BuildError::Invalid(format!("step {name:?}: {error}"));
@@ -495,7 +498,7 @@ impl StepJob {
         );
         if changes.is_empty() {
             info!(phase = "script", step = %name, "The step changed nothing: it adds no layer");
-            return Ok((None, run));
+            return Ok((None, run, rootfs.remove_in_background()));
         }
         let mapped_owner = (outcome.mode == Mode::UserNamespace)
             // SAFETY: geteuid and getegid cannot fail.
@@ -518,7 +521,11 @@ impl StepJob {
             BufWriter::with_capacity(1 << 20, spool.as_file()),
         )?;
         log_built(name, &written);
-        Ok((Some((written, spool.into_temp_path())), run))
+        Ok((
+            Some((written, spool.into_temp_path())),
+            run,
+            rootfs.remove_in_background(),
+        ))
     }
 }
 
