@@ -197,3 +197,18 @@ fn read_only_directories_are_removed_on_drop() {
     drop(fs);
     assert!(!path.exists());
 }
+
+#[test]
+fn a_root_removed_in_the_background_is_gone_once_its_handle_is_dropped() {
+    let parent = tempfile::tempdir().unwrap();
+    let mut fs = Rootfs::new_in(parent.path()).unwrap();
+    fs.apply_layer(&lower()[..]).unwrap();
+    let root = fs.path().to_path_buf();
+    // A directory a step left read-only must not keep the removal from finishing.
+    std::fs::set_permissions(root.join("etc/dir"), std::fs::Permissions::from_mode(0o555))
+        .unwrap();
+    let removal = fs.remove_in_background();
+    drop(removal);
+    assert!(!root.exists(), "{} is still there", root.display());
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+}
