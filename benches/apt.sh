@@ -11,8 +11,9 @@
 #     --force-unsafe-io, as in Debian's official container images.
 #   - layerize: `apt: [curl, git, vim]` (Recommends are off by default) on the base in a local
 #     docker-registry, built once untimed to fill the cache dir. Each round removes everything
-#     of the cache dir but its apt part (the .debs in CACHE/apt/v1/debs and the indexes), times a
-#     build pushed to a new repository, then the rebuild without git pushed to the same tag.
+#     of the cache dir but its downloads (the .debs in CACHE/apt/v1/debs and the indexes in
+#     CACHE/apt/v1/http), times a build pushed to a new repository, then the rebuild without
+#     git pushed to the same tag.
 #
 # Both download from the mirror in the base's sources only during their untimed warm-ups;
 # layerize still revalidates its cached indexes with conditional requests in every build.
@@ -100,9 +101,11 @@ if [[ ! -d $cache/apt/v1/debs ]]; then
   exit 1
 fi
 
-# Everything of the cache dir but its apt part: the layers, blobs and unpacked bases.
+# Everything of the cache dir but its downloads (the .debs and the archive's indexes): the
+# layers, blobs, unpacked bases, the base's index, and each .deb's facts.
 drop_layer_cache() {
   find "$cache" -mindepth 1 -maxdepth 1 ! -name apt -exec rm -rf {} +
+  find "$cache/apt/v1" -mindepth 1 -maxdepth 1 ! -name debs ! -name http -exec rm -rf {} +
 }
 
 # layerize_build KEY FILE TARGET: one timed build, its built layers (from the report) appended
@@ -168,7 +171,8 @@ report=$work/report.md
   echo "  .debs in /var/cache/apt/archives), then each build times \`apt-get install -y"
   echo "  --no-install-recommends\` in a chroot of a fresh copy, dpkg with --force-unsafe-io; it makes no"
   echo "  image and pushes nothing. layerize: one untimed build filled its cache dir; each round drops all"
-  echo "  of it but \`apt/\` (the .debs and indexes) and builds + pushes to a new repository, then the"
+  echo "  of it but the downloads (\`apt/v1/debs\`, \`apt/v1/http\`: the .debs and indexes) and builds +"
+  echo "  pushes to a new repository, then the"
   echo "  rebuild pushes to the same tag. layerize's sandbox mode for the maintainer scripts: $modes."
   echo "- Count: packages set up (apt-get's \"Setting up\" lines) / layers built (layerize's report;"
   echo "  $resolved packages resolved, each its own layer, plus dpkg-database and dpkg-configure)."

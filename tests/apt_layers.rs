@@ -239,8 +239,28 @@ fn apt_packages_build_on_bookworm_and_rebuild_only_the_database() {
         "git pulls in git-man, and more: {only_git:?}"
     );
     let without_git = ["curl", "vim", "ca-certificates"];
+    let mark = site.log_mark();
     let second = build(&write(&without_git), &cache_args(&cache));
     assert_apt_report(&second, &without_git);
+    // A warm rebuild reads no base blob: the base's index and apt files are in the cache
+    // directory, and the configure step's root is made from the blobs kept there.
+    let base_blobs: Vec<String> = second["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|layer| layer["status"] == "base")
+        .map(|layer| format!("/blobs/{}", text(&layer["digest"])))
+        .collect();
+    assert!(!base_blobs.is_empty());
+    let base_reads: Vec<String> = site
+        .requests_since(mark)
+        .into_iter()
+        .filter(|request| {
+            request.method == "GET" && base_blobs.iter().any(|blob| request.target.ends_with(blob))
+        })
+        .map(|request| request.target)
+        .collect();
+    assert_eq!(base_reads, Vec::<String>::new(), "base blobs read again");
     let kept: BTreeSet<String> = package_names(&first)
         .difference(&only_git)
         .cloned()

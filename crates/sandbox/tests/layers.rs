@@ -205,8 +205,7 @@ fn a_root_removed_in_the_background_is_gone_once_its_handle_is_dropped() {
     fs.apply_layer(&lower()[..]).unwrap();
     let root = fs.path().to_path_buf();
     // A directory a step left read-only must not keep the removal from finishing.
-    std::fs::set_permissions(root.join("etc/dir"), std::fs::Permissions::from_mode(0o555))
-        .unwrap();
+    std::fs::set_permissions(root.join("etc/dir"), std::fs::Permissions::from_mode(0o555)).unwrap();
     let removal = fs.remove_in_background();
     drop(removal);
     assert!(!root.exists(), "{} is still there", root.display());
