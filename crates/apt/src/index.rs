@@ -440,6 +440,11 @@ fn archive_packages(
         url: url.to_owned(),
         problem,
     };
+    let deb_base = if source.is_flat() {
+        flat_dir(source)
+    } else {
+        source.uri.clone()
+    };
     let mut packages = Vec::with_capacity(paragraphs.len());
     for paragraph in paragraphs {
         let name = paragraph
@@ -472,11 +477,6 @@ fn archive_packages(
             )));
         }
         let filename = filename.trim_start_matches("./");
-        let deb_base = if source.is_flat() {
-            flat_dir(source)
-        } else {
-            source.uri.clone()
-        };
         packages.push(ArchivePackage {
             multi_arch: MultiArch::of(&paragraph),
             deb: DebLocation {
