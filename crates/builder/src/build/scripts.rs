@@ -3,7 +3,7 @@
 //! a step only after the steps it needs; its changes written as a layer into a spool file. A
 //! failing step fails the build here, so nothing of it reaches the target.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ use crate::layer::changes::changes_file_map;
 use crate::layer::tar_writer::write_tar;
 use crate::layer::{write_layer, LayerOptions, WrittenLayer};
 use crate::BuildError;
+
+/// Blobs fetched at once for the steps' roots.
+const CONCURRENT_FETCHES: usize = 4;
 
 /// How many of a failing step's last output lines its error shows.
 const TAIL_LINES: usize = 20;
@@ -282,20 +285,23 @@ impl ScriptRunner<'_> {
         to_run: &[usize],
         blobs: &BlobDir,
     ) -> Result<HashMap<usize, PathBuf>, BuildError> {
-        let mut fetched = HashMap::new();
+        let mut wanted: BTreeSet<usize> = BTreeSet::new();
         for &index in to_run {
-            let Work::Script { needs, .. } = &layers[index].work else {
-                continue;
-            };
-            for &needed in needs {
-                let (Work::Script { .. } | Work::Apt(_), Decision::Reuse(candidate)) =
-                    (&layers[needed].work, &layers[needed].decision)
-                else {
-                    continue;
+            if let Work::Script { needs, .. } = &layers[index].work {
+                wanted.extend(needs.iter().copied().filter(|&needed| {
+                    matches!(
+                        (&layers[needed].work, &layers[needed].decision),
+                        (Work::Script { .. } | Work::Apt(_), Decision::Reuse(_))
+                    )
+                }));
+            }
+        }
+        // Several at once: a configure step needs every reused package layer.
+        stream::iter(wanted)
+            .map(|needed| async move {
+                let Decision::Reuse(candidate) = &layers[needed].decision else {
+                    unreachable!("only reused layers are fetched")
                 };
-                if fetched.contains_key(&needed) {
-                    continue;
-                }
                 let store: &dyn Store = match &candidate.source {
                     CacheSource::Target | CacheSource::Local => self.endpoints.target.as_ref(),
                     CacheSource::CacheFrom(_) => self
@@ -305,10 +311,11 @@ impl ScriptRunner<'_> {
                         .map(|image| image.store.as_ref())
                         .expect("candidates come from the cache images"),
                 };
-                fetched.insert(needed, blobs.fetch(store, &candidate.digest).await?);
-            }
-        }
-        Ok(fetched)
+                Ok::<_, BuildError>((needed, blobs.fetch(store, &candidate.digest).await?))
+            })
+            .buffer_unordered(CONCURRENT_FETCHES)
+            .try_collect()
+            .await
     }
 }
 
