@@ -8,8 +8,8 @@ use super::archive::malformed;
 use super::DebError;
 use crate::control::{self, Paragraph};
 
-/// Control members dpkg runs; written 0755 (every other member 0644).
-const EXECUTABLE_MEMBERS: [&str; 5] = ["config", "postinst", "postrm", "preinst", "prerm"];
+/// Control members dpkg runs (maintainer scripts); written 0755 (every other member 0644).
+pub const EXECUTABLE_MEMBERS: [&str; 5] = ["config", "postinst", "postrm", "preinst", "prerm"];
 
 /// Members that mean work for `dpkg --configure` (scripts and trigger interests).
 const SCRIPT_MEMBERS: [&str; 6] = [

@@ -13,6 +13,7 @@ mod data;
 pub mod facts;
 mod info;
 
+pub use control_tar::EXECUTABLE_MEMBERS as MAINTAINER_SCRIPTS;
 pub(crate) use data::layer_path_of;
 
 use std::io::Write;

@@ -572,9 +572,11 @@ fn apt_report(
     scripts: &std::collections::HashMap<String, Vec<String>>,
 ) -> AptReport {
     let has_scripts = |deb: &crate::build::apt::DebPackage| {
-        scripts
-            .get(&deb.package.deb.sha256)
-            .is_some_and(|scripts| scripts.iter().any(|name| is_maintainer_script(name)))
+        scripts.get(&deb.package.deb.sha256).is_some_and(|scripts| {
+            scripts
+                .iter()
+                .any(|name| layerize_apt::deb::MAINTAINER_SCRIPTS.contains(&name.as_str()))
+        })
     };
     let with_scripts: Vec<String> = plan
         .packages
@@ -619,10 +621,6 @@ fn apt_report(
 
 /// Whether a control member is a script dpkg runs (the others, such as `triggers` or `shlibs`,
 /// are data).
-fn is_maintainer_script(name: &str) -> bool {
-    matches!(name, "preinst" | "postinst" | "prerm" | "postrm" | "config")
-}
-
 /// Puts a spooled layer into the target; a rename into a layout leaves nothing behind, otherwise
 /// dropping the spool path afterwards removes the file.
 async fn put_layer(

@@ -119,8 +119,8 @@ fn hex_of(key: &str) -> Option<&str> {
         .and_then(|_| key.strip_prefix("sha256:"))
 }
 
-/// Reads an entry and marks it used.
-fn read_entry(path: &Path) -> Option<Vec<u8>> {
+/// Reads an entry and marks it used (its mtime is what `layerize cache clean` goes by).
+pub(crate) fn read_entry(path: &Path) -> Option<Vec<u8>> {
     let read = || -> io::Result<Vec<u8>> {
         let mut file = File::open(path)?;
         let _ = file.set_modified(SystemTime::now());
@@ -138,7 +138,9 @@ fn read_entry(path: &Path) -> Option<Vec<u8>> {
     }
 }
 
-fn write_entry(dir: &Path, name: &str, bytes: &[u8]) {
+/// Writes an entry by rename, so that a reader never sees half of it; a cache that cannot be
+/// written is a warning, never an error.
+pub(crate) fn write_entry(dir: &Path, name: &str, bytes: &[u8]) {
     let write = || -> io::Result<()> {
         fs::create_dir_all(dir)?;
         let mut temp = tempfile::NamedTempFile::new_in(dir)?;

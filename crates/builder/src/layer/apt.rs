@@ -78,7 +78,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 fn sha256_key(text: &str) -> String {
-    Digest::from_sha256_raw(Sha256::digest(text.as_bytes()).into()).to_string()
+    Digest::sha256(text.as_bytes()).to_string()
 }
 
 #[cfg(test)]

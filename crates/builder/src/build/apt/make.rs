@@ -3,7 +3,7 @@
 //! dpkg database composed from what the `.deb`s say about themselves. Each such layer becomes a
 //! file map like any other, so the same writer, sandbox and transfers handle it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use tracing::info;
 
 use crate::build::apt::plan::apt_error;
 use crate::build::apt::{AptSpec, Database, DebPackage, PackageLayer};
+use crate::build::local_cache::{read_entry, write_entry};
 use crate::build::plan::{Decision, PlannedLayer, Work};
 use crate::layer::filemap::{EntryMeta, FileMap, FileSource};
 use crate::layer::LayerOptions;
@@ -134,8 +135,10 @@ pub(crate) async fn make_apt_layers(
     for (index, files, layer_facts) in converted {
         set_files(&mut layers[index], files, options)?;
         for (sha256, converted) in layer_facts {
-            remember_facts(cache_dir, &sha256, &converted);
-            facts.insert(sha256, converted);
+            if let std::collections::hash_map::Entry::Vacant(unknown) = facts.entry(sha256) {
+                remember_facts(cache_dir, unknown.key(), &converted);
+                unknown.insert(converted);
+            }
         }
     }
     for &index in &to_make {
@@ -324,29 +327,24 @@ fn set_files(
     Ok(())
 }
 
-/// Where the local cache keeps what converting a `.deb` told (by its SHA256 and the
-/// conversion's format: facts of another converter may differ).
-fn facts_path(cache_dir: &Path, sha256: &str) -> PathBuf {
-    cache_dir
-        .join("apt/v1/facts")
-        .join(format!("{sha256}.{}", deb::CONVERSION_FORMAT))
+/// Where the local cache keeps what converting a `.deb` told: by its SHA256 and the
+/// conversion's format (facts of another converter may differ).
+fn facts_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("apt/v1/facts")
 }
 
+fn facts_name(sha256: &str) -> String {
+    format!("{sha256}.{}", deb::CONVERSION_FORMAT)
+}
+
+/// A cache that cannot be written only costs the next build a pass over the `.deb`.
 fn remember_facts(cache_dir: Option<&Path>, sha256: &str, facts: &Converted) {
-    let Some(cache_dir) = cache_dir else {
-        return;
-    };
-    let path = facts_path(cache_dir, sha256);
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    // A cache that cannot be written only costs the next build a pass over the `.deb`. The
-    // rename keeps a reader from ever seeing half of it.
-    let Ok(mut file) = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(cache_dir)) else {
-        return;
-    };
-    if std::io::Write::write_all(&mut file, deb::facts::to_text(facts).as_bytes()).is_ok() {
-        let _ = file.persist(&path);
+    if let Some(cache_dir) = cache_dir {
+        write_entry(
+            &facts_dir(cache_dir),
+            &facts_name(sha256),
+            deb::facts::to_text(facts).as_bytes(),
+        );
     }
 }
 
@@ -362,10 +360,14 @@ fn known_facts(layers: &[PlannedLayer], cache_dir: Option<&Path>) -> HashMap<Str
             _ => None,
         })
         .flatten()
-        .filter_map(|deb| {
-            let sha256 = &deb.package.deb.sha256;
-            let text = std::fs::read_to_string(facts_path(cache_dir, sha256)).ok()?;
-            Some((sha256.clone(), deb::facts::parse(&text)?))
+        // A package is in its own layer and in the database: each file is read once.
+        .map(|deb| deb.package.deb.sha256.as_str())
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .filter_map(|sha256| {
+            let bytes = read_entry(&facts_dir(cache_dir).join(facts_name(sha256)))?;
+            let facts = deb::facts::parse(std::str::from_utf8(&bytes).ok()?)?;
+            Some((sha256.to_owned(), facts))
         })
         .collect()
 }
