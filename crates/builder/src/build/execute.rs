@@ -585,17 +585,21 @@ fn apt_report(
         .map(|deb| deb.package.name.clone())
         .collect();
     let skipped = plan.scripts == crate::build::apt::AptScripts::Skip;
+    // The first result that holds each package, by dpkg name.
+    let mut holders: std::collections::HashMap<String, &Done> = std::collections::HashMap::new();
+    for done in results {
+        for name in layerize_manifest::layer_record::packages(&done.layer.name, &done.layer.members)
+        {
+            holders.entry(name).or_insert(done);
+        }
+    }
     AptReport {
         sources: plan.sources,
         packages: plan
             .packages
             .iter()
             .map(|deb| {
-                let dpkg_name = deb.package.dpkg_name();
-                let holder = results.iter().find(|done| {
-                    layerize_manifest::layer_record::packages(&done.layer.name, &done.layer.members)
-                        .contains(&dpkg_name)
-                });
+                let holder = holders.get(&deb.package.dpkg_name());
                 AptPackageReport {
                     name: deb.package.name.clone(),
                     version: deb.package.version.clone(),

@@ -428,7 +428,7 @@ fn apt_key(spec: &AptSpec, options: &LayerOptions) -> String {
             packages_key(
                 &debs,
                 layerize_apt::deb::CONVERSION_FORMAT,
-                &layer.usr_links,
+                &layer.usr.links,
                 options,
             )
         }
@@ -455,7 +455,7 @@ fn apt_key(spec: &AptSpec, options: &LayerOptions) -> String {
                         .collect(),
                     configure: database.configure,
                     old_lists: &database.old_lists,
-                    usr_links: &database.usr_links,
+                    usr_links: &database.usr.links,
                 },
                 options,
             )

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use layerize_apt::deb::{self, Converted, UsrMerge};
+use layerize_apt::deb::{self, Converted};
 use layerize_apt::download::download;
 use layerize_apt::dpkg_db::{self, NewPackage, State};
 use layerize_apt::fetch::Fetcher;
@@ -150,9 +150,7 @@ pub(crate) async fn make_apt_layers(
             let sha256 = &deb.package.deb.sha256;
             if !facts.contains_key(sha256) {
                 let path = debs[sha256].clone();
-                let usr = UsrMerge {
-                    links: database.usr_links.clone(),
-                };
+                let usr = database.usr.clone();
                 let read = tokio::task::spawn_blocking(move || deb::read_facts(&path, &usr))
                     .await
                     .map_err(|err| BuildError::Invalid(format!("reading a package failed: {err}")))?
@@ -186,9 +184,7 @@ fn convert_layer(
     debs: &HashMap<String, PathBuf>,
     spool: &Path,
 ) -> Result<(FileMap, Vec<(String, Converted)>), BuildError> {
-    let usr = UsrMerge {
-        links: layer.usr_links.clone(),
-    };
+    let usr = &layer.usr;
     let mut files = FileMap::new();
     let mut facts = Vec::new();
     for deb in &layer.debs {
@@ -200,7 +196,7 @@ fn convert_layer(
         })?;
         let out = std::io::BufWriter::with_capacity(1 << 20, tar);
         let converted =
-            deb::convert(&debs[sha256], &deb.package.dpkg_name(), &usr, out).map_err(|error| {
+            deb::convert(&debs[sha256], &deb.package.dpkg_name(), usr, out).map_err(|error| {
                 BuildError::Apt(format!(
                     "{} {} ({}): {error}",
                     deb.package.name, deb.package.version, deb.package.deb.url
@@ -263,9 +259,7 @@ fn database_files(
     };
     file(&mut files, "/var/lib/dpkg/status", status)?;
     file(&mut files, "/var/lib/apt/extended_states", extended)?;
-    let usr = UsrMerge {
-        links: database.usr_links.clone(),
-    };
+    let usr = &database.usr;
     for (dpkg_name, old_list) in &database.old_lists {
         let Some(deb) = database
             .packages
@@ -275,7 +269,7 @@ fn database_files(
             continue;
         };
         let converted = &facts[&deb.package.deb.sha256];
-        let mut gone = dpkg_db::vanished_paths(old_list, &converted.paths, &usr);
+        let mut gone = dpkg_db::vanished_paths(old_list, &converted.paths, usr);
         if let Some(base) = base_fs {
             gone.retain(|path| {
                 base.get(path.trim_start_matches('/'))

@@ -6,9 +6,9 @@
 pub(crate) mod make;
 pub mod plan;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use layerize_apt::deb::UsrMerge;
 use layerize_apt::package::ArchivePackage;
 
 /// Settings for every apt entry of a build.
@@ -60,7 +60,7 @@ pub enum AptSpec {
 pub struct PackageLayer {
     pub debs: Vec<DebPackage>,
     /// The base's top-level directories that are symlinks into /usr (`bin` -> `usr/bin`).
-    pub usr_links: BTreeMap<String, String>,
+    pub usr: UsrMerge,
 }
 
 /// One resolved package of the build.
@@ -83,7 +83,7 @@ pub struct Database {
     pub packages: Vec<DebPackage>,
     /// Whether the configure layer follows (new packages are then `unpacked` until it runs).
     pub configure: bool,
-    pub usr_links: BTreeMap<String, String>,
+    pub usr: UsrMerge,
     /// For each upgraded base package (its dpkg name): its old `.list`, whose paths the new
     /// version no longer ships become whiteouts.
     pub old_lists: Vec<(String, String)>,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use layerize_apt::base::{wanted_files, BaseSystem};
+use layerize_apt::base::{wanted_files, BaseSystem, UsrMerge};
 use layerize_apt::fetch::Fetcher;
 use layerize_apt::index::{self, IndexOptions};
 use layerize_apt::resolve::{self, installed_from_status, Request};
@@ -129,10 +129,10 @@ pub(crate) async fn expand(
         );
     }
     let old_lists = old_lists(&base, &packages).await?;
-    let usr_links = system.usr_merge.links.clone();
+    let usr = system.usr_merge.clone();
     let configure = options.scripts == AptScripts::Run;
 
-    let mut layers = package_layers(&entries, &requests, &packages, &usr_links);
+    let mut layers = package_layers(&entries, &requests, &packages, &usr);
     let mut needs: Vec<String> = layers.iter().flat_map(LayerSpec::packages).collect();
     layers.push(LayerSpec {
         name: DATABASE_LAYER.to_owned(),
@@ -148,7 +148,7 @@ pub(crate) async fn expand(
             base_extended_states: system.extended_states.clone(),
             packages: packages.clone(),
             configure,
-            usr_links,
+            usr,
             old_lists,
         }))),
     });
@@ -303,7 +303,7 @@ fn package_layers(
     entries: &[(usize, String, AptRequest)],
     requests: &[Vec<Request>],
     packages: &[DebPackage],
-    usr_links: &BTreeMap<String, String>,
+    usr: &UsrMerge,
 ) -> Vec<LayerSpec> {
     let mut order: Vec<usize> = (0..packages.len()).collect();
     let sort_key = |index: &usize| {
@@ -349,7 +349,7 @@ fn package_layers(
             script: None,
             apt: Some(AptSpec::Packages(PackageLayer {
                 debs,
-                usr_links: usr_links.clone(),
+                usr: usr.clone(),
             })),
         }
     };
