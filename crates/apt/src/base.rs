@@ -66,19 +66,33 @@ pub fn wanted_files(index: &FsIndex) -> Vec<String> {
     wanted
 }
 
+/// The files [`BaseSystem::read`] looks at whatever the base has, as apt names them.
+const FIXED_FILES: [&str; 7] = [
+    OS_RELEASE,
+    OS_RELEASE_FALLBACK,
+    SOURCES_LIST,
+    TRUSTED_FILE,
+    DPKG_STATUS,
+    DPKG_ARCH,
+    EXTENDED_STATES,
+];
+
+/// Where [`wanted_files`] usually finds what it names, known before the base is indexed: the
+/// fixed files, and the directories of sources and keyrings (ending in `/`, as
+/// [`layerize_basefs::Capture`] takes a directory). Read along with the index, they spare the
+/// base's layers a second read; anything else `wanted_files` names is read afterwards.
+pub fn expected_files() -> Vec<String> {
+    let dirs = [SOURCES_DIR, TRUSTED_DIR].into_iter().chain(KEYRING_DIRS);
+    FIXED_FILES
+        .map(str::to_owned)
+        .into_iter()
+        .chain(dirs.map(|dir| format!("{dir}/")))
+        .collect()
+}
+
 /// Every path [`BaseSystem::read`] looks at, as apt names it (before symlinks).
 fn logical_files(index: &FsIndex) -> Vec<String> {
-    let mut paths: Vec<String> = [
-        OS_RELEASE,
-        OS_RELEASE_FALLBACK,
-        SOURCES_LIST,
-        TRUSTED_FILE,
-        DPKG_STATUS,
-        DPKG_ARCH,
-        EXTENDED_STATES,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut paths: Vec<String> = FIXED_FILES.map(str::to_owned).to_vec();
     paths.extend(source_files(index));
     paths.extend(keyring_files(index));
     paths

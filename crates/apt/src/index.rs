@@ -396,7 +396,7 @@ async fn packages_paragraphs(
 ) -> Result<Vec<control::Paragraph>, IndexError> {
     let (size, sha256) = &release.sha256[path];
     let parse = |text: &str| {
-        control::parse_keeping(text, |name| {
+        control::parse_keeping_in_parts(text, parallelism(), |name| {
             INDEX_FIELDS
                 .iter()
                 .any(|field| field.eq_ignore_ascii_case(name))
@@ -429,21 +429,59 @@ async fn packages_paragraphs(
     Ok(paragraphs)
 }
 
-/// The stanzas of a `Packages` index as archive packages.
+/// Threads to read an index with.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The stanzas of a `Packages` index as archive packages, in order (made on all cores, a share
+/// of the stanzas each).
 fn archive_packages(
     url: &str,
     paragraphs: Vec<control::Paragraph>,
     source: &Source,
     origin: &Origin,
 ) -> Result<Vec<ArchivePackage>, IndexError> {
-    let problem = |problem: String| IndexError::Packages {
-        url: url.to_owned(),
-        problem,
-    };
     let deb_base = if source.is_flat() {
         flat_dir(source)
     } else {
         source.uri.clone()
+    };
+    let share = paragraphs.len().div_ceil(parallelism()).max(1);
+    let mut stanzas = paragraphs.into_iter();
+    let shares: Vec<Vec<control::Paragraph>> = std::iter::from_fn(|| {
+        let share: Vec<control::Paragraph> = stanzas.by_ref().take(share).collect();
+        (!share.is_empty()).then_some(share)
+    })
+    .collect();
+    let deb_base = deb_base.as_str();
+    let made: Vec<Result<Vec<ArchivePackage>, IndexError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || share_packages(url, share, deb_base, origin)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("making packages does not panic"))
+            .collect()
+    });
+    let mut packages = Vec::new();
+    for share in made {
+        packages.extend(share?);
+    }
+    Ok(packages)
+}
+
+/// [`archive_packages`] of one share of the stanzas, whose `.deb`s are under `deb_base`.
+fn share_packages(
+    url: &str,
+    paragraphs: Vec<control::Paragraph>,
+    deb_base: &str,
+    origin: &Origin,
+) -> Result<Vec<ArchivePackage>, IndexError> {
+    let problem = |problem: String| IndexError::Packages {
+        url: url.to_owned(),
+        problem,
     };
     let mut packages = Vec::with_capacity(paragraphs.len());
     for paragraph in paragraphs {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use layerize_manifest::Digest;
 
 use crate::hashing::{HashingReader, HashingWriter};
+use crate::kept_tar::TarDir;
 use crate::layer::{LayerIndex, Settled};
 use crate::path::tree_cmp;
 use crate::table::{Record, Slot, Table};
@@ -50,6 +51,8 @@ pub struct LayerCache {
     dir: PathBuf,
     /// Whether [`LayerCache::store`] writes (a dry run reads the cache but leaves it as it is).
     writable: bool,
+    /// Where layers read from their blobs also leave their tars, when asked.
+    tars: Option<TarDir>,
 }
 
 impl LayerCache {
@@ -61,6 +64,7 @@ impl LayerCache {
                 .join(format!("v{VERSION}"))
                 .join("sha256"),
             writable: true,
+            tars: None,
         }
     }
 
@@ -68,6 +72,18 @@ impl LayerCache {
     pub fn read_only(mut self) -> LayerCache {
         self.writable = false;
         self
+    }
+
+    /// The same cache, also keeping the uncompressed tar of each layer read from its blob in
+    /// `tars` (for a build that unpacks the base's layers; a read-only cache keeps none).
+    pub fn keeping_tars(mut self, tars: TarDir) -> LayerCache {
+        self.tars = Some(tars);
+        self
+    }
+
+    /// Where to keep the tars of layers read from their blobs, if anywhere.
+    pub(crate) fn tars(&self) -> Option<&TarDir> {
+        self.tars.as_ref().filter(|_| self.writable)
     }
 
     /// Where the index of the layer with this diffID lives.

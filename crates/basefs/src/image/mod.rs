@@ -3,6 +3,7 @@
 //! taken from the topmost layer that has them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::BufReader;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,8 +13,9 @@ use layerize_registry::{Store, StoreError};
 
 use crate::blob_reader::BlobReader;
 use crate::cache::LayerCache;
-use crate::error::BaseFsError;
+use crate::error::{BaseFsError, LayerError};
 use crate::hashing::HashingReader;
+use crate::kept_tar::mark_used;
 use crate::layer::{read_layer_measured, Capture, CaptureSet, LayerIndex};
 use crate::{merge, FsIndex, Kind};
 
@@ -40,7 +42,8 @@ pub struct BaseFs {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
     pub layers_from_cache: usize,
-    /// Blob reads, including a cached layer read again for a file it had not captured.
+    /// Layer reads (of a blob, or of the tar the cache keeps of it), including a cached layer
+    /// read again for a file it had not captured.
     pub layers_read: usize,
     /// Compressed bytes read from the store.
     pub blob_bytes_read: u64,
@@ -198,7 +201,8 @@ async fn obtain(
 #[derive(Clone, Debug)]
 pub struct ReadLayer {
     pub layer: LayerIndex,
-    /// Compressed bytes read from the store (the descriptor's size).
+    /// Compressed bytes read from the store (the descriptor's size; 0 when read from a kept
+    /// tar).
     pub blob_bytes: u64,
     /// Bytes of the uncompressed tar stream (what the diffID covers).
     pub tar_bytes: u64,
@@ -216,9 +220,11 @@ pub async fn read_image_layer(
     read_from_store(store, descriptor, diff_id, nothing, BTreeMap::new(), None).await
 }
 
-/// Streams the layer's blob from `store` into [`crate::read_layer`] on a blocking thread,
-/// checks the blob's size and digest, and caches the result with `keep` (captures of an earlier
-/// read) added.
+/// Reads the layer into its index: from the tar a cache keeps of it when there is one (no blob
+/// fetched, nothing decompressed), else streaming its blob from `store` into
+/// [`crate::read_layer`] on a blocking thread and checking the blob's size and digest. Either
+/// way the diffID is checked, and the result is cached with `keep` (captures of an earlier read)
+/// added.
 async fn read_from_store(
     store: &dyn Store,
     descriptor: &Descriptor,
@@ -227,6 +233,31 @@ async fn read_from_store(
     keep: BTreeMap<String, Vec<u8>>,
     cache: Option<&LayerCache>,
 ) -> Result<ReadLayer, BaseFsError> {
+    let kept = cache
+        .and_then(LayerCache::tars)
+        .map(|tars| tars.path(&descriptor.digest))
+        .filter(|tar| mark_used(tar));
+    if let Some(tar) = kept {
+        let (layer, diff_id, cache) = (descriptor.digest.clone(), diff_id.clone(), cache.cloned());
+        return tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&tar).map_err(|source| BaseFsError::Layer {
+                layer: layer.clone(),
+                source: LayerError::Read(source),
+            })?;
+            let read = read_layer_measured(BufReader::new(file), &diff_id, &capture, None);
+            let (index, tar_bytes) = read.map_err(|source| BaseFsError::Layer { layer, source })?;
+            Ok(finish_read(
+                index,
+                0,
+                tar_bytes,
+                keep,
+                cache.as_ref(),
+                &diff_id,
+            ))
+        })
+        .await
+        .map_err(BaseFsError::Task)?;
+    }
     let layer_digest = descriptor.digest.clone();
     let store_error = |source| BaseFsError::Store {
         layer: layer_digest.clone(),
@@ -240,7 +271,11 @@ async fn read_from_store(
     let (descriptor, diff_id, cache) = (descriptor.clone(), diff_id.clone(), cache.cloned());
     let reading = tokio::task::spawn_blocking(move || {
         let mut blob = HashingReader::new(BlobReader::new(receiver, descriptor.size));
-        let read = read_layer_measured(&mut blob, &diff_id, &capture);
+        let mut kept_tar = cache
+            .as_ref()
+            .and_then(LayerCache::tars)
+            .and_then(|tars| tars.start(&descriptor.digest));
+        let read = read_layer_measured(&mut blob, &diff_id, &capture, kept_tar.as_mut());
         let overlong = blob.get_ref().overlong();
         let (digest, bytes) = blob.finish();
         let layer = descriptor.digest;
@@ -250,7 +285,7 @@ async fn read_from_store(
                 expected: descriptor.size,
             });
         }
-        let (mut index, tar_bytes) = read.map_err(|source| BaseFsError::Layer {
+        let (index, tar_bytes) = read.map_err(|source| BaseFsError::Layer {
             layer: layer.clone(),
             source,
         })?;
@@ -267,20 +302,17 @@ async fn read_from_store(
                 actual: digest,
             });
         }
-        for (path, content) in keep {
-            index.captured.entry(path).or_insert(content);
+        if let Some(kept_tar) = kept_tar {
+            kept_tar.keep();
         }
-        if let Some(cache) = cache {
-            if let Err(error) = cache.store(&diff_id, &index) {
-                let path = cache.path(&diff_id);
-                tracing::warn!(path = %path.display(), %error, "cannot cache a layer index");
-            }
-        }
-        Ok(ReadLayer {
-            layer: index,
-            blob_bytes: bytes,
+        Ok(finish_read(
+            index,
+            bytes,
             tar_bytes,
-        })
+            keep,
+            cache.as_ref(),
+            &diff_id,
+        ))
     });
     let feeding = async move {
         while let Some(chunk) = blob.next().await {
@@ -294,6 +326,31 @@ async fn read_from_store(
     let (fed, read) = tokio::join!(feeding, reading);
     fed.map_err(store_error)?;
     read.map_err(BaseFsError::Task)?
+}
+
+/// A verified read: the captures of an earlier read added, and cached.
+fn finish_read(
+    mut index: LayerIndex,
+    blob_bytes: u64,
+    tar_bytes: u64,
+    keep: BTreeMap<String, Vec<u8>>,
+    cache: Option<&LayerCache>,
+    diff_id: &Digest,
+) -> ReadLayer {
+    for (path, content) in keep {
+        index.captured.entry(path).or_insert(content);
+    }
+    if let Some(cache) = cache {
+        if let Err(error) = cache.store(diff_id, &index) {
+            let path = cache.path(diff_id);
+            tracing::warn!(path = %path.display(), %error, "cannot cache a layer index");
+        }
+    }
+    ReadLayer {
+        layer: index,
+        blob_bytes,
+        tar_bytes,
+    }
 }
 
 /// A regular file holding the content of an asked path: its path, layer, size and the limit

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::test_tar::{gzip, zstd, TarWriter};
-use crate::{LayerCache, LayerError};
+use crate::{LayerCache, LayerError, TarDir};
 
 struct Fixture {
     dir: TempDir,
@@ -161,6 +161,72 @@ async fn a_file_asked_for_later_reads_only_the_layer_that_has_it() {
     // What the earlier read captured is still there for callers asking less.
     let fourth = fixture.index(&asked[..1]).await.unwrap();
     assert_eq!(fourth.stats, stats(3, 0, 0));
+}
+
+#[tokio::test]
+async fn a_directory_hint_keeps_its_small_files_so_asking_for_them_later_reads_no_layer() {
+    let fixture = three_layers().await;
+    let first = fixture.index(&[("etc/", 100), ("/srv/", 4)]).await.unwrap();
+    assert!(first.files.is_empty(), "a hint is not an ask");
+    let asked = [("etc/os-release", 100), ("srv/app", 100)];
+    let second = fixture.index(&asked).await.unwrap();
+    // srv/app (10 bytes) was over its hint's limit: only its layer is read again.
+    assert_eq!(second.stats, stats(3, 1, fixture.layers[2].0.size));
+    assert_eq!(second.files["etc/os-release"], b"VERSION=12\n");
+    assert_eq!(second.files["srv/app"], b"#!/bin/sh\n");
+}
+
+#[tokio::test]
+async fn a_cache_keeping_tars_keeps_each_verified_tar_and_reads_it_again_instead_of_the_blob() {
+    let mut fixture = three_layers().await;
+    let tars = TarDir::new(fixture.dir.path().join("tars"));
+    fixture.cache = fixture.cache.clone().keeping_tars(tars.clone());
+    let first = fixture.index(&[]).await.unwrap();
+    let blob_bytes = fixture.layers.iter().map(|(d, _)| d.size).sum();
+    assert_eq!(first.stats, stats(0, 3, blob_bytes));
+    for (descriptor, diff_id) in &fixture.layers {
+        let tar = std::fs::read(tars.path(&descriptor.digest)).unwrap();
+        assert_eq!(&Digest::sha256(&tar), diff_id, "the uncompressed stream");
+    }
+
+    // A late capture reads the kept tars: the blobs are not needed any more.
+    for layer in 0..fixture.layers.len() {
+        std::fs::remove_file(fixture.blob_path(layer)).unwrap();
+    }
+    let asked = [("etc/os-release", 100), ("srv/app", 100)];
+    let second = fixture.index(&asked).await.unwrap();
+    assert_eq!(second.stats, stats(3, 2, 0));
+    assert_eq!(second.files["etc/os-release"], b"VERSION=12\n");
+    assert_eq!(second.files["srv/app"], b"#!/bin/sh\n");
+}
+
+#[tokio::test]
+async fn a_kept_tar_is_checked_against_the_diff_id_and_a_failed_read_keeps_none() {
+    let mut fixture = three_layers().await;
+    let tars = TarDir::new(fixture.dir.path().join("tars"));
+    fixture.cache = fixture.cache.clone().keeping_tars(tars.clone());
+    // A blob whose stream is not the diffID's: nothing of it is kept.
+    let right = fixture.layers[2].1.clone();
+    fixture.layers[2].1 = Digest::sha256(b"another stream");
+    fixture.index(&[]).await.unwrap_err();
+    assert!(!tars.path(&fixture.layers[2].0.digest).exists());
+
+    // A kept tar changed since is refused like a changed blob.
+    fixture.layers[2].1 = right;
+    fixture.index(&[]).await.unwrap();
+    let kept = tars.path(&fixture.layers[1].0.digest);
+    std::fs::write(&kept, app_tar()).unwrap();
+    let error = fixture.index(&[("etc/os-release", 100)]).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            BaseFsError::Layer {
+                source: LayerError::DiffIdMismatch { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -16,13 +16,17 @@ use layerize_manifest::Digest;
 
 use crate::error::LayerError;
 use crate::hashing::HashingReader;
+use crate::kept_tar::{KeptTar, Tee};
 use crate::path::{normalise, PathError};
 use crate::table::Slot;
 use crate::Kind;
 
 pub(crate) use settle::Settled;
 
-/// A file whose content a caller wants from the image, up to `max_bytes`.
+/// A file whose content a caller wants from the image, up to `max_bytes`. A path ending in `/`
+/// is a directory whose regular files (directly in it, as the layers have them: symlinks are
+/// not followed) are kept while reading, those over `max_bytes` left out: a hint for files a
+/// caller will likely ask for by name once it has the index, so that they need no second read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capture {
     /// Absolute or relative to the root; normalised before use.
@@ -34,29 +38,38 @@ pub struct Capture {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CaptureSet {
     limits: HashMap<String, u64>,
+    /// Directories whose files are kept when small enough, by normalised path.
+    dirs: HashMap<String, u64>,
 }
 
 impl CaptureSet {
     pub fn new(captures: &[Capture]) -> Result<CaptureSet, PathError> {
-        let mut limits = HashMap::new();
+        let mut set = CaptureSet::default();
         for capture in captures {
-            let limit = limits.entry(normalise(&capture.path)?).or_insert(0);
+            let (paths, path) = match capture.path.strip_suffix('/') {
+                Some(dir) => (&mut set.dirs, dir),
+                None => (&mut set.limits, capture.path.as_str()),
+            };
+            let limit = paths.entry(normalise(path)?).or_insert(0);
             *limit = capture.max_bytes.max(*limit);
         }
-        Ok(CaptureSet { limits })
+        Ok(set)
     }
 
-    /// The limit for `path`, if it is asked for.
+    /// The limit for `path`, if it is asked for by name.
     pub fn limit(&self, path: &str) -> Option<u64> {
         self.limits.get(path).copied()
     }
 
     /// Whether a regular file of `size` bytes at `path` is to be kept.
     pub(crate) fn wants(&self, path: &str, size: u64) -> bool {
-        self.limit(path).is_some_and(|limit| size <= limit)
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        self.limit(path)
+            .or_else(|| self.dirs.get(dir).copied())
+            .is_some_and(|limit| size <= limit)
     }
 
-    /// The asked paths and their limits.
+    /// The paths asked for by name and their limits.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
         self.limits
             .iter()
@@ -156,16 +169,21 @@ pub fn read_layer(
     diff_id: &Digest,
     capture: &CaptureSet,
 ) -> Result<LayerIndex, LayerError> {
-    read_layer_measured(blob, diff_id, capture).map(|(layer, _)| layer)
+    read_layer_measured(blob, diff_id, capture, None).map(|(layer, _)| layer)
 }
 
-/// [`read_layer`], also returning the length of the uncompressed tar stream.
+/// [`read_layer`], also returning the length of the uncompressed tar stream, and copying that
+/// stream into `copy` when given.
 pub(crate) fn read_layer_measured(
     blob: impl Read,
     diff_id: &Digest,
     capture: &CaptureSet,
+    copy: Option<&mut KeptTar>,
 ) -> Result<(LayerIndex, u64), LayerError> {
-    let tar = decompress::decompressed(blob).map_err(LayerError::Read)?;
+    let tar = Tee {
+        inner: decompress::decompressed(blob).map_err(LayerError::Read)?,
+        copy,
+    };
     // Tar headers are read 512 bytes at a time; a buffer keeps the decoder's calls large.
     let mut stream = BufReader::with_capacity(64 * 1024, HashingReader::new(tar));
     let raw = members::read(&mut stream, capture)?;

@@ -3,24 +3,27 @@
 
 use std::path::Path;
 
-use layerize_basefs::{index_image, FsIndex, LayerCache};
+use layerize_basefs::{index_image, Capture, FsIndex, LayerCache, TarDir};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{Descriptor, Digest, Platform};
 use tracing::{info, warn};
 
 use crate::build::plan::Layer;
 use crate::build::report::BaseIndexReport;
+use crate::build::scripts::blob_dir;
 use crate::BuildError;
 
 /// The filesystem of the base, from the on-disk cache where it has the layers, else read from
-/// their blobs once. Foreign (non-distributable) layers cannot be read from the store: their
-/// paths are left out, with a warning.
+/// their blobs once, keeping the content of the `capture` files for the cache. Foreign
+/// (non-distributable) layers cannot be read from the store: their paths are left out, with a
+/// warning.
 pub(crate) async fn index_base(
     store: &dyn layerize_registry::Store,
     readable: &[(Descriptor, Digest)],
     cache: Option<&LayerCache>,
+    capture: &[Capture],
 ) -> Result<(FsIndex, BaseIndexReport), BuildError> {
-    let base_fs = index_image(store, readable, cache, &[]).await?;
+    let base_fs = index_image(store, readable, cache, capture).await?;
     let report = BaseIndexReport {
         paths: base_fs.index.len(),
         layers_from_cache: base_fs.stats.layers_from_cache,
@@ -59,11 +62,20 @@ pub(crate) fn readable_layers(base_layers: &[Layer]) -> Vec<(Descriptor, Digest)
         .collect()
 }
 
-/// The on-disk cache of base layer indexes (read-only for a dry run).
-pub(crate) fn base_cache(cache_dir: Option<&Path>, dry_run: bool) -> Option<LayerCache> {
-    cache_dir
-        .map(LayerCache::new)
-        .map(|cache| if dry_run { cache.read_only() } else { cache })
+/// The on-disk cache of base layer indexes (read-only for a dry run), keeping the tars of the
+/// layers it reads where script steps look for them when `for_steps`.
+pub(crate) fn base_cache(
+    cache_dir: Option<&Path>,
+    dry_run: bool,
+    for_steps: bool,
+) -> Option<LayerCache> {
+    let cache_dir = cache_dir?;
+    let cache = LayerCache::new(cache_dir);
+    Some(match (dry_run, for_steps) {
+        (true, _) => cache.read_only(),
+        (false, true) => cache.keeping_tars(TarDir::new(blob_dir(cache_dir))),
+        (false, false) => cache,
+    })
 }
 
 /// Debian's name for a platform's architecture (linux/amd64 when none is known).

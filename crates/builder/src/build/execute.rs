@@ -5,7 +5,7 @@
 //! move the tag — unless the tag already points at exactly this image.
 
 use std::cmp::Reverse;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,9 +23,9 @@ use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{AptPackageReport, AptReport, LayerReport, Report, StepReport};
 use crate::build::scripts::{RanStep, ScriptRunner};
 use crate::build::Endpoints;
-use crate::layer::filemap::Fingerprint;
+use crate::layer::filemap::{FileMap, Fingerprint};
 use crate::layer::key::layer_key;
-use crate::layer::{write_layer, LayerOptions};
+use crate::layer::{write_layer, LayerOptions, WrittenLayer};
 use crate::BuildError;
 
 /// How long after its last change a host file must have been left alone before a fingerprint
@@ -58,8 +58,9 @@ impl Transfers {
 enum Step {
     FromBase(Layer),
     Make(PlannedLayer),
-    /// A script layer whose step ran before any blob moved: upload its spooled layer.
-    Ran(PlannedLayer, crate::layer::WrittenLayer, tempfile::TempPath),
+    /// A layer written to a spool file before any blob moved (a script step's changes, or a
+    /// file layer written while the steps ran): upload it.
+    Spooled(PlannedLayer, WrittenLayer, tempfile::TempPath),
 }
 
 /// A layer made present, with what the local cache should learn from it.
@@ -106,7 +107,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         &options,
     )
     .await?;
-    let mut ran = ScriptRunner {
+    let runner = ScriptRunner {
         endpoints,
         base_layers: &base_layers,
         base_env: &base_env,
@@ -116,9 +117,24 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         sandbox,
         platform: image.platform(),
         cache_dir,
-    }
-    .run_all(&layers)
-    .await?;
+    };
+    let spool_dir = endpoints
+        .target
+        .spool_dir()
+        .unwrap_or_else(std::env::temp_dir);
+    // Making a step's root and running it leave cores idle, so the file layers to build are
+    // written meanwhile into spool files, uploaded only once every step has succeeded. Without
+    // steps they are written during the transfers instead, each uploaded as soon as it is done.
+    let spool_ahead = layers
+        .iter()
+        .any(|layer| layer.script().is_some() && matches!(layer.decision, Decision::Build(_)));
+    let (mut ran, mut spooled) = tokio::try_join!(runner.run_all(&layers), async {
+        if spool_ahead {
+            spool_file_layers(&layers, &options, &spool_dir, jobs).await
+        } else {
+            Ok(HashMap::new())
+        }
+    })?;
     let base_count = base_layers.len();
     let mut steps_report: Vec<StepReport> = Vec::new();
     // Steps that add no layer, by their place in the plan, for the history.
@@ -129,7 +145,11 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     for (index, planned) in layers.into_iter().enumerate() {
         let position = base_count + index;
         let Some(_) = planned.script() else {
-            made.push((position, Step::Make(planned)));
+            let step = match spooled.remove(&index) {
+                Some((written, spool)) => Step::Spooled(planned, written, spool),
+                None => Step::Make(planned),
+            };
+            made.push((position, step));
             continue;
         };
         let key = planned.key.clone().expect("script layers are keyed");
@@ -146,7 +166,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
                 steps_report.push(report);
                 match layer {
                     Some((written, spool)) => {
-                        made.push((position, Step::Ran(planned, written, spool)))
+                        made.push((position, Step::Spooled(planned, written, spool)))
                     }
                     None => empty_steps.push((position, empty_history(&planned, &key))),
                 }
@@ -185,7 +205,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .chain(made)
         .collect();
     steps.sort_by_key(|(_, step)| match step {
-        Step::Make(_) | Step::Ran(..) => (0, Reverse(0)),
+        Step::Make(_) | Step::Spooled(..) => (0, Reverse(0)),
         Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
     });
     let context = StepContext {
@@ -397,27 +417,7 @@ impl StepContext<'_> {
                     fingerprint: None,
                 })
             }
-            Step::Ran(planned, written, spool) => {
-                let outcome = put_layer(
-                    self.endpoints.target.as_ref(),
-                    &written.digest,
-                    written.size,
-                    &spool,
-                )
-                .await?;
-                drop(spool);
-                Ok(Done {
-                    layer: self.built_layer(
-                        planned.name,
-                        planned.key,
-                        planned.members,
-                        planned.created_by,
-                        written,
-                    ),
-                    outcome,
-                    fingerprint: None,
-                })
-            }
+            Step::Spooled(planned, written, spool) => self.upload(planned, written, spool).await,
             Step::Make(planned) => {
                 let candidate = match &planned.decision {
                     Decision::Reuse(candidate) => Some(candidate.clone()),
@@ -489,10 +489,36 @@ impl StepContext<'_> {
         }
     }
 
-    /// Builds one layer into a spool file on a blocking thread, then puts it into the target.
-    async fn build(&self, planned: PlannedLayer) -> Result<Done, BuildError> {
-        let target = self.endpoints.target.as_ref();
-        let spool_dir = target.spool_dir().unwrap_or_else(std::env::temp_dir);
+    /// Builds one file layer into a spool file on a blocking thread, then puts it into the
+    /// target.
+    async fn build(&self, mut planned: PlannedLayer) -> Result<Done, BuildError> {
+        let Work::Files { files, .. } = &mut planned.work else {
+            unreachable!("script and apt layers are made before the transfers start")
+        };
+        let files = std::mem::take(files);
+        let spool_dir = self
+            .endpoints
+            .target
+            .spool_dir()
+            .unwrap_or_else(std::env::temp_dir);
+        let (written, spool) = spool_layer(
+            planned.name.clone(),
+            files,
+            Arc::clone(self.options),
+            spool_dir,
+        )
+        .await?;
+        self.upload(planned, written, spool).await
+    }
+
+    /// Puts a layer this run wrote to `spool` into the target; a file layer's diffID is checked
+    /// against the one planned (its key was made from it).
+    async fn upload(
+        &self,
+        planned: PlannedLayer,
+        written: WrittenLayer,
+        spool: tempfile::TempPath,
+    ) -> Result<Done, BuildError> {
         let PlannedLayer {
             name,
             created_by,
@@ -501,45 +527,27 @@ impl StepContext<'_> {
             key,
             decision: _,
         } = planned;
-        let Work::Files {
-            files,
-            fingerprint,
-            diff_id: expected_diff_id,
-        } = work
-        else {
-            unreachable!("script and apt layers are made before the transfers start")
-        };
-        let options = Arc::clone(self.options);
-        let (written, spool) = tokio::task::spawn_blocking(move || {
-            let spool = tempfile::Builder::new()
-                .prefix(".layerize-spool-")
-                .tempfile_in(&spool_dir)
-                .map_err(|source| BuildError::Io {
-                    context: format!("creating a spool file in {}", spool_dir.display()),
-                    source,
-                })?;
-            let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
-            let written = write_layer(&files, &options, out)?;
-            Ok::<_, BuildError>((written, spool.into_temp_path()))
-        })
-        .await
-        .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))??;
-        if let Some(expected) = &expected_diff_id {
-            if *expected != written.diff_id {
+        let fingerprint = match work {
+            Work::Files {
+                diff_id: Some(expected),
+                ..
+            } if expected != written.diff_id => {
                 return Err(BuildError::Invalid(format!(
                     "{name}: its files changed while the build ran (diffID {expected} when planned, {} when built); run the build again",
                     written.diff_id
                 )));
             }
-        }
-        log_built(&name, &written);
+            Work::Files { fingerprint, .. } => Some(fingerprint),
+            Work::Script { .. } | Work::Apt(_) => None,
+        };
+        let target = self.endpoints.target.as_ref();
         let outcome = put_layer(target, &written.digest, written.size, &spool).await?;
         drop(spool);
         let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
         Ok(Done {
             layer: self.built_layer(name, Some(key), members, created_by, written),
             outcome,
-            fingerprint: Some(fingerprint),
+            fingerprint,
         })
     }
 
@@ -550,7 +558,7 @@ impl StepContext<'_> {
         key: Option<String>,
         members: Vec<String>,
         created_by: String,
-        written: crate::layer::WrittenLayer,
+        written: WrittenLayer,
     ) -> Layer {
         Layer {
             name,
@@ -569,7 +577,7 @@ impl StepContext<'_> {
 fn apt_report(
     plan: crate::build::apt::plan::AptPlan,
     results: &[Done],
-    scripts: &std::collections::HashMap<String, Vec<String>>,
+    scripts: &HashMap<String, Vec<String>>,
 ) -> AptReport {
     let has_scripts = |deb: &crate::build::apt::DebPackage| {
         scripts.get(&deb.package.deb.sha256).is_some_and(|scripts| {
@@ -586,7 +594,7 @@ fn apt_report(
         .collect();
     let skipped = plan.scripts == crate::build::apt::AptScripts::Skip;
     // The first result that holds each package, by dpkg name.
-    let mut holders: std::collections::HashMap<String, &Done> = std::collections::HashMap::new();
+    let mut holders: HashMap<String, &Done> = HashMap::new();
     for done in results {
         for name in layerize_manifest::layer_record::packages(&done.layer.name, &done.layer.members)
         {
@@ -623,8 +631,57 @@ fn apt_report(
     }
 }
 
-/// Whether a control member is a script dpkg runs (the others, such as `triggers` or `shlibs`,
-/// are data).
+/// Writes every file layer the plan builds into a spool file, `jobs` at once (their gzip members
+/// share the compression pool); returns them by layer index.
+async fn spool_file_layers(
+    layers: &[PlannedLayer],
+    options: &Arc<LayerOptions>,
+    spool_dir: &std::path::Path,
+    jobs: usize,
+) -> Result<HashMap<usize, (WrittenLayer, tempfile::TempPath)>, BuildError> {
+    stream::iter(layers.iter().enumerate())
+        .filter_map(|(index, layer)| async move {
+            match (&layer.work, &layer.decision) {
+                (Work::Files { files, .. }, Decision::Build(_)) => {
+                    Some((index, layer.name.clone(), files.clone()))
+                }
+                _ => None,
+            }
+        })
+        .map(|(index, name, files)| async move {
+            let spooled =
+                spool_layer(name, files, Arc::clone(options), spool_dir.to_path_buf()).await?;
+            Ok::<_, BuildError>((index, spooled))
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await
+}
+
+/// Writes one layer into a new spool file in `spool_dir`, on a blocking thread.
+async fn spool_layer(
+    name: String,
+    files: FileMap,
+    options: Arc<LayerOptions>,
+    spool_dir: std::path::PathBuf,
+) -> Result<(WrittenLayer, tempfile::TempPath), BuildError> {
+    tokio::task::spawn_blocking(move || {
+        let spool = tempfile::Builder::new()
+            .prefix(".layerize-spool-")
+            .tempfile_in(&spool_dir)
+            .map_err(|source| BuildError::Io {
+                context: format!("creating a spool file in {}", spool_dir.display()),
+                source,
+            })?;
+        let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
+        let written = write_layer(&files, &options, out)?;
+        log_built(&name, &written);
+        Ok::<_, BuildError>((written, spool.into_temp_path()))
+    })
+    .await
+    .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
+}
+
 /// Puts a spooled layer into the target; a rename into a layout leaves nothing behind, otherwise
 /// dropping the spool path afterwards removes the file.
 async fn put_layer(

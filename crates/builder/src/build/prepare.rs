@@ -175,16 +175,28 @@ pub async fn plan(
     } else {
         Vec::new()
     };
-    let cache = base_cache(cache_dir.as_deref(), dry_run);
+    // Steps unpack the base's layers into their roots: the read that indexes a layer keeps its
+    // tar for them.
+    let runs_steps = specs.iter().any(|spec| {
+        spec.script.is_some() || (spec.apt.is_some() && apt.scripts == apt::AptScripts::Run)
+    });
+    let cache = base_cache(cache_dir.as_deref(), dry_run, runs_steps);
+    let has_apt = specs.iter().any(|spec| spec.apt.is_some());
     let (base_fs, base_index) = if needs_index {
+        // apt's files of the base, read along (a warm cache has them from then on).
+        let capture = if has_apt {
+            apt::plan::expected_base_files()
+        } else {
+            Vec::new()
+        };
         let (index, report) =
-            index_base(endpoints.base.as_ref(), &readable, cache.as_ref()).await?;
+            index_base(endpoints.base.as_ref(), &readable, cache.as_ref(), &capture).await?;
         (Some(Arc::new(index)), Some(report))
     } else {
         (None, None)
     };
     let (specs, apt_plan) = match &base_fs {
-        Some(index) if specs.iter().any(|spec| spec.apt.is_some()) => {
+        Some(index) if has_apt => {
             let architecture = debian_architecture(platform.as_ref())?;
             apt::plan::expand(
                 specs,

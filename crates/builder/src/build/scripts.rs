@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use layerize_basefs::{decompressed, FsIndex};
+use layerize_basefs::{decompressed, mark_used, FsIndex, TarDir};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{Digest, Platform};
 use layerize_registry::Store;
@@ -269,10 +269,11 @@ impl ScriptRunner<'_> {
                 warn!(layer = %layer.name, "the base has a non-distributable layer; script steps run without its files");
                 continue;
             }
-            let blob = blobs
-                .fetch(self.endpoints.base.as_ref(), &layer.descriptor.digest)
-                .await?;
-            paths.push(blobs.unpacked(blob).await?);
+            paths.push(
+                blobs
+                    .unpacked(self.endpoints.base.as_ref(), &layer.descriptor.digest)
+                    .await?,
+            );
         }
         Ok(paths)
     }
@@ -565,6 +566,11 @@ fn apply_file_map(
     })
 }
 
+/// Where the cache directory keeps blobs and their unpacked tars.
+pub(crate) fn blob_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("blobs").join("v1")
+}
+
 /// Blobs fetched to local disk by digest: in the cache directory's `blobs/v1/<hex>` (kept for
 /// later builds, their mtime bumped on use for `layerize cache clean`), or a temporary directory
 /// for this build only.
@@ -578,7 +584,7 @@ impl BlobDir {
         let io_error = |context: String| move |source| BuildError::Io { context, source };
         match cache_dir {
             Some(cache_dir) => {
-                let dir = cache_dir.join("blobs").join("v1");
+                let dir = blob_dir(cache_dir);
                 std::fs::create_dir_all(&dir)
                     .map_err(io_error(format!("creating {}", dir.display())))?;
                 Ok(BlobDir {
@@ -599,15 +605,16 @@ impl BlobDir {
         }
     }
 
-    /// The uncompressed tar of the blob at `blob` (`<hex>.tar` beside it), made once: every
-    /// step's root starts with the base's layers, and unpacking them again for each step
-    /// cost a third of assembling a root.
-    async fn unpacked(&self, blob: PathBuf) -> Result<PathBuf, BuildError> {
-        let tar = blob.with_extension("tar");
-        if let Ok(file) = File::options().append(true).open(&tar) {
-            let _ = file.set_modified(std::time::SystemTime::now());
+    /// The uncompressed tar of the blob `digest` of `store` (`<hex>.tar` beside the blob), made
+    /// once: every step's root starts with the base's layers, and unpacking them again for each
+    /// step cost a third of assembling a root. The read that indexed the base may have kept it
+    /// already, and then the blob is not fetched at all.
+    async fn unpacked(&self, store: &dyn Store, digest: &Digest) -> Result<PathBuf, BuildError> {
+        let tar = TarDir::new(&self.dir).path(digest);
+        if mark_used(&tar) {
             return Ok(tar);
         }
+        let blob = self.fetch(store, digest).await?;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let io_error = |context: String| move |source| BuildError::Io { context, source };
@@ -637,8 +644,7 @@ impl BlobDir {
     /// The blob on disk, fetched from `store` unless already there; its digest verified.
     async fn fetch(&self, store: &dyn Store, digest: &Digest) -> Result<PathBuf, BuildError> {
         let path = self.dir.join(digest.hex());
-        if let Ok(file) = File::options().append(true).open(&path) {
-            let _ = file.set_modified(std::time::SystemTime::now());
+        if mark_used(&path) {
             return Ok(path);
         }
         let io_error = |context: String| move |source| BuildError::Io { context, source };

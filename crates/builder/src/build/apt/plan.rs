@@ -208,6 +208,18 @@ fn parse_requests(
         .collect()
 }
 
+/// The base's files apt planning will likely read, to capture while the base is indexed (see
+/// [`layerize_apt::base::expected_files`]).
+pub(crate) fn expected_base_files() -> Vec<Capture> {
+    layerize_apt::base::expected_files()
+        .into_iter()
+        .map(|path| Capture {
+            path,
+            max_bytes: MAX_BASE_FILE,
+        })
+        .collect()
+}
+
 /// The base's apt configuration and dpkg database, from its layers.
 async fn read_base(base: &AptBase<'_>) -> Result<BaseSystem, BuildError> {
     let captures: Vec<Capture> = wanted_files(base.index)
