@@ -197,17 +197,7 @@ pub fn parse_keeping_in_parts(
         rest = &rest[cut..];
     }
     pieces.push(rest);
-    let keep = &keep;
-    let parsed: Vec<Result<Vec<Paragraph>, ControlError>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = pieces
-            .iter()
-            .map(|piece| scope.spawn(move || parse_keeping(piece, keep)))
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| thread.join().expect("parsing does not panic"))
-            .collect()
-    });
+    let parsed = crate::parallel::in_order(pieces.clone(), |piece| parse_keeping(piece, &keep));
     let mut paragraphs = Vec::new();
     let mut lines_before = 0;
     for (piece, parsed) in pieces.iter().zip(parsed) {

@@ -85,6 +85,8 @@ async fn download_one(
 ) -> Result<(), DownloadError> {
     let target = deb_path(dir, deb);
     if std::fs::metadata(&target).is_ok_and(|meta| meta.is_file() && meta.len() == deb.size) {
+        // A use, for `layerize cache clean`.
+        layerize_basefs::mark_used(&target);
         return Ok(());
     }
     let io = |path: &Path| {
@@ -203,9 +205,17 @@ mod tests {
         assert_eq!(paths[0], cache.join(format!("{}.deb", deb.sha256)));
         assert_eq!(paths[0], paths[1]);
         assert_eq!(std::fs::read(&paths[0]).unwrap(), b"first deb");
-        // Cached: the source may go away.
+        // Cached: the source may go away, and a use bumps the entry's mtime for `cache clean`.
         std::fs::remove_file(&source).unwrap();
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        let file = std::fs::File::options()
+            .append(true)
+            .open(&paths[0])
+            .unwrap();
+        file.set_modified(long_ago).unwrap();
         download(&[deb], &cache, 1, &fetcher).await.unwrap();
+        let used = std::fs::metadata(&paths[0]).unwrap().modified().unwrap();
+        assert!(used > long_ago);
 
         std::fs::write(&source, b"other deb").unwrap();
         let mut wrong = location(&source, b"first deb");

@@ -13,6 +13,7 @@ use crate::control;
 use crate::fetch::{write_atomically, FetchError, Fetcher};
 use crate::keyring::{self, Keyring, KeyringError, SignatureError};
 use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
+use crate::parallel;
 use crate::release::{self, Release, ReleaseError};
 use crate::sources::{SignedBy, Source};
 
@@ -396,7 +397,7 @@ async fn packages_paragraphs(
 ) -> Result<Vec<control::Paragraph>, IndexError> {
     let (size, sha256) = &release.sha256[path];
     let parse = |text: &str| {
-        control::parse_keeping_in_parts(text, parallelism(), |name| {
+        control::parse_keeping_in_parts(text, parallel::threads(), |name| {
             INDEX_FIELDS
                 .iter()
                 .any(|field| field.eq_ignore_ascii_case(name))
@@ -411,10 +412,12 @@ async fn packages_paragraphs(
             .join("packages")
             .join(format!("{sha256}.{PARSED_FORMAT}"))
     });
-    if let Some(text) = cached
+    if let Some((path, text)) = cached
         .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|path| Some((path, std::fs::read_to_string(path).ok()?)))
     {
+        // A use, for `layerize cache clean`.
+        layerize_basefs::mark_used(path);
         return parse(&text);
     }
     let body = fetch_verified(fetcher, url, dir, path, release, *size, sha256).await?;
@@ -427,11 +430,6 @@ async fn packages_paragraphs(
         let _ = write_atomically(&cached, text.join("\n").as_bytes());
     }
     Ok(paragraphs)
-}
-
-/// Threads to read an index with.
-fn parallelism() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The stanzas of a `Packages` index as archive packages, in order (made on all cores, a share
@@ -447,23 +445,15 @@ fn archive_packages(
     } else {
         source.uri.clone()
     };
-    let share = paragraphs.len().div_ceil(parallelism()).max(1);
+    let share = paragraphs.len().div_ceil(parallel::threads()).max(1);
     let mut stanzas = paragraphs.into_iter();
     let shares: Vec<Vec<control::Paragraph>> = std::iter::from_fn(|| {
         let share: Vec<control::Paragraph> = stanzas.by_ref().take(share).collect();
         (!share.is_empty()).then_some(share)
     })
     .collect();
-    let deb_base = deb_base.as_str();
-    let made: Vec<Result<Vec<ArchivePackage>, IndexError>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = shares
-            .into_iter()
-            .map(|share| scope.spawn(move || share_packages(url, share, deb_base, origin)))
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| thread.join().expect("making packages does not panic"))
-            .collect()
+    let made = parallel::in_order(shares, |share| {
+        share_packages(url, share, &deb_base, origin)
     });
     let mut packages = Vec::new();
     for share in made {

@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod index;
 pub mod keyring;
 pub mod package;
+mod parallel;
 pub mod relation;
 pub mod release;
 pub mod resolve;

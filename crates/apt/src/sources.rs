@@ -53,6 +53,57 @@ pub struct SourcesError {
     pub problem: String,
 }
 
+/// A one-line source split into its words, nothing checked but the shape of its options:
+/// `KIND [KEY=VALUE ...] URI SUITE [COMPONENT ...]`. Both the base's lists and the build's own
+/// sources are read through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneLine<'a> {
+    /// `deb`, `deb-src`, or whatever else the line starts with.
+    pub kind: &'a str,
+    /// `KEY=VALUE` inside the brackets, in order (`KEY` may end in `+` or `-`).
+    pub options: Vec<(&'a str, &'a str)>,
+    /// The URI, the suite and the components, in order.
+    pub location: Vec<&'a str>,
+}
+
+/// Why a line does not split as a one-line source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OneLineError {
+    #[error("an option list `[` with no closing `]`")]
+    UnclosedOptions,
+    #[error("an option in `[...]` is not `name=value`")]
+    OptionNotKeyValue,
+}
+
+/// Splits one line (comments already removed, not blank).
+pub fn split_one_line(line: &str) -> Result<OneLine<'_>, OneLineError> {
+    let line = line.trim();
+    let (kind, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim_start();
+    let (options, rest) = match rest.strip_prefix('[') {
+        Some(bracketed) => {
+            let (inside, rest) = bracketed
+                .split_once(']')
+                .ok_or(OneLineError::UnclosedOptions)?;
+            let options = inside
+                .split_whitespace()
+                .map(|option| {
+                    option
+                        .split_once('=')
+                        .ok_or(OneLineError::OptionNotKeyValue)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (options, rest)
+        }
+        None => (Vec::new(), rest),
+    };
+    Ok(OneLine {
+        kind,
+        options,
+        location: rest.split_whitespace().collect(),
+    })
+}
+
 /// Parses one-line sources (`/etc/apt/sources.list`, `sources.list.d/*.list`):
 /// `deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg trusted=yes] URI SUITE COMPONENT...`.
 /// `deb-src` lines, comments and blank lines are skipped. `file` names the file in errors.
@@ -68,10 +119,8 @@ pub fn parse_one_line(text: &str, file: &str) -> Result<Vec<Source>, SourcesErro
         if line.is_empty() {
             continue;
         }
-        let (kind, rest) = line
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| error(format!("{line:?} has no URI")))?;
-        match kind {
+        let parts = split_one_line(line).map_err(|problem| error(problem.to_string()))?;
+        match parts.kind {
             "deb" => {}
             "deb-src" => continue,
             other => {
@@ -80,28 +129,14 @@ pub fn parse_one_line(text: &str, file: &str) -> Result<Vec<Source>, SourcesErro
                 )))
             }
         }
-        let rest = rest.trim_start();
-        let (options, rest) = match rest.strip_prefix('[') {
-            Some(bracketed) => {
-                let (options, rest) = bracketed
-                    .split_once(']')
-                    .ok_or_else(|| error("an option list `[` with no closing `]`".into()))?;
-                (options, rest)
-            }
-            None => ("", rest),
-        };
-        let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+        let [uri, suite, components @ ..] = parts.location.as_slice() else {
             return Err(error(format!(
                 "{line:?} needs a URI and a suite: `deb URI SUITE [COMPONENT...]`"
             )));
         };
-        let components: Vec<String> = words.map(str::to_owned).collect();
+        let components: Vec<String> = components.iter().map(|&word| word.to_owned()).collect();
         let mut source = new_source(uri, suite, components).map_err(error)?;
-        for option in options.split_whitespace() {
-            let (name, value) = option
-                .split_once('=')
-                .ok_or_else(|| error(format!("option {option:?} is not `name=value`")))?;
+        for (name, value) in parts.options {
             let values = || value.split(',').map(str::to_owned).collect::<Vec<_>>();
             match name {
                 "arch" => source.architectures = Some(values()),

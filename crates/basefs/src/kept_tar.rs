@@ -104,8 +104,8 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// Whether a cache file (a kept tar, a blob beside it) is at `path`, its modification time bumped
-/// as a use: `layerize cache clean` removes the least recently used.
+/// Whether a file of a cache directory (a kept tar, a blob, a download) is at `path`, its
+/// modification time bumped as a use: `layerize cache clean` removes the least recently used.
 pub fn mark_used(path: &Path) -> bool {
     match File::options().append(true).open(path) {
         Ok(file) => {

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use layerize_apt::sources::{split_one_line, OneLine, OneLineError};
+
 use crate::error::AptSyntaxError;
 
 /// Checks that `line` is a one-line `deb` source.
@@ -18,22 +20,20 @@ pub fn check_apt_source(line: &str) -> Result<(), AptSyntaxError> {
 }
 
 /// A checked one-line source, split into its parts.
-struct SourceLine<'a> {
-    /// `KEY=VALUE` inside the brackets, in order (`KEY` may end in `+` or `-`).
-    options: Vec<(&'a str, &'a str)>,
-    /// The URI, the suite and the components, in order.
-    location: Vec<&'a str>,
-}
+struct SourceLine<'a>(OneLine<'a>);
 
 impl<'a> SourceLine<'a> {
     fn parse(line: &'a str) -> Result<SourceLine<'a>, &'static str> {
         if line.contains(['\n', '\r']) {
             return Err("a source is one line");
         }
-        let line = line.trim();
-        let kind = line.split_whitespace().next().unwrap_or_default();
-        let rest = line[kind.len()..].trim_start();
-        match kind {
+        const OPTION: &str =
+            "each option in [...] is KEY=VALUE, e.g. signed-by=/usr/share/keyrings/repo.gpg";
+        let parts = split_one_line(line).map_err(|error| match error {
+            OneLineError::UnclosedOptions => "the \"[\" of its options is not closed",
+            OneLineError::OptionNotKeyValue => OPTION,
+        })?;
+        match parts.kind {
             "deb" => {}
             "deb-src" => return Err(
                 "deb-src is for source packages, which layerize does not install; give a deb line",
@@ -44,26 +44,14 @@ impl<'a> SourceLine<'a> {
                 )
             }
         }
-        let (options, rest) = match rest.strip_prefix('[') {
-            Some(bracketed) => {
-                let (inside, rest) = bracketed
-                    .split_once(']')
-                    .ok_or("the \"[\" of its options is not closed")?;
-                let options = inside
-                    .split_whitespace()
-                    .map(|option| match option.split_once('=') {
-                        Some((key, value)) if !key.is_empty() && !value.is_empty() => {
-                            Ok((key, value))
-                        }
-                        _ => Err("each option in [...] is KEY=VALUE, e.g. signed-by=/usr/share/keyrings/repo.gpg"),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                (options, rest)
-            }
-            None => (Vec::new(), rest),
-        };
-        let location: Vec<&str> = rest.split_whitespace().collect();
-        let Some((uri, after)) = location.split_first() else {
+        if parts
+            .options
+            .iter()
+            .any(|(key, value)| key.is_empty() || value.is_empty())
+        {
+            return Err(OPTION);
+        }
+        let Some((uri, after)) = parts.location.split_first() else {
             return Err("a URI follows \"deb\" and its options, e.g. http://deb.debian.org/debian");
         };
         if !has_scheme(uri) {
@@ -79,13 +67,14 @@ impl<'a> SourceLine<'a> {
             [suite] if !suite.ends_with('/') => {
                 Err("at least one component follows the suite, e.g. main")
             }
-            _ => Ok(SourceLine { options, location }),
+            _ => Ok(SourceLine(parts)),
         }
     }
 
     /// The line with `signed-by` set to `path`, options in their order.
     fn with_signed_by(&self, path: &str) -> String {
         let options: Vec<String> = self
+            .0
             .options
             .iter()
             .map(|(key, value)| match *key {
@@ -93,7 +82,7 @@ impl<'a> SourceLine<'a> {
                 _ => format!("{key}={value}"),
             })
             .collect();
-        format!("deb [{}] {}", options.join(" "), self.location.join(" "))
+        format!("deb [{}] {}", options.join(" "), self.0.location.join(" "))
     }
 }
 
@@ -114,6 +103,7 @@ pub(crate) fn link_signed_by(line: &str, keys: &[(String, PathBuf)]) -> String {
         return line.to_owned();
     };
     let named = source
+        .0
         .options
         .iter()
         .find(|(key, _)| *key == "signed-by")

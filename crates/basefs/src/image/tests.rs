@@ -168,19 +168,31 @@ async fn a_directory_hint_keeps_its_small_files_so_asking_for_them_later_reads_n
     let fixture = three_layers().await;
     let first = fixture.index(&[("etc/", 100), ("/srv/", 4)]).await.unwrap();
     assert!(first.files.is_empty(), "a hint is not an ask");
-    let asked = [("etc/os-release", 100), ("srv/app", 100)];
-    let second = fixture.index(&asked).await.unwrap();
     // srv/app (10 bytes) was over its hint's limit: only its layer is read again.
-    assert_eq!(second.stats, stats(3, 1, fixture.layers[2].0.size));
-    assert_eq!(second.files["etc/os-release"], b"VERSION=12\n");
-    assert_eq!(second.files["srv/app"], b"#!/bin/sh\n");
+    assert_late_asks(&fixture, stats(3, 1, fixture.layers[2].0.size)).await;
+}
+
+/// Asks for etc/os-release and srv/app of [`three_layers`] by name: their content, and how the
+/// layers were read for them.
+async fn assert_late_asks(fixture: &Fixture, read: IndexStats) {
+    let asked = [("etc/os-release", 100), ("srv/app", 100)];
+    let late = fixture.index(&asked).await.unwrap();
+    assert_eq!(late.stats, read);
+    assert_eq!(late.files["etc/os-release"], b"VERSION=12\n");
+    assert_eq!(late.files["srv/app"], b"#!/bin/sh\n");
+}
+
+/// The fixture's cache, keeping the tars it reads; where.
+fn keep_tars(fixture: &mut Fixture) -> TarDir {
+    let tars = TarDir::new(fixture.dir.path().join("tars"));
+    fixture.cache = fixture.cache.clone().keeping_tars(tars.clone());
+    tars
 }
 
 #[tokio::test]
 async fn a_cache_keeping_tars_keeps_each_verified_tar_and_reads_it_again_instead_of_the_blob() {
     let mut fixture = three_layers().await;
-    let tars = TarDir::new(fixture.dir.path().join("tars"));
-    fixture.cache = fixture.cache.clone().keeping_tars(tars.clone());
+    let tars = keep_tars(&mut fixture);
     let first = fixture.index(&[]).await.unwrap();
     let blob_bytes = fixture.layers.iter().map(|(d, _)| d.size).sum();
     assert_eq!(first.stats, stats(0, 3, blob_bytes));
@@ -193,18 +205,13 @@ async fn a_cache_keeping_tars_keeps_each_verified_tar_and_reads_it_again_instead
     for layer in 0..fixture.layers.len() {
         std::fs::remove_file(fixture.blob_path(layer)).unwrap();
     }
-    let asked = [("etc/os-release", 100), ("srv/app", 100)];
-    let second = fixture.index(&asked).await.unwrap();
-    assert_eq!(second.stats, stats(3, 2, 0));
-    assert_eq!(second.files["etc/os-release"], b"VERSION=12\n");
-    assert_eq!(second.files["srv/app"], b"#!/bin/sh\n");
+    assert_late_asks(&fixture, stats(3, 2, 0)).await;
 }
 
 #[tokio::test]
 async fn a_kept_tar_is_checked_against_the_diff_id_and_a_failed_read_keeps_none() {
     let mut fixture = three_layers().await;
-    let tars = TarDir::new(fixture.dir.path().join("tars"));
-    fixture.cache = fixture.cache.clone().keeping_tars(tars.clone());
+    let tars = keep_tars(&mut fixture);
     // A blob whose stream is not the diffID's: nothing of it is kept.
     let right = fixture.layers[2].1.clone();
     fixture.layers[2].1 = Digest::sha256(b"another stream");
