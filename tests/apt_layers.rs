@@ -177,21 +177,22 @@ fn assert_apt_plans_wget(pulled: &PulledImage) {
     );
 }
 
-/// The GETs of the base's blobs (those `report` lists as from the base) since `mark`, sorted.
-fn base_blob_reads(site: &DebianSite, mark: usize, report: &Value) -> Vec<String> {
-    let base_blobs: Vec<String> = report["layers"]
+/// The GETs since `mark` of the blobs of the layers `report` gives `status` (`base`,
+/// `reused`), sorted.
+fn blob_reads(site: &DebianSite, mark: usize, report: &Value, status: &str) -> Vec<String> {
+    let blobs: Vec<String> = report["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|layer| layer["status"] == "base")
+        .filter(|layer| layer["status"] == status)
         .map(|layer| format!("/blobs/{}", text(&layer["digest"])))
         .collect();
-    assert!(!base_blobs.is_empty());
+    assert!(!blobs.is_empty(), "no {status} layers");
     let mut reads: Vec<String> = site
         .requests_since(mark)
         .into_iter()
         .filter(|request| {
-            request.method == "GET" && base_blobs.iter().any(|blob| request.target.ends_with(blob))
+            request.method == "GET" && blobs.iter().any(|blob| request.target.ends_with(blob))
         })
         .map(|request| request.target)
         .collect();
@@ -216,7 +217,7 @@ fn apt_packages_build_on_bookworm_and_rebuild_only_the_database() {
     assert_apt_report(&first, &requested);
     // Each base blob is fetched once on a cold cache: the read that indexes it keeps its tar,
     // which the apt files are read from and the configure step's root is made of.
-    let base_reads = base_blob_reads(&site, mark, &first);
+    let base_reads = blob_reads(&site, mark, &first, "base");
     let mut distinct = base_reads.clone();
     distinct.dedup();
     assert!(!base_reads.is_empty());
@@ -273,12 +274,15 @@ fn apt_packages_build_on_bookworm_and_rebuild_only_the_database() {
     let second = build(&write(&without_git), &cache_args(&cache));
     assert_apt_report(&second, &without_git);
     // A warm rebuild reads no base blob: the base's index and apt files are in the cache
-    // directory, and the configure step's root is made from the tars kept there.
-    assert_eq!(
-        base_blob_reads(&site, mark, &second),
-        Vec::<String>::new(),
-        "base blobs read again"
-    );
+    // directory, and the configure step's root is made from the tars kept there; nor the
+    // reused package layers' blobs, which the first build kept there for that step.
+    for status in ["base", "reused"] {
+        assert_eq!(
+            blob_reads(&site, mark, &second, status),
+            Vec::<String>::new(),
+            "{status} blobs read again"
+        );
+    }
     let kept: BTreeSet<String> = package_names(&first)
         .difference(&only_git)
         .cloned()

@@ -22,10 +22,11 @@ use crate::build::prepare::PlannedBuild;
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{AptPackageReport, AptReport, LayerReport, Report, StepReport};
 use crate::build::scripts::{RanStep, ScriptRunner};
+use crate::build::spool::Spools;
 use crate::build::Endpoints;
-use crate::layer::filemap::{FileMap, Fingerprint};
+use crate::layer::filemap::Fingerprint;
 use crate::layer::key::layer_key;
-use crate::layer::{write_layer, LayerOptions, WrittenLayer};
+use crate::layer::{LayerOptions, WrittenLayer};
 use crate::BuildError;
 
 /// How long after its last change a host file must have been left alone before a fingerprint
@@ -118,10 +119,11 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         platform: image.platform(),
         cache_dir,
     };
-    let spool_dir = endpoints
-        .target
-        .spool_dir()
-        .unwrap_or_else(std::env::temp_dir);
+    let spools = Spools::new(
+        endpoints.target.spool_dir(),
+        runner.cache_dir.as_deref(),
+        &layers,
+    );
     // Making a step's root and running it leave cores idle, so the file layers to build are
     // written meanwhile into spool files, uploaded only once every step has succeeded. Without
     // steps they are written during the transfers instead, each uploaded as soon as it is done.
@@ -130,7 +132,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .any(|layer| layer.script().is_some() && matches!(layer.decision, Decision::Build(_)));
     let (mut ran, mut spooled) = tokio::try_join!(runner.run_all(&layers), async {
         if spool_ahead {
-            spool_file_layers(&layers, &options, &spool_dir, jobs).await
+            spools.write_file_layers(&layers, &options, jobs).await
         } else {
             Ok(HashMap::new())
         }
@@ -210,6 +212,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     });
     let context = StepContext {
         endpoints,
+        spools: &spools,
         options: &options,
         media_type,
         present: &present,
@@ -385,6 +388,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
 /// What every step shares.
 struct StepContext<'a> {
     endpoints: &'a Endpoints,
+    spools: &'a Spools,
     options: &'a Arc<LayerOptions>,
     media_type: &'static str,
     present: &'a HashSet<Digest>,
@@ -496,18 +500,10 @@ impl StepContext<'_> {
             unreachable!("script and apt layers are made before the transfers start")
         };
         let files = std::mem::take(files);
-        let spool_dir = self
-            .endpoints
-            .target
-            .spool_dir()
-            .unwrap_or_else(std::env::temp_dir);
-        let (written, spool) = spool_layer(
-            planned.name.clone(),
-            files,
-            Arc::clone(self.options),
-            spool_dir,
-        )
-        .await?;
+        let (written, spool) = self
+            .spools
+            .write(planned.name.clone(), files, Arc::clone(self.options))
+            .await?;
         self.upload(planned, written, spool).await
     }
 
@@ -542,7 +538,7 @@ impl StepContext<'_> {
         };
         let target = self.endpoints.target.as_ref();
         let outcome = put_layer(target, &written.digest, written.size, &spool).await?;
-        drop(spool);
+        self.spools.done(&name, &written.digest, spool);
         let key = key.unwrap_or_else(|| layer_key(&written.diff_id, self.options));
         Ok(Done {
             layer: self.built_layer(name, Some(key), members, created_by, written),
@@ -629,57 +625,6 @@ fn apt_report(
         },
         with_scripts,
     }
-}
-
-/// Writes every file layer the plan builds into a spool file, `jobs` at once (their gzip members
-/// share the compression pool); returns them by layer index.
-async fn spool_file_layers(
-    layers: &[PlannedLayer],
-    options: &Arc<LayerOptions>,
-    spool_dir: &std::path::Path,
-    jobs: usize,
-) -> Result<HashMap<usize, (WrittenLayer, tempfile::TempPath)>, BuildError> {
-    stream::iter(layers.iter().enumerate())
-        .filter_map(|(index, layer)| async move {
-            match (&layer.work, &layer.decision) {
-                (Work::Files { files, .. }, Decision::Build(_)) => {
-                    Some((index, layer.name.clone(), files.clone()))
-                }
-                _ => None,
-            }
-        })
-        .map(|(index, name, files)| async move {
-            let spooled =
-                spool_layer(name, files, Arc::clone(options), spool_dir.to_path_buf()).await?;
-            Ok::<_, BuildError>((index, spooled))
-        })
-        .buffer_unordered(jobs)
-        .try_collect()
-        .await
-}
-
-/// Writes one layer into a new spool file in `spool_dir`, on a blocking thread.
-async fn spool_layer(
-    name: String,
-    files: FileMap,
-    options: Arc<LayerOptions>,
-    spool_dir: std::path::PathBuf,
-) -> Result<(WrittenLayer, tempfile::TempPath), BuildError> {
-    tokio::task::spawn_blocking(move || {
-        let spool = tempfile::Builder::new()
-            .prefix(".layerize-spool-")
-            .tempfile_in(&spool_dir)
-            .map_err(|source| BuildError::Io {
-                context: format!("creating a spool file in {}", spool_dir.display()),
-                source,
-            })?;
-        let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
-        let written = write_layer(&files, &options, out)?;
-        log_built(&name, &written);
-        Ok::<_, BuildError>((written, spool.into_temp_path()))
-    })
-    .await
-    .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
 }
 
 /// Puts a spooled layer into the target; a rename into a layout leaves nothing behind, otherwise

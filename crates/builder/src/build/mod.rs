@@ -14,6 +14,7 @@ pub mod report;
 pub mod resolve;
 mod script_plan;
 mod scripts;
+mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;

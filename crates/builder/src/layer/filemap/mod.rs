@@ -390,6 +390,20 @@ impl FileMap {
     }
 
     /// The entries added one by one, in tar order; host trees may hide some of them.
+    /// The bytes of file content known without reading the host (inline files and tar
+    /// members; host files and trees count nothing): a cheap measure of how long writing the
+    /// layer takes, to start the longest first.
+    pub(crate) fn known_content_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|explicit| match &explicit.entry.node {
+                Node::File(Content::Inline(bytes)) => bytes.len() as u64,
+                Node::File(Content::TarMember { size, .. }) => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+
     pub(crate) fn explicit_entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.entries
             .iter()
