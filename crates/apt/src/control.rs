@@ -172,7 +172,10 @@ pub fn parse_keeping(
     Ok(paragraphs)
 }
 
-/// [`parse_keeping`] of `text` cut into `parts` pieces at blank lines, parsed at once on that
+/// The least text [`parse_keeping_in_parts`] gives a thread of its own.
+const MIN_PIECE_BYTES: usize = 1 << 20;
+
+/// [`parse_keeping`] of `text` cut into up to `parts` pieces at blank lines, parsed at once on that
 /// many threads: the same paragraphs in the same order, and an error on the same line. A
 /// `Packages` index has tens of thousands of paragraphs, and every build reads one.
 pub fn parse_keeping_in_parts(
@@ -180,9 +183,11 @@ pub fn parse_keeping_in_parts(
     parts: usize,
     keep: impl Fn(&str) -> bool + Sync,
 ) -> Result<Vec<Paragraph>, ControlError> {
+    // A thread is worth it only for a large piece.
+    let parts = parts.min(text.len() / MIN_PIECE_BYTES + 1);
     let mut pieces: Vec<&str> = Vec::with_capacity(parts);
     let mut rest = text;
-    for part in (2..=parts.max(1)).rev() {
+    for part in (2..=parts).rev() {
         // The first blank line past an even share of what is left: cut after the line break
         // before it (a byte after `\n` always starts a character).
         let from = rest.len() / part;
@@ -232,10 +237,13 @@ mod tests {
     #[test]
     fn parsing_in_parts_gives_the_same_paragraphs_and_error_lines() {
         let stanza = |n: usize| format!("Package: p{n}\nVersion: 1.{n}\nDescription: é\n long\n");
-        let text: String = (0..50).map(|n| stanza(n) + "\n").collect();
+        // Over two MiB, so that it is cut in up to three pieces.
+        let stanzas = 40_000;
+        let text: String = (0..stanzas).map(|n| stanza(n) + "\n").collect();
+        assert!(text.len() > 2 * MIN_PIECE_BYTES);
         let keep = |name: &str| name != "Description";
         let whole = parse_keeping(&text, keep).unwrap();
-        assert_eq!(whole.len(), 50);
+        assert_eq!(whole.len(), stanzas);
         for parts in [1, 2, 3, 7, 200] {
             assert_eq!(
                 parse_keeping_in_parts(&text, parts, keep).unwrap(),
@@ -245,7 +253,7 @@ mod tests {
         }
         let broken = format!("{text}Package: q\nnot a field\n");
         let line = parse_keeping(&broken, keep).unwrap_err().line;
-        assert_eq!(line, 50 * 5 + 2);
+        assert_eq!(line, stanzas * 5 + 2);
         for parts in [2, 3, 7] {
             assert_eq!(
                 parse_keeping_in_parts(&broken, parts, keep)

@@ -86,7 +86,7 @@ async fn download_one(
     let target = deb_path(dir, deb);
     if std::fs::metadata(&target).is_ok_and(|meta| meta.is_file() && meta.len() == deb.size) {
         // A use, for `layerize cache clean`.
-        layerize_basefs::mark_used(&target);
+        layerize_basefs::touch_if_present(&target);
         return Ok(());
     }
     let io = |path: &Path| {

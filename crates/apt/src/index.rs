@@ -417,7 +417,7 @@ async fn packages_paragraphs(
         .and_then(|path| Some((path, std::fs::read_to_string(path).ok()?)))
     {
         // A use, for `layerize cache clean`.
-        layerize_basefs::mark_used(path);
+        layerize_basefs::touch_if_present(path);
         return parse(&text);
     }
     let body = fetch_verified(fetcher, url, dir, path, release, *size, sha256).await?;
@@ -432,6 +432,9 @@ async fn packages_paragraphs(
     Ok(paragraphs)
 }
 
+/// The fewest stanzas [`archive_packages`] gives a thread of its own.
+const MIN_SHARE: usize = 4096;
+
 /// The stanzas of a `Packages` index as archive packages, in order (made on all cores, a share
 /// of the stanzas each).
 fn archive_packages(
@@ -445,7 +448,11 @@ fn archive_packages(
     } else {
         source.uri.clone()
     };
-    let share = paragraphs.len().div_ceil(parallel::threads()).max(1);
+    // A thread is worth it only for thousands of stanzas.
+    let share = paragraphs
+        .len()
+        .div_ceil(parallel::threads())
+        .max(MIN_SHARE);
     let mut stanzas = paragraphs.into_iter();
     let shares: Vec<Vec<control::Paragraph>> = std::iter::from_fn(|| {
         let share: Vec<control::Paragraph> = stanzas.by_ref().take(share).collect();

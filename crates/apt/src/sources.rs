@@ -67,12 +67,12 @@ pub struct OneLine<'a> {
 }
 
 /// Why a line does not split as a one-line source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OneLineError {
     #[error("an option list `[` with no closing `]`")]
     UnclosedOptions,
-    #[error("an option in `[...]` is not `name=value`")]
-    OptionNotKeyValue,
+    #[error("option {0:?} is not `name=value`")]
+    OptionNotKeyValue(String),
 }
 
 /// Splits one line (comments already removed, not blank).
@@ -90,7 +90,7 @@ pub fn split_one_line(line: &str) -> Result<OneLine<'_>, OneLineError> {
                 .map(|option| {
                     option
                         .split_once('=')
-                        .ok_or(OneLineError::OptionNotKeyValue)
+                        .ok_or_else(|| OneLineError::OptionNotKeyValue(option.to_owned()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             (options, rest)
@@ -119,8 +119,8 @@ pub fn parse_one_line(text: &str, file: &str) -> Result<Vec<Source>, SourcesErro
         if line.is_empty() {
             continue;
         }
-        let parts = split_one_line(line).map_err(|problem| error(problem.to_string()))?;
-        match parts.kind {
+        // deb-src lines are skipped whatever they say, before they are split.
+        match line.split_whitespace().next().unwrap_or_default() {
             "deb" => {}
             "deb-src" => continue,
             other => {
@@ -129,6 +129,7 @@ pub fn parse_one_line(text: &str, file: &str) -> Result<Vec<Source>, SourcesErro
                 )))
             }
         }
+        let parts = split_one_line(line).map_err(|problem| error(problem.to_string()))?;
         let [uri, suite, components @ ..] = parts.location.as_slice() else {
             return Err(error(format!(
                 "{line:?} needs a URI and a suite: `deb URI SUITE [COMPONENT...]`"

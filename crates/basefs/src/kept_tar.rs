@@ -4,7 +4,6 @@
 //! A tar is kept only once the read has verified it (blob digest, size and diffID); failing to
 //! write one costs only that saving, so it is logged and never fails the read.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -104,18 +103,6 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// Whether a file of a cache directory (a kept tar, a blob, a download) is at `path`, its
-/// modification time bumped as a use: `layerize cache clean` removes the least recently used.
-pub fn mark_used(path: &Path) -> bool {
-    match File::options().append(true).open(path) {
-        Ok(file) => {
-            let _ = file.set_modified(std::time::SystemTime::now());
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +124,6 @@ mod tests {
         kept.keep();
         assert_eq!(std::fs::read(tars.path(&blob)).unwrap(), b"tar bytes");
         assert!(tars.start(&blob).is_none(), "kept already");
-        assert!(mark_used(&tars.path(&blob)));
     }
 
     #[test]
@@ -149,7 +135,6 @@ mod tests {
         kept.write(b"half");
         drop(kept);
         assert!(!tars.path(&blob).exists());
-        assert!(!mark_used(&tars.path(&blob)));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -29,12 +29,12 @@ mod table;
 #[cfg(test)]
 mod test_tar;
 
-pub use cache::{default_cache_dir, LayerCache};
+pub use cache::{default_cache_dir, touch_if_present, LayerCache};
 pub use entry::{Entry, Kind, OwnedEntry};
 pub use error::{BaseFsError, LayerError, MemberError};
 pub use image::{index_image, read_image_layer, BaseFs, IndexStats, ReadLayer};
 pub use index::FsIndex;
-pub use kept_tar::{mark_used, TarDir};
+pub use kept_tar::TarDir;
 pub use layer::decompress::decompressed;
 pub use layer::{read_layer, Capture, CaptureSet, Change, LayerIndex, PathChange};
 pub use merge::merge;

@@ -31,7 +31,7 @@ impl<'a> SourceLine<'a> {
             "each option in [...] is KEY=VALUE, e.g. signed-by=/usr/share/keyrings/repo.gpg";
         let parts = split_one_line(line).map_err(|error| match error {
             OneLineError::UnclosedOptions => "the \"[\" of its options is not closed",
-            OneLineError::OptionNotKeyValue => OPTION,
+            OneLineError::OptionNotKeyValue(_) => OPTION,
         })?;
         match parts.kind {
             "deb" => {}

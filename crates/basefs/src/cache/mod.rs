@@ -45,6 +45,19 @@ fn cache_dir_from(xdg_cache_home: Option<OsString>, home: Option<OsString>) -> O
     Some(home.join(".cache").join("layerize"))
 }
 
+/// Whether a file of a cache directory (a kept tar, a blob, a download) is at `path`; its
+/// modification time is bumped as a use, which `layerize cache clean` goes by (least recently
+/// used first). A file that cannot be touched (a read-only cache) is still there.
+pub fn touch_if_present(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    if let Ok(file) = File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+    true
+}
+
 /// Layer indexes kept under a cache directory (`--cache-dir`, or [`default_cache_dir`]).
 #[derive(Clone, Debug)]
 pub struct LayerCache {

@@ -12,10 +12,10 @@ use layerize_manifest::{media_type::is_foreign_layer, Descriptor, Digest};
 use layerize_registry::{Store, StoreError};
 
 use crate::blob_reader::BlobReader;
+use crate::cache::touch_if_present;
 use crate::cache::LayerCache;
 use crate::error::{BaseFsError, LayerError};
 use crate::hashing::HashingReader;
-use crate::kept_tar::mark_used;
 use crate::layer::{read_layer_measured, Capture, CaptureSet, LayerIndex};
 use crate::{merge, FsIndex, Kind};
 
@@ -236,27 +236,41 @@ async fn read_from_store(
     let kept = cache
         .and_then(LayerCache::tars)
         .map(|tars| tars.path(&descriptor.digest))
-        .filter(|tar| mark_used(tar));
+        .filter(|tar| touch_if_present(tar));
+    let mut keep = keep;
     if let Some(tar) = kept {
-        let (layer, diff_id, cache) = (descriptor.digest.clone(), diff_id.clone(), cache.cloned());
-        return tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&tar).map_err(|source| BaseFsError::Layer {
-                layer: layer.clone(),
-                source: LayerError::Read(source),
-            })?;
-            let read = read_layer_measured(BufReader::new(file), &diff_id, &capture, None);
-            let (index, tar_bytes) = read.map_err(|source| BaseFsError::Layer { layer, source })?;
-            Ok(finish_read(
-                index,
-                0,
-                tar_bytes,
-                keep,
-                cache.as_ref(),
-                &diff_id,
-            ))
+        let (path, diff_id, cache) = (tar.clone(), diff_id.clone(), cache.cloned());
+        let capture = Arc::clone(&capture);
+        let read = tokio::task::spawn_blocking(move || {
+            let read = std::fs::File::open(&path)
+                .map_err(LayerError::Read)
+                .and_then(|file| {
+                    read_layer_measured(BufReader::new(file), &diff_id, &capture, None)
+                });
+            match read {
+                Ok((index, tar_bytes)) => Ok(finish_read(
+                    index,
+                    0,
+                    tar_bytes,
+                    keep,
+                    cache.as_ref(),
+                    &diff_id,
+                )),
+                Err(error) => Err((error, keep)),
+            }
         })
         .await
         .map_err(BaseFsError::Task)?;
+        match read {
+            Ok(read) => return Ok(read),
+            // A kept tar is only a copy: one that is gone or damaged since is dropped, and the
+            // blob read (and kept) again.
+            Err((error, given_back)) => {
+                tracing::warn!(path = %tar.display(), %error, "ignoring a kept layer tar");
+                let _ = std::fs::remove_file(&tar);
+                keep = given_back;
+            }
+        }
     }
     let layer_digest = descriptor.digest.clone();
     let store_error = |source| BaseFsError::Store {

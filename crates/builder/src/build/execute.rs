@@ -99,6 +99,8 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .as_ref()
         .map(|previous| previous.digests().into_iter().cloned().collect())
         .unwrap_or_default();
+    // Before the apt layers become file layers: which of them steps need is told by their work.
+    let spools = Spools::new(endpoints.target.spool_dir(), cache_dir.as_deref(), &layers);
     // apt layers are made first (fetched, verified, converted), then script steps run: either
     // failing must leave the target as it was.
     let made_apt = make_apt_layers(
@@ -119,14 +121,11 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         platform: image.platform(),
         cache_dir,
     };
-    let spools = Spools::new(
-        endpoints.target.spool_dir(),
-        runner.cache_dir.as_deref(),
-        &layers,
-    );
     // Making a step's root and running it leave cores idle, so the file layers to build are
-    // written meanwhile into spool files, uploaded only once every step has succeeded. Without
-    // steps they are written during the transfers instead, each uploaded as soon as it is done.
+    // written meanwhile into spool files, uploaded only once every step has succeeded (their
+    // compressed blobs are all on disk at once then). Without steps they are written during the
+    // transfers instead, `jobs` at a time, each uploaded as soon as it is done. A step that fails
+    // returns at once; spools still being written are removed when they finish.
     let spool_ahead = layers
         .iter()
         .any(|layer| layer.script().is_some() && matches!(layer.decision, Decision::Build(_)));
@@ -502,7 +501,7 @@ impl StepContext<'_> {
         let files = std::mem::take(files);
         let (written, spool) = self
             .spools
-            .write(planned.name.clone(), files, Arc::clone(self.options))
+            .write(&planned.name, files, Arc::clone(self.options))
             .await?;
         self.upload(planned, written, spool).await
     }
@@ -533,7 +532,11 @@ impl StepContext<'_> {
                     written.diff_id
                 )));
             }
-            Work::Files { fingerprint, .. } => Some(fingerprint),
+            Work::Files { fingerprint, .. } => {
+                log_built(&name, &written);
+                Some(fingerprint)
+            }
+            // A step's layer was logged when its step made it.
             Work::Script { .. } | Work::Apt(_) => None,
         };
         let target = self.endpoints.target.as_ref();

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use layerize_basefs::{decompressed, mark_used, FsIndex, TarDir};
+use layerize_basefs::{decompressed, touch_if_present, FsIndex, TarDir};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{Digest, Platform};
 use layerize_registry::Store;
@@ -24,10 +24,11 @@ use crate::build::execute::log_built;
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{StepReport, StepRun};
+use crate::build::spool::write_spool;
 use crate::build::Endpoints;
 use crate::layer::changes::changes_file_map;
 use crate::layer::tar_writer::write_tar;
-use crate::layer::{write_layer, LayerOptions, WrittenLayer};
+use crate::layer::{LayerOptions, WrittenLayer};
 use crate::BuildError;
 
 /// Blobs fetched at once for the steps' roots.
@@ -516,24 +517,9 @@ impl StepJob {
             layer: name.clone(),
             error: Box::new(error),
         })?;
-        let spool = tempfile::Builder::new()
-            .prefix(".layerize-spool-")
-            .tempfile_in(&self.spool_dir)
-            .map_err(|source| BuildError::Io {
-                context: format!("creating a spool file in {}", self.spool_dir.display()),
-                source,
-            })?;
-        let written = write_layer(
-            &files,
-            &self.options,
-            BufWriter::with_capacity(1 << 20, spool.as_file()),
-        )?;
-        log_built(name, &written);
-        Ok((
-            Some((written, spool.into_temp_path())),
-            run,
-            rootfs.remove_in_background(),
-        ))
+        let spooled = write_spool(&files, &self.options, &self.spool_dir)?;
+        log_built(name, &spooled.0);
+        Ok((Some(spooled), run, rootfs.remove_in_background()))
     }
 }
 
@@ -611,7 +597,7 @@ impl BlobDir {
     /// already, and then the blob is not fetched at all.
     async fn unpacked(&self, store: &dyn Store, digest: &Digest) -> Result<PathBuf, BuildError> {
         let tar = TarDir::new(&self.dir).path(digest);
-        if mark_used(&tar) {
+        if touch_if_present(&tar) {
             return Ok(tar);
         }
         let blob = self.fetch(store, digest).await?;
@@ -644,7 +630,7 @@ impl BlobDir {
     /// The blob on disk, fetched from `store` unless already there; its digest verified.
     async fn fetch(&self, store: &dyn Store, digest: &Digest) -> Result<PathBuf, BuildError> {
         let path = self.dir.join(digest.hex());
-        if mark_used(&path) {
+        if touch_if_present(&path) {
             return Ok(path);
         }
         let io_error = |context: String| move |source| BuildError::Io { context, source };

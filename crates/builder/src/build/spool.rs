@@ -1,17 +1,19 @@
 //! Where the layers a build writes are spooled before their upload, and what is kept of them
-//! afterwards: a layer a script step needs (an apt package layer under the configure step, a
-//! file layer a step names) is spooled in the cache directory's blob dir and left there once
-//! uploaded, so that the next run of that step finds its blob on disk instead of fetching it
-//! back from the target. Any other spool goes once its upload is done.
+//! afterwards. A step's root takes a reused apt package layer from its blob on disk (fetching it
+//! from the target otherwise), so an apt layer that a step needs is spooled in the cache
+//! directory's blob dir and left there, under its digest, once uploaded: the next run of the
+//! configure step finds it. Every other spool is removed once its upload is done (file layers
+//! are re-streamed from their file maps for a step; a step's own layer is spooled by the step).
 
 use std::collections::{HashMap, HashSet};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use layerize_manifest::Digest;
+use tracing::debug;
 
-use crate::build::execute::log_built;
 use crate::build::plan::{Decision, PlannedLayer, Work};
 use crate::build::scripts::blob_dir;
 use crate::layer::filemap::FileMap;
@@ -21,49 +23,54 @@ use crate::BuildError;
 /// A layer written to a spool file.
 pub(crate) type Spooled = (WrittenLayer, tempfile::TempPath);
 
+/// Where a build's file layers are spooled, and which spools stay as cache blobs.
 pub(crate) struct Spools {
     /// The target's own spool dir (a layout renames spools into itself), else the temp dir.
-    default: PathBuf,
+    spool_dir: PathBuf,
     /// The cache's blob dir, when there is a cache and the target has no spool dir of its own.
-    kept: Option<PathBuf>,
-    /// The layers (by name) that script steps of the plan need.
-    needed: HashSet<String>,
+    blob_dir: Option<PathBuf>,
+    /// The apt layers (by name) that script steps of the plan need.
+    kept: HashSet<String>,
 }
 
 impl Spools {
+    /// For `layers` as planned, before their apt layers are made into file layers.
     pub fn new(
         target_dir: Option<PathBuf>,
         cache_dir: Option<&Path>,
         layers: &[PlannedLayer],
     ) -> Spools {
-        let needed = layers
+        let kept = layers
             .iter()
             .filter_map(|layer| match &layer.work {
                 Work::Script { needs, .. } => Some(needs),
                 _ => None,
             })
             .flatten()
+            .filter(|&&needed| matches!(layers[needed].work, Work::Apt(_)))
             .map(|&needed| layers[needed].name.clone())
             .collect();
-        let kept = match (&target_dir, cache_dir) {
+        let blob_dir = match (&target_dir, cache_dir) {
             (None, Some(cache_dir)) => Some(blob_dir(cache_dir)),
             _ => None,
         };
         Spools {
-            default: target_dir.unwrap_or_else(std::env::temp_dir),
+            spool_dir: target_dir.unwrap_or_else(std::env::temp_dir),
+            blob_dir,
             kept,
-            needed,
         }
     }
 
-    /// Where the layer `name` is spooled, and whether it is kept there after its upload.
-    fn kept_dir(&self, name: &str) -> Option<&Path> {
-        self.kept.as_deref().filter(|_| self.needed.contains(name))
+    /// The cache's blob dir when the layer `name` is spooled there to stay.
+    fn blob_dir_for(&self, name: &str) -> Option<&Path> {
+        self.blob_dir
+            .as_deref()
+            .filter(|_| self.kept.contains(name))
     }
 
     /// Writes every file layer the plan builds, `jobs` at once and the largest first (so the
     /// longest does not start last; their gzip members share the compression pool); returns
-    /// them by layer index.
+    /// them by layer index. The file maps are cloned: the steps read them at the same time.
     pub async fn write_file_layers(
         &self,
         layers: &[PlannedLayer],
@@ -83,7 +90,7 @@ impl Spools {
         to_write.sort_by_key(|(_, _, files)| std::cmp::Reverse(files.known_content_bytes()));
         stream::iter(to_write)
             .map(|(index, name, files)| async move {
-                let spooled = self.write(name, files, Arc::clone(options)).await?;
+                let spooled = self.write(&name, files, Arc::clone(options)).await?;
                 Ok::<_, BuildError>((index, spooled))
             })
             .buffer_unordered(jobs)
@@ -94,42 +101,54 @@ impl Spools {
     /// Writes the layer `name` into a new spool file, on a blocking thread.
     pub async fn write(
         &self,
-        name: String,
+        name: &str,
         files: FileMap,
         options: Arc<LayerOptions>,
     ) -> Result<Spooled, BuildError> {
-        let dir = self.kept_dir(&name).unwrap_or(&self.default).to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
-                context: format!("creating {}", dir.display()),
-                source,
-            })?;
-            let spool = tempfile::Builder::new()
-                .prefix(".layerize-spool-")
-                .tempfile_in(&dir)
-                .map_err(|source| BuildError::Io {
-                    context: format!("creating a spool file in {}", dir.display()),
-                    source,
-                })?;
-            let out = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
-            let written = write_layer(&files, &options, out)?;
-            log_built(&name, &written);
-            Ok::<_, BuildError>((written, spool.into_temp_path()))
-        })
-        .await
-        .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
+        let dir = self
+            .blob_dir_for(name)
+            .unwrap_or(&self.spool_dir)
+            .to_owned();
+        tokio::task::spawn_blocking(move || write_spool(&files, &options, &dir))
+            .await
+            .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
     }
 
-    /// The layer `name` is in the target: its spool is kept as the blob `digest` of the cache
-    /// when a step needs it, else removed.
+    /// The layer `name` is in the target: its spool stays as the cache's blob `digest` when a
+    /// step needs it, else it is removed.
     pub fn done(&self, name: &str, digest: &Digest, spool: tempfile::TempPath) {
-        let Some(dir) = self.kept_dir(name) else {
+        let Some(dir) = self.blob_dir_for(name) else {
             return;
         };
         let path = dir.join(digest.hex());
-        // A blob kept already is the same bytes; a failed rename costs the next step a fetch.
-        if !layerize_basefs::mark_used(&path) {
-            let _ = spool.persist(&path);
+        // A blob there already has the same bytes. A layout target took the spool itself.
+        if !layerize_basefs::touch_if_present(&path) {
+            if let Err(error) = spool.persist(&path) {
+                debug!(layer = %name, %error, "the layer's blob is not kept for its step");
+            }
         }
     }
+}
+
+/// Writes `files` as a layer into a new spool file in `dir` (created if missing).
+pub(crate) fn write_spool(
+    files: &FileMap,
+    options: &LayerOptions,
+    dir: &Path,
+) -> Result<Spooled, BuildError> {
+    let io_error = |source| BuildError::Io {
+        context: format!("creating a spool file in {}", dir.display()),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let spool = tempfile::Builder::new()
+        .prefix(".layerize-spool-")
+        .tempfile_in(dir)
+        .map_err(io_error)?;
+    let written = write_layer(
+        files,
+        options,
+        BufWriter::with_capacity(1 << 20, spool.as_file()),
+    )?;
+    Ok((written, spool.into_temp_path()))
 }

@@ -389,7 +389,6 @@ impl FileMap {
         }
     }
 
-    /// The entries added one by one, in tar order; host trees may hide some of them.
     /// The bytes of file content known without reading the host (inline files and tar
     /// members; host files and trees count nothing): a cheap measure of how long writing the
     /// layer takes, to start the longest first.
@@ -404,6 +403,7 @@ impl FileMap {
             .sum()
     }
 
+    /// The entries added one by one, in tar order; host trees may hide some of them.
     pub(crate) fn explicit_entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.entries
             .iter()
