@@ -108,13 +108,24 @@ pub(crate) async fn make_apt_layers(
     // Package layers first: converting a .deb also tells what the database needs of it.
     let parallel = std::thread::available_parallelism().map_or(1, usize::from);
     let spool_path = Arc::new(spool.path().to_path_buf());
-    let packages: Vec<(usize, PackageLayer)> = to_make
+    let mut packages: Vec<(usize, PackageLayer)> = to_make
         .iter()
         .filter_map(|&index| match &layers[index].work {
             Work::Apt(AptSpec::Packages(layer)) => Some((index, layer.clone())),
             _ => None,
         })
         .collect();
+    // The largest `.deb`s first: decompressing one is most of converting it, and the longest
+    // started last would finish alone on one core.
+    packages.sort_by_key(|(_, layer)| {
+        std::cmp::Reverse(
+            layer
+                .debs
+                .iter()
+                .map(|deb| deb.package.deb.size)
+                .sum::<u64>(),
+        )
+    });
     let converted: Vec<ConvertedLayer> = stream::iter(packages)
         .map(|(index, layer)| {
             let debs = Arc::clone(&debs);
