@@ -22,7 +22,7 @@ use crate::build::prepare::PlannedBuild;
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{AptPackageReport, AptReport, LayerReport, Report, StepReport};
 use crate::build::scripts::{RanStep, ScriptRunner};
-use crate::build::spool::Spools;
+use crate::build::spool::{SpoolTask, Spools};
 use crate::build::Endpoints;
 use crate::layer::filemap::Fingerprint;
 use crate::layer::key::layer_key;
@@ -59,9 +59,10 @@ impl Transfers {
 enum Step {
     FromBase(Layer),
     Make(PlannedLayer),
-    /// A layer written to a spool file before any blob moved (a script step's changes, or a
-    /// file layer written while the steps ran): upload it.
+    /// A script step's changes, written to a spool file before any blob moved: upload it.
     Spooled(PlannedLayer, WrittenLayer, tempfile::TempPath),
+    /// A file layer being written while the steps ran: upload it once written.
+    Spooling(PlannedLayer, SpoolTask),
 }
 
 /// A layer made present, with what the local cache should learn from it.
@@ -122,20 +123,19 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         cache_dir,
     };
     // Making a step's root and running it leave cores idle, so the file layers to build are
-    // written meanwhile into spool files, uploaded only once every step has succeeded (their
-    // compressed blobs are all on disk at once then). Without steps they are written during the
-    // transfers instead, `jobs` at a time, each uploaded as soon as it is done. A step that fails
-    // returns at once; spools still being written are removed when they finish.
+    // written meanwhile into spool files; each is uploaded once every step has succeeded and it
+    // is written (the blobs written by then are all on disk at once). Without steps they are
+    // written during the transfers instead, `jobs` at a time, each uploaded as soon as it is
+    // done. A failing step fails the build at once, and the writes stop.
     let spool_ahead = layers
         .iter()
         .any(|layer| layer.script().is_some() && matches!(layer.decision, Decision::Build(_)));
-    let (mut ran, mut spooled) = tokio::try_join!(runner.run_all(&layers), async {
-        if spool_ahead {
-            spools.write_file_layers(&layers, &options, jobs).await
-        } else {
-            Ok(HashMap::new())
-        }
-    })?;
+    let mut spooling = if spool_ahead {
+        spools.start_file_layers(&layers, &options, jobs)
+    } else {
+        HashMap::new()
+    };
+    let mut ran = runner.run_all(&layers).await?;
     let base_count = base_layers.len();
     let mut steps_report: Vec<StepReport> = Vec::new();
     // Steps that add no layer, by their place in the plan, for the history.
@@ -146,8 +146,8 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     for (index, planned) in layers.into_iter().enumerate() {
         let position = base_count + index;
         let Some(_) = planned.script() else {
-            let step = match spooled.remove(&index) {
-                Some((written, spool)) => Step::Spooled(planned, written, spool),
+            let step = match spooling.remove(&index) {
+                Some(task) => Step::Spooling(planned, task),
                 None => Step::Make(planned),
             };
             made.push((position, step));
@@ -206,7 +206,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .chain(made)
         .collect();
     steps.sort_by_key(|(_, step)| match step {
-        Step::Make(_) | Step::Spooled(..) => (0, Reverse(0)),
+        Step::Make(_) | Step::Spooled(..) | Step::Spooling(..) => (0, Reverse(0)),
         Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
     });
     let context = StepContext {
@@ -421,6 +421,10 @@ impl StepContext<'_> {
                 })
             }
             Step::Spooled(planned, written, spool) => self.upload(planned, written, spool).await,
+            Step::Spooling(planned, task) => {
+                let (written, spool) = task.written().await?;
+                self.upload(planned, written, spool).await
+            }
             Step::Make(planned) => {
                 let candidate = match &planned.decision {
                     Decision::Reuse(candidate) => Some(candidate.clone()),

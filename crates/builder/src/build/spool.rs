@@ -10,8 +10,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::{stream, StreamExt, TryStreamExt};
 use layerize_manifest::Digest;
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::build::plan::{Decision, PlannedLayer, Work};
@@ -68,34 +68,48 @@ impl Spools {
             .filter(|_| self.kept.contains(name))
     }
 
-    /// Writes every file layer the plan builds, `jobs` at once and the largest first (so the
-    /// longest does not start last; their gzip members share the compression pool); returns
-    /// them by layer index. The file maps are cloned: the steps read them at the same time.
-    pub async fn write_file_layers(
+    /// Starts writing every file layer the plan builds, `jobs` at once and the largest first
+    /// (so the longest does not start last; their gzip members share the compression pool);
+    /// returns them by layer index, each to be awaited when its upload may start. The file maps
+    /// are cloned: the steps read them at the same time.
+    pub fn start_file_layers(
         &self,
         layers: &[PlannedLayer],
         options: &Arc<LayerOptions>,
         jobs: usize,
-    ) -> Result<HashMap<usize, Spooled>, BuildError> {
-        let mut to_write: Vec<(usize, String, FileMap)> = layers
+    ) -> HashMap<usize, SpoolTask> {
+        let mut to_write: Vec<(usize, &str, FileMap)> = layers
             .iter()
             .enumerate()
             .filter_map(|(index, layer)| match (&layer.work, &layer.decision) {
                 (Work::Files { files, .. }, Decision::Build(_)) => {
-                    Some((index, layer.name.clone(), files.clone()))
+                    Some((index, layer.name.as_str(), files.clone()))
                 }
                 _ => None,
             })
             .collect();
         to_write.sort_by_key(|(_, _, files)| std::cmp::Reverse(files.known_content_bytes()));
-        stream::iter(to_write)
-            .map(|(index, name, files)| async move {
-                let spooled = self.write(&name, files, Arc::clone(options)).await?;
-                Ok::<_, BuildError>((index, spooled))
+        // Fair: the writes start in this order.
+        let slots = Arc::new(Semaphore::new(jobs.max(1)));
+        to_write
+            .into_iter()
+            .map(|(index, name, files)| {
+                let dir = self
+                    .blob_dir_for(name)
+                    .unwrap_or(&self.spool_dir)
+                    .to_owned();
+                let (slots, options) = (Arc::clone(&slots), Arc::clone(options));
+                let handle = tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await.expect("never closed");
+                    tokio::task::spawn_blocking(move || write_spool(&files, &options, &dir))
+                        .await
+                        .map_err(|err| {
+                            BuildError::Invalid(format!("layer builder thread failed: {err}"))
+                        })?
+                });
+                (index, SpoolTask { handle })
             })
-            .buffer_unordered(jobs)
-            .try_collect()
-            .await
+            .collect()
     }
 
     /// Writes the layer `name` into a new spool file, on a blocking thread.
@@ -127,6 +141,27 @@ impl Spools {
                 debug!(layer = %name, %error, "the layer's blob is not kept for its step");
             }
         }
+    }
+}
+
+/// A layer being written to its spool file. Dropped unfinished (the build failed), it stops:
+/// a write not started never starts, one under way is thrown away when it ends.
+pub(crate) struct SpoolTask {
+    handle: tokio::task::JoinHandle<Result<Spooled, BuildError>>,
+}
+
+impl SpoolTask {
+    /// The spooled layer, once written.
+    pub async fn written(mut self) -> Result<Spooled, BuildError> {
+        (&mut self.handle)
+            .await
+            .map_err(|err| BuildError::Invalid(format!("layer writing task failed: {err}")))?
+    }
+}
+
+impl Drop for SpoolTask {
+    fn drop(&mut self) {
+        self.handle.abort();
     }
 }
 
