@@ -89,7 +89,8 @@ impl Spools {
             })
             .collect();
         to_write.sort_by_key(|(_, _, files)| std::cmp::Reverse(files.known_content_bytes()));
-        // Fair: the writes start in this order.
+        // A fair semaphore: the writes start in about this order (tasks start as the scheduler
+        // polls them).
         let slots = Arc::new(Semaphore::new(jobs.max(1)));
         to_write
             .into_iter()
