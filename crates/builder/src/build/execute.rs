@@ -126,7 +126,8 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
     // written meanwhile into spool files; each is uploaded once every step has succeeded and it
     // is written (the blobs written by then are all on disk at once). Without steps they are
     // written during the transfers instead, `jobs` at a time, each uploaded as soon as it is
-    // done. A failing step fails the build at once, and the writes stop.
+    // done. A failing step fails the build at once: writes not started yet never start, one
+    // under way is thrown away when it ends.
     let spool_ahead = layers
         .iter()
         .any(|layer| layer.script().is_some() && matches!(layer.decision, Decision::Build(_)));
@@ -195,6 +196,12 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
             (Decision::Build(_), None) => unreachable!("every script to build has run"),
         }
     }
+    // Uploads that wait for their layer's write, in the order the writes started: an upload
+    // slot never waits on a write queued behind others (a stable sort; the rest keep theirs).
+    made.sort_by_key(|(_, step)| match step {
+        Step::Spooling(_, task) => task.order + 1,
+        _ => 0,
+    });
     let transfers = Mutex::new(Transfers::default());
     // Steps run concurrently (bounded by `jobs`), each starting as soon as a slot frees up: layers
     // to make first (they need the CPU), then base blobs largest first, so the longest transfer

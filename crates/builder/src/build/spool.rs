@@ -91,10 +91,11 @@ impl Spools {
         to_write.sort_by_key(|(_, _, files)| std::cmp::Reverse(files.known_content_bytes()));
         // A fair semaphore: the writes start in about this order (tasks start as the scheduler
         // polls them).
-        let slots = Arc::new(Semaphore::new(jobs.max(1)));
+        let slots = Arc::new(Semaphore::new(jobs.clamp(1, Semaphore::MAX_PERMITS)));
         to_write
             .into_iter()
-            .map(|(index, name, files)| {
+            .enumerate()
+            .map(|(order, (index, name, files))| {
                 let dir = self
                     .blob_dir_for(name)
                     .unwrap_or(&self.spool_dir)
@@ -108,7 +109,7 @@ impl Spools {
                             BuildError::Invalid(format!("layer builder thread failed: {err}"))
                         })?
                 });
-                (index, SpoolTask { handle })
+                (index, SpoolTask { handle, order })
             })
             .collect()
     }
@@ -149,6 +150,8 @@ impl Spools {
 /// a write not started never starts, one under way is thrown away when it ends.
 pub(crate) struct SpoolTask {
     handle: tokio::task::JoinHandle<Result<Spooled, BuildError>>,
+    /// Its place in the order the writes start in: uploads waiting for them go in that order.
+    pub order: usize,
 }
 
 impl SpoolTask {
