@@ -239,29 +239,7 @@ async fn read_from_store(
         .filter(|tar| touch_if_present(tar));
     let mut keep = keep;
     if let Some(tar) = kept {
-        let (path, diff_id, cache) = (tar.clone(), diff_id.clone(), cache.cloned());
-        let capture = Arc::clone(&capture);
-        let read = tokio::task::spawn_blocking(move || {
-            let read = std::fs::File::open(&path)
-                .map_err(LayerError::Read)
-                .and_then(|file| {
-                    read_layer_measured(BufReader::new(file), &diff_id, &capture, None)
-                });
-            match read {
-                Ok((index, tar_bytes)) => Ok(finish_read(
-                    index,
-                    0,
-                    tar_bytes,
-                    keep,
-                    cache.as_ref(),
-                    &diff_id,
-                )),
-                Err(error) => Err((error, keep)),
-            }
-        })
-        .await
-        .map_err(BaseFsError::Task)?;
-        match read {
+        match read_kept_tar(&tar, diff_id, Arc::clone(&capture), keep, cache).await? {
             Ok(read) => return Ok(read),
             // A kept tar is only a copy: one that is gone or damaged since is dropped, and the
             // blob read (and kept) again.
@@ -340,6 +318,36 @@ async fn read_from_store(
     let (fed, read) = tokio::join!(feeding, reading);
     fed.map_err(store_error)?;
     read.map_err(BaseFsError::Task)?
+}
+
+/// [`read_from_store`] from the tar the cache keeps of the layer, on a blocking thread; a tar
+/// that cannot be read or has another diffID gives its error, and `keep` back.
+async fn read_kept_tar(
+    tar: &std::path::Path,
+    diff_id: &Digest,
+    capture: Arc<CaptureSet>,
+    keep: BTreeMap<String, Vec<u8>>,
+    cache: Option<&LayerCache>,
+) -> Result<Result<ReadLayer, (LayerError, BTreeMap<String, Vec<u8>>)>, BaseFsError> {
+    let (tar, diff_id, cache) = (tar.to_owned(), diff_id.clone(), cache.cloned());
+    tokio::task::spawn_blocking(move || {
+        let read = std::fs::File::open(&tar)
+            .map_err(LayerError::Read)
+            .and_then(|file| read_layer_measured(BufReader::new(file), &diff_id, &capture, None));
+        match read {
+            Ok((index, tar_bytes)) => Ok(finish_read(
+                index,
+                0,
+                tar_bytes,
+                keep,
+                cache.as_ref(),
+                &diff_id,
+            )),
+            Err(error) => Err((error, keep)),
+        }
+    })
+    .await
+    .map_err(BaseFsError::Task)
 }
 
 /// A verified read: the captures of an earlier read added, and cached.

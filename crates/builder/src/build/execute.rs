@@ -196,16 +196,12 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
             (Decision::Build(_), None) => unreachable!("every script to build has run"),
         }
     }
-    // Uploads that wait for their layer's write, in the order the writes started: an upload
-    // slot never waits on a write queued behind others (a stable sort; the rest keep theirs).
-    made.sort_by_key(|(_, step)| match step {
-        Step::Spooling(_, task) => task.order + 1,
-        _ => 0,
-    });
     let transfers = Mutex::new(Transfers::default());
     // Steps run concurrently (bounded by `jobs`), each starting as soon as a slot frees up: layers
-    // to make first (they need the CPU), then base blobs largest first, so the longest transfer
-    // never starts last. Results are put back in the plan's order afterwards.
+    // to make first (they need the CPU; those still being written in the order their writes
+    // started, so that no slot waits on a write queued behind others), then base blobs largest
+    // first, so the longest transfer never starts last. Results are put back in the plan's order
+    // afterwards.
     let mut steps: Vec<(usize, Step)> = base_layers
         .into_iter()
         .map(Step::FromBase)
@@ -213,8 +209,9 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         .chain(made)
         .collect();
     steps.sort_by_key(|(_, step)| match step {
-        Step::Make(_) | Step::Spooled(..) | Step::Spooling(..) => (0, Reverse(0)),
-        Step::FromBase(layer) => (1, Reverse(layer.descriptor.size)),
+        Step::Make(_) | Step::Spooled(..) => (0, Reverse(0), 0),
+        Step::Spooling(_, task) => (0, Reverse(0), task.order + 1),
+        Step::FromBase(layer) => (1, Reverse(layer.descriptor.size), 0),
     });
     let context = StepContext {
         endpoints,

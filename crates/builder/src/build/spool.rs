@@ -68,6 +68,13 @@ impl Spools {
             .filter(|_| self.kept.contains(name))
     }
 
+    /// Where the layer `name` is spooled.
+    fn dir_for(&self, name: &str) -> PathBuf {
+        self.blob_dir_for(name)
+            .unwrap_or(&self.spool_dir)
+            .to_owned()
+    }
+
     /// Starts writing every file layer the plan builds, `jobs` at once and the largest first
     /// (so the longest does not start last; their gzip members share the compression pool);
     /// returns them by layer index, each to be awaited when its upload may start. The file maps
@@ -96,18 +103,11 @@ impl Spools {
             .into_iter()
             .enumerate()
             .map(|(order, (index, name, files))| {
-                let dir = self
-                    .blob_dir_for(name)
-                    .unwrap_or(&self.spool_dir)
-                    .to_owned();
+                let dir = self.dir_for(name);
                 let (slots, options) = (Arc::clone(&slots), Arc::clone(options));
                 let handle = tokio::spawn(async move {
                     let _slot = slots.acquire_owned().await.expect("never closed");
-                    tokio::task::spawn_blocking(move || write_spool(&files, &options, &dir))
-                        .await
-                        .map_err(|err| {
-                            BuildError::Invalid(format!("layer builder thread failed: {err}"))
-                        })?
+                    write_spool_aside(files, options, dir).await
                 });
                 (index, SpoolTask { handle, order })
             })
@@ -121,13 +121,7 @@ impl Spools {
         files: FileMap,
         options: Arc<LayerOptions>,
     ) -> Result<Spooled, BuildError> {
-        let dir = self
-            .blob_dir_for(name)
-            .unwrap_or(&self.spool_dir)
-            .to_owned();
-        tokio::task::spawn_blocking(move || write_spool(&files, &options, &dir))
-            .await
-            .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
+        write_spool_aside(files, options, self.dir_for(name)).await
     }
 
     /// The layer `name` is in the target: its spool stays as the cache's blob `digest` when a
@@ -167,6 +161,17 @@ impl Drop for SpoolTask {
     fn drop(&mut self) {
         self.handle.abort();
     }
+}
+
+/// [`write_spool`] on a blocking thread.
+async fn write_spool_aside(
+    files: FileMap,
+    options: Arc<LayerOptions>,
+    dir: PathBuf,
+) -> Result<Spooled, BuildError> {
+    tokio::task::spawn_blocking(move || write_spool(&files, &options, &dir))
+        .await
+        .map_err(|err| BuildError::Invalid(format!("layer builder thread failed: {err}")))?
 }
 
 /// Writes `files` as a layer into a new spool file in `dir` (created if missing).
