@@ -375,13 +375,27 @@ fn a_cold_and_a_warm_cache_give_the_same_digests() {
     assert_eq!(warm["digest"], cold["digest"]);
     // Not asserted: reuse. The local cache knows the layers, but a new repository does not
     // hold their blobs, so layerize makes them again (from the cached .debs).
+    // The cold build again, its configure step in a root written for it instead of an overlay
+    // of layer directories: the same configure layer.
     let cold_target = site.reference("same/cold:1");
     let mut args = cache_args(&other_cache);
-    args.extend(["--target", &cold_target]);
+    args.extend(["--target", &cold_target, "--step-root", "written"]);
     let cold_again = build(&file, &args);
     for package in packages(&cold_again) {
         assert_eq!(package["status"], "built", "{package}");
     }
+    let roots = |report: &Value| -> Vec<String> {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["root"].as_str().unwrap_or("none").to_owned())
+            .collect()
+    };
+    // Root on a VM: the namespaces sandbox, so overlays where not asked otherwise.
+    assert_eq!(roots(&cold), ["overlay"]);
+    assert_eq!(roots(&warm), ["overlay"]);
+    assert_eq!(roots(&cold_again), ["written"]);
 
     for report in [&warm, &cold_again] {
         assert_eq!(resolved(report), resolved(&cold), "the same packages");

@@ -126,6 +126,7 @@ async fn failed_build(
         max_layers: None,
         dry_run: false,
         sandbox: Default::default(),
+        step_root: Default::default(),
         apt: Default::default(),
     };
     let error = match build(&endpoints, request).await {

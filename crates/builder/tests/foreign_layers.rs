@@ -85,6 +85,7 @@ async fn foreign_base_layers_are_referenced_not_copied() {
         max_layers: None,
         dry_run: false,
         sandbox: Default::default(),
+        step_root: Default::default(),
         apt: Default::default(),
     };
     let report = build(&endpoints, request).await.unwrap();

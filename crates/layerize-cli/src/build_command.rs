@@ -122,6 +122,12 @@ pub struct BuildArgs {
     /// with user namespaces), or `auto`: the first of these the process may use.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     sandbox: layerize_sandbox::ModeChoice,
+    /// The root a script step runs in: `overlay` (the layers extracted once into directories
+    /// kept in the cache directory, and mounted as an overlay: a rebuild writes no root; needs
+    /// the namespaces sandbox), `written` (the layers extracted into a fresh directory for
+    /// every step), or `auto`: an overlay where it works.
+    #[arg(long, value_name = "ROOT", default_value = "auto")]
+    step_root: layerize_sandbox::RootChoice,
 
     /// Write a JSON report (target, digest, layers with their status) to this file.
     #[arg(long, value_name = "FILE")]
@@ -312,6 +318,7 @@ pub fn run(args: BuildArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         max_layers,
         dry_run: args.dry_run,
         sandbox: args.sandbox,
+        step_root: args.step_root,
         apt,
     };
 

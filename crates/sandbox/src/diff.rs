@@ -111,7 +111,7 @@ fn differs(old: &Meta, now: &Meta) -> bool {
             || old.symlink_target != now.symlink_target)
 }
 
-fn has_ancestor_in(path: &[u8], set: &HashSet<&[u8]>) -> bool {
+pub(crate) fn has_ancestor_in(path: &[u8], set: &HashSet<&[u8]>) -> bool {
     !set.is_empty()
         && path
             .iter()
@@ -119,7 +119,7 @@ fn has_ancestor_in(path: &[u8], set: &HashSet<&[u8]>) -> bool {
             .any(|(i, b)| *b == b'/' && set.contains(&path[..i]))
 }
 
-fn entry(
+pub(crate) fn entry(
     root: &Path,
     path: &[u8],
     old: Option<&Meta>,
@@ -168,7 +168,7 @@ fn entry(
 }
 
 /// Turns every File after the first of one inode into a Hardlink to the first.
-fn link_hardlinks(entries: &mut [Change], after: &Snapshot) {
+pub(crate) fn link_hardlinks(entries: &mut [Change], after: &Snapshot) {
     let mut first_by_inode: HashMap<(u64, u64), String> = HashMap::new();
     for change in entries.iter_mut() {
         if !matches!(change.kind, ChangeKind::File { .. }) {
@@ -193,6 +193,6 @@ fn link_hardlinks(entries: &mut [Change], after: &Snapshot) {
     }
 }
 
-fn text(path: &[u8]) -> String {
+pub(crate) fn text(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }

@@ -1,6 +1,7 @@
 //! Extracting one uncompressed layer tar into a [`Rootfs`]: entry by entry, streaming, with OCI
 //! whiteouts, every path resolved inside the root, and the metadata (owner, mode, mtime,
-//! kept xattrs) the process is allowed to set.
+//! kept xattrs) the process is allowed to set. The same extraction makes an overlay root's
+//! layer directory, where the whiteouts stay as overlayfs writes them instead of removing.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -19,9 +20,22 @@ use crate::{sys, Rootfs, SandboxError};
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const COPY_BUFFER: usize = 1 << 20;
+/// The xattr overlayfs marks an opaque directory with (the value is `y`).
+pub(crate) const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
+
+/// What a layer's whiteouts do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whiteouts {
+    /// Remove what the layers below put there (a root the layers are extracted into in turn).
+    Apply,
+    /// Become overlayfs whiteouts in a directory of this layer alone: a `0:0` character device
+    /// for a removed path, the `trusted.overlay.opaque` xattr on an opaque directory.
+    Keep,
+}
 
 /// What one layer wrote, so that its opaque markers spare it whatever the entry order.
 struct LayerState {
+    whiteouts: Whiteouts,
     /// Resolved paths of this layer's entries and all their ancestors.
     written: HashSet<PathBuf>,
     /// Directories (resolved) this layer marks opaque; emptied of lower content at the end.
@@ -33,9 +47,14 @@ struct LayerState {
     last_parent: Option<(PathBuf, PathBuf)>,
 }
 
-pub(crate) fn apply(rootfs: &mut Rootfs, tar: impl Read) -> Result<(), SandboxError> {
+pub(crate) fn apply(
+    rootfs: &mut Rootfs,
+    tar: impl Read,
+    whiteouts: Whiteouts,
+) -> Result<(), SandboxError> {
     let mut archive = tar::Archive::new(tar);
     let mut state = LayerState {
+        whiteouts,
         written: HashSet::new(),
         opaque: Vec::new(),
         buffer: vec![0; COPY_BUFFER],
@@ -53,7 +72,10 @@ pub(crate) fn apply(rootfs: &mut Rootfs, tar: impl Read) -> Result<(), SandboxEr
     }
     let root = rootfs.path().to_path_buf();
     for dir in std::mem::take(&mut state.opaque) {
-        clear_opaque(rootfs, &root, &dir, &state.written)?;
+        match whiteouts {
+            Whiteouts::Apply => clear_opaque(rootfs, &root, &dir, &state.written)?,
+            Whiteouts::Keep => mark_opaque(&root.join(dir))?,
+        }
     }
     Ok(())
 }
@@ -100,9 +122,23 @@ fn apply_entry<R: Read>(
         .strip_prefix(WHITEOUT_PREFIX.as_bytes())
     {
         let target = parent.join(OsStr::from_bytes(hidden));
-        if !state.written.contains(&target) {
-            remove_any(&root.join(&target))?;
-            rootfs.forget_owners_under(&target);
+        if state.written.contains(&target) {
+            return Ok(());
+        }
+        match state.whiteouts {
+            Whiteouts::Apply => {
+                remove_any(&root.join(&target))?;
+                rootfs.forget_owners_under(&target);
+            }
+            Whiteouts::Keep => {
+                let host_parent = root.join(&parent);
+                std::fs::create_dir_all(&host_parent)
+                    .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
+                let host = root.join(&target);
+                remove_any(&host)?;
+                sys::mknod(&host, libc::S_IFCHR, 0)
+                    .map_err(|e| SandboxError::io("mknod (an overlay whiteout)", &host, e))?;
+            }
         }
         return Ok(());
     }
@@ -274,6 +310,13 @@ fn set_metadata<R: Read>(
         }
     }
     Ok(())
+}
+
+/// Marks `dir` (made if this layer has only the marker) opaque the way overlayfs does.
+fn mark_opaque(dir: &Path) -> Result<(), SandboxError> {
+    std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("creating directory", dir, e))?;
+    sys::lsetxattr(dir, OVERLAY_OPAQUE, b"y")
+        .map_err(|e| SandboxError::io("setting trusted.overlay.opaque on", dir, e))
 }
 
 /// Empties the opaque directory `dir` of everything this layer did not write, descending into

@@ -1,13 +1,40 @@
 //! The root filesystem being assembled: a fresh temporary directory that layers are extracted
 //! into and steps run in, removed on drop, plus the owners the image means for files whose
-//! `chown` a normal user was not allowed to do.
+//! `chown` a normal user was not allowed to do. Or, as root where mounts are allowed, an
+//! overlay of layer directories made once ([`Rootfs::overlay_in`], `crate::overlay`).
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::layer::Whiteouts;
+use crate::overlay::Overlay;
 use crate::SandboxError;
+
+/// Extracts one uncompressed layer tar alone into a new directory `dest` (made beside it, then
+/// renamed into place, so that `dest` is complete or absent), its whiteouts and opaque markers
+/// kept as overlayfs writes them: one of an overlay root's lower directories. Needs root (every
+/// owner is set, whiteouts are device nodes). A `dest` that another build made first is kept,
+/// and this one dropped.
+pub fn make_layer_dir(tar: impl Read, dest: &Path) -> Result<(), SandboxError> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    // `.tmp` marks it as in progress for `layerize cache clean`.
+    let mut rootfs = Rootfs::new_named_in(parent, ".tmp-layer-")?;
+    crate::layer::apply(&mut rootfs, tar, Whiteouts::Keep)?;
+    if let Some(path) = rootfs.intended_owners.keys().next() {
+        return Err(SandboxError::Step(format!(
+            "a layer directory needs root: the owner of {} could not be set",
+            path.display()
+        )));
+    }
+    match std::fs::rename(&rootfs.root, dest) {
+        Ok(()) => Ok(()),
+        // Made meanwhile by another build: the same layer, so theirs is as good.
+        Err(_) if dest.is_dir() => Ok(()),
+        Err(e) => Err(SandboxError::io("renaming a layer directory to", dest, e)),
+    }
+}
 
 /// A root filesystem in a temporary directory of its own.
 pub struct Rootfs {
@@ -18,13 +45,19 @@ pub struct Rootfs {
     /// Owners the layers gave paths whose `lchown` was refused (the process is not root), by
     /// path relative to the root. The diff reports these for files a step did not re-own.
     pub(crate) intended_owners: HashMap<PathBuf, (u32, u32)>,
+    /// Set for an overlay root: `root` is then its mount point, mounted only while a step runs.
+    pub(crate) overlay: Option<Overlay>,
 }
 
 impl Rootfs {
     /// Makes an empty root in a new temporary directory under `parent`.
     pub fn new_in(parent: &Path) -> Result<Rootfs, SandboxError> {
+        Rootfs::new_named_in(parent, "layerize-rootfs-")
+    }
+
+    fn new_named_in(parent: &Path, prefix: &str) -> Result<Rootfs, SandboxError> {
         let dir = tempfile::Builder::new()
-            .prefix("layerize-rootfs-")
+            .prefix(prefix)
             .tempdir_in(parent)
             .map_err(|e| SandboxError::io("creating a temporary directory in", parent, e))?;
         let root = dir
@@ -38,17 +71,44 @@ impl Rootfs {
             dir,
             root,
             intended_owners: HashMap::new(),
+            overlay: None,
         })
     }
 
-    /// The root's directory on the host (canonical).
+    /// A root that is an overlay of `lowers` (layer directories made by [`make_layer_dir`],
+    /// the image's first layer first), with its upper directory in a new temporary directory
+    /// under `parent`. Nothing is extracted: the step runs in the overlay, mounted in a mount
+    /// namespace of its own, and what it changed is what the upper directory holds. Needs the
+    /// namespaces mode ([`crate::overlay_available`] says whether mounting works here).
+    pub fn overlay_in(parent: &Path, lowers: Vec<PathBuf>) -> Result<Rootfs, SandboxError> {
+        let mut rootfs = Rootfs::new_in(parent)?;
+        let overlay = Overlay::prepare(rootfs.dir.path(), lowers)?;
+        rootfs.root = overlay.merged.clone();
+        rootfs.overlay = Some(overlay);
+        Ok(rootfs)
+    }
+
+    /// The root's directory on the host (canonical). For an overlay root, its mount point:
+    /// empty but while a step runs.
     pub fn path(&self) -> &Path {
         &self.root
     }
 
-    /// Extracts one uncompressed layer tar on top of what is there; see `crate::layer`.
+    /// Where the files a step changed are read after it ran (what [`crate::ChangeKind::File`]
+    /// host paths are in): the root itself, or an overlay root's upper directory.
+    pub fn changed_files_dir(&self) -> &Path {
+        self.overlay.as_ref().map_or(&self.root, |o| &o.upper)
+    }
+
+    /// Extracts one uncompressed layer tar on top of what is there; see `crate::layer`. Not for
+    /// an overlay root, whose layers are its directories.
     pub fn apply_layer(&mut self, tar: impl Read) -> Result<(), SandboxError> {
-        crate::layer::apply(self, tar)
+        if self.overlay.is_some() {
+            return Err(SandboxError::Step(
+                "an overlay root takes no extracted layers".into(),
+            ));
+        }
+        crate::layer::apply(self, tar, Whiteouts::Apply)
     }
 
     /// Removes the root on another thread, so that a build goes on while a root of some

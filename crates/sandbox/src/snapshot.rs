@@ -21,6 +21,8 @@ pub(crate) struct Meta {
     pub mtime_ns: i128,
     pub ctime_ns: i128,
     pub nlink: u64,
+    /// The device number of a device node (an overlay whiteout is a character device 0:0).
+    pub rdev: u64,
     pub symlink_target: Option<PathBuf>,
 }
 
@@ -31,6 +33,28 @@ impl Meta {
 
     pub fn is_dir(&self) -> bool {
         self.file_type() == libc::S_IFDIR
+    }
+
+    /// The meta of `host` from its lstat `meta` (a symlink's target read).
+    pub fn of(host: &Path, meta: &std::fs::Metadata) -> Result<Meta, SandboxError> {
+        let symlink_target = if meta.file_type().is_symlink() {
+            Some(std::fs::read_link(host).map_err(|e| SandboxError::io("readlink", host, e))?)
+        } else {
+            None
+        };
+        Ok(Meta {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            nlink: meta.nlink(),
+            rdev: meta.rdev(),
+            symlink_target,
+        })
     }
 }
 
@@ -60,32 +84,10 @@ pub(crate) fn take(root: &Path) -> Result<Snapshot, SandboxError> {
                 // Something is mounted here: it is not part of the root.
                 continue;
             }
-            let symlink_target = if meta.file_type().is_symlink() {
-                Some(
-                    std::fs::read_link(&host)
-                        .map_err(|e| SandboxError::io("readlink", &host, e))?,
-                )
-            } else {
-                None
-            };
             if meta.is_dir() {
                 stack.push(rel.clone());
             }
-            entries.insert(
-                rel.as_os_str().as_bytes().to_vec(),
-                Meta {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    mode: meta.mode(),
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                    size: meta.size(),
-                    mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-                    ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-                    nlink: meta.nlink(),
-                    symlink_target,
-                },
-            );
+            entries.insert(rel.as_os_str().as_bytes().to_vec(), Meta::of(&host, &meta)?);
         }
     }
     Ok(Snapshot { entries })

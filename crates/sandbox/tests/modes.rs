@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{busybox_layer, find, portable, rootfs, run_step, script_step, unique};
+use common::{busybox_layer, find, portable, rootfs, run_step, script_step, unique, Case};
 use layerize_sandbox::{detect, ChangeKind, ChangeStatus, ExitStatus, Mode, ModeChoice, Rootfs};
 
 fn euid() -> u32 {
@@ -20,8 +20,9 @@ fn available(choice: ModeChoice) -> Mode {
     detect(choice).unwrap_or_else(|e| panic!("{choice:?} must work on this machine: {e}"))
 }
 
-fn effects_are_reported_as_layer_entries(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn effects_are_reported_as_layer_entries(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let script = "mkdir -p /opt/a
 printf '#!/bin/sh\\necho hi\\n' > /opt/a/hello && chmod 755 /opt/a/hello
 sed -i 's/welcome/hello there/' /etc/motd
@@ -69,7 +70,7 @@ echo done";
     };
     assert_eq!(std::fs::read(host_path).unwrap(), b"#!/bin/sh\necho hi\n");
     assert_eq!(*size, 18);
-    assert!(host_path.starts_with(fs.path()));
+    assert!(host_path.starts_with(fs.changed_files_dir()));
     let ChangeKind::File { host_path, .. } = &entry("etc/motd").kind else {
         panic!("motd is a file");
     };
@@ -77,7 +78,7 @@ echo done";
     assert_eq!(
         entry("opt/a/hard").kind,
         ChangeKind::File {
-            host_path: fs.path().join("opt/a/hard"),
+            host_path: fs.changed_files_dir().join("opt/a/hard"),
             size: 18
         }
     );
@@ -102,8 +103,9 @@ echo done";
     );
 }
 
-fn environment_workdir_and_exit_status(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn environment_workdir_and_exit_status(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let mut step = script_step("pwd; echo \"$GREETING\"; echo \"$HOME\"; echo oops >&2; exit 3");
     step.env.push(("GREETING".into(), "hi there".into()));
     step.workdir = "/work/dir".into();
@@ -116,7 +118,7 @@ fn environment_workdir_and_exit_status(mode: Mode) {
     assert!(lines.contains(&"err: oops".to_string()), "{lines:?}");
     // The workdir was made before the snapshot: not a change of the step.
     assert!(changes.is_empty(), "{changes:#?}");
-    assert!(fs.path().join("work/dir").is_dir());
+    assert!(fs.changed_files_dir().join("work/dir").is_dir());
 
     if mode == Mode::Chroot {
         let (outcome, _, _) = run_step(&mut fs, &script_step("kill -9 $$"), mode);
@@ -129,8 +131,9 @@ fn environment_workdir_and_exit_status(mode: Mode) {
     }
 }
 
-fn isolation_as_the_mode_promises(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn isolation_as_the_mode_promises(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let script = "hostname; cat /proc/net/dev 2>/dev/null | grep -c ':' || echo no-proc";
     let (outcome, changes, lines) = run_step(&mut fs, &script_step(script), mode);
     assert_eq!(outcome.status, ExitStatus::Code(0), "{lines:?}");
@@ -152,8 +155,9 @@ fn isolation_as_the_mode_promises(mode: Mode) {
     }
 }
 
-fn background_processes_end_with_the_step(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn background_processes_end_with_the_step(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let marker = unique("late");
     let script = format!("(sleep 2; touch /tmp/{marker}) & sleep 600 & echo started");
     let (outcome, _, lines) = run_step(&mut fs, &script_step(&script), mode);
@@ -161,13 +165,14 @@ fn background_processes_end_with_the_step(mode: Mode) {
     assert_eq!(lines, ["out: started"]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(
-        !fs.path().join("tmp").join(&marker).exists(),
+        !fs.changed_files_dir().join("tmp").join(&marker).exists(),
         "a background process outlived run()"
     );
 }
 
-fn escapes_stay_inside_the_root(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn escapes_stay_inside_the_root(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let name = unique("OUTSIDE");
     let host_parent = fs.path().parent().unwrap().to_path_buf();
     let script = format!(
@@ -206,26 +211,28 @@ echo done"
     for inside in ["{n}-cd", "tmp/{n}-link", "{n}-up", "tmp/{n}-uptmp"] {
         let inside = inside.replace("{n}", &name);
         assert!(
-            fs.path().join(&inside).exists(),
+            fs.changed_files_dir().join(&inside).exists(),
             "{inside} missing inside the root"
         );
     }
 }
 
-fn same_step_same_changes(mode: Mode) {
+fn same_step_same_changes(case: Case) {
+    let mode = case.mode;
     let script = "mkdir -p /opt/x && echo a > /opt/x/a && chmod 600 /opt/x/a && rm /etc/motd";
     let run = || {
-        let mut fs = rootfs(&[busybox_layer()]);
+        let mut fs = case.rootfs(&[busybox_layer()]);
         let (_, changes, _) = run_step(&mut fs, &script_step(script), mode);
-        portable(&changes, fs.path())
+        portable(&changes, fs.changed_files_dir())
     };
     let first = run();
     assert_eq!(first.len(), 4);
     assert_eq!(first, run());
 }
 
-fn steps_run_as_the_rootfs_user(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn steps_run_as_the_rootfs_user(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let mut step = script_step("id -u; id -g; id -G; touch /tmp/mine");
     step.user = Some("app".into());
     if mode == Mode::UserNamespace {
@@ -241,12 +248,13 @@ fn steps_run_as_the_rootfs_user(mode: Mode) {
 }
 
 /// In a user namespace the image's owners are the layer's, not the caller's.
-fn owners_are_the_images(mode: Mode) {
+fn owners_are_the_images(case: Case) {
+    let mode = case.mode;
     let owned = common::Layer::new()
         .dir("data", 0o755)
         .file_owned("data/svc", 0o644, 1000, 50, b"v1")
         .finish();
-    let mut fs = rootfs(&[busybox_layer(), owned]);
+    let mut fs = case.rootfs(&[busybox_layer(), owned]);
     let script = "echo v2 >> /data/svc; touch /data/new";
     let (_, changes, _) = run_step(&mut fs, &script_step(script), mode);
     let svc = find(&changes, "data/svc").unwrap();
@@ -256,14 +264,17 @@ fn owners_are_the_images(mode: Mode) {
     if euid() != 0 {
         // The host file belongs to the caller; the image says 1000:50.
         assert_eq!(
-            std::fs::metadata(fs.path().join("data/svc")).unwrap().uid(),
+            std::fs::metadata(fs.changed_files_dir().join("data/svc"))
+                .unwrap()
+                .uid(),
             euid()
         );
     }
 }
 
-fn network_step_sees_the_hosts_resolver_files(mode: Mode) {
-    let mut fs = rootfs(&[busybox_layer()]);
+fn network_step_sees_the_hosts_resolver_files(case: Case) {
+    let mode = case.mode;
+    let mut fs = case.rootfs(&[busybox_layer()]);
     let mut step = script_step("test -f /etc/hosts && echo has-hosts; echo x > /opt-net");
     step.network = true;
     let (outcome, changes, lines) = run_step(&mut fs, &step, mode);
@@ -273,52 +284,55 @@ fn network_step_sees_the_hosts_resolver_files(mode: Mode) {
     let paths: Vec<&str> = changes.entries.iter().map(|c| c.path.as_str()).collect();
     assert_eq!(paths, ["opt-net"], "resolver files are not changes");
     assert!(
-        !fs.path().join("etc/hosts").exists(),
+        !fs.changed_files_dir().join("etc/hosts").exists(),
         "the copy or bind target is gone again"
     );
 }
 
 macro_rules! mode_tests {
-    ($module:ident, $choice:expr, $($ignore:meta)?) => {
+    ($module:ident, $choice:expr, $overlay:expr, $($ignore:meta)?) => {
         mod $module {
             use super::*;
             $(#[$ignore])?
             #[test]
-            fn effects() { effects_are_reported_as_layer_entries(available($choice)) }
+            fn effects() { effects_are_reported_as_layer_entries(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn environment() { environment_workdir_and_exit_status(available($choice)) }
+            fn environment() { environment_workdir_and_exit_status(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn isolation() { isolation_as_the_mode_promises(available($choice)) }
+            fn isolation() { isolation_as_the_mode_promises(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn background() { background_processes_end_with_the_step(available($choice)) }
+            fn background() { background_processes_end_with_the_step(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn escapes() { escapes_stay_inside_the_root(available($choice)) }
+            fn escapes() { escapes_stay_inside_the_root(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn deterministic() { same_step_same_changes(available($choice)) }
+            fn deterministic() { same_step_same_changes(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn user() { steps_run_as_the_rootfs_user(available($choice)) }
+            fn user() { steps_run_as_the_rootfs_user(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn owners() { owners_are_the_images(available($choice)) }
+            fn owners() { owners_are_the_images(Case { mode: available($choice), overlay: $overlay }) }
             $(#[$ignore])?
             #[test]
-            fn network() { network_step_sees_the_hosts_resolver_files(available($choice)) }
+            fn network() { network_step_sees_the_hosts_resolver_files(Case { mode: available($choice), overlay: $overlay }) }
         }
     };
 }
 
-mode_tests!(chroot, ModeChoice::Chroot,);
-mode_tests!(namespaces, ModeChoice::Namespaces,);
+mode_tests!(chroot, ModeChoice::Chroot, false,);
+mode_tests!(namespaces, ModeChoice::Namespaces, false,);
+// The same behaviours with the root an overlay of layer directories (namespaces mode only).
+mode_tests!(overlay, ModeChoice::Namespaces, true,);
 // Run by `userns_as_nobody` below as uid 65534; ignored when run directly (as root).
 mode_tests!(
     userns,
     ModeChoice::UserNamespace,
+    false,
     ignore = "run as a normal user by userns_as_nobody"
 );
 

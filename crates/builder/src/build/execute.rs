@@ -89,6 +89,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         jobs,
         local,
         sandbox,
+        step_root,
         cache_dir,
         base_env,
         base_fs,
@@ -121,6 +122,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         sandbox,
         platform: image.platform(),
         cache_dir,
+        step_root,
     };
     // Making a step's root and running it leave cores idle, so the file layers to build are
     // written meanwhile into spool files; each is uploaded once every step has succeeded and it

@@ -6,6 +6,7 @@ pub mod apt;
 mod base_index;
 pub mod budget;
 mod execute;
+mod layer_dirs;
 pub mod local_cache;
 pub mod plan;
 mod prepare;
@@ -74,6 +75,8 @@ pub struct BuildRequest {
     pub dry_run: bool,
     /// Which sandbox script steps run in.
     pub sandbox: layerize_sandbox::ModeChoice,
+    /// Overlay step roots where they work, or always written ones.
+    pub step_root: layerize_sandbox::RootChoice,
     /// Settings for the apt entries.
     pub apt: apt::AptOptions,
 }

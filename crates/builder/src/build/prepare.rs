@@ -53,6 +53,7 @@ pub struct PlannedBuild {
     pub(crate) jobs: usize,
     pub(crate) local: Option<LocalCache>,
     pub(crate) sandbox: layerize_sandbox::ModeChoice,
+    pub(crate) step_root: layerize_sandbox::RootChoice,
     /// What the apt entries resolved to, when there were any.
     pub apt: Option<apt::plan::AptPlan>,
     /// Where fetched blobs are kept for script sandboxes (`None` for a dry run).
@@ -88,6 +89,7 @@ pub async fn plan(
         max_layers,
         dry_run,
         sandbox,
+        step_root,
         apt,
     } = request;
     info!(
@@ -285,6 +287,7 @@ pub async fn plan(
         jobs: jobs.max(1),
         local,
         sandbox,
+        step_root,
         apt: apt_plan,
         cache_dir: cache_dir.filter(|_| !dry_run),
     })

@@ -105,6 +105,9 @@ pub struct StepReport {
 pub struct StepRun {
     /// The sandbox used: `chroot`, `namespaces` or `userns`.
     pub mode: String,
+    /// The step's root: `overlay` (layer directories kept between builds, mounted) or
+    /// `written` (the layers extracted into a fresh directory).
+    pub root: String,
     pub exit_code: i32,
     /// How long the commands ran (assembling the root not included).
     pub seconds: f64,

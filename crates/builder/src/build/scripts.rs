@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
+use std::io::Read;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,12 +17,13 @@ use layerize_basefs::{decompressed, touch_if_present, FsIndex, TarDir};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{Digest, Platform};
 use layerize_registry::Store;
-use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, Rootfs, Stream};
+use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, RootChoice, Rootfs, Stream};
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
 use crate::build::apt::plan::CONFIGURE_LAYER;
 use crate::build::execute::log_built;
+use crate::build::layer_dirs::LayerDirs;
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{StepReport, StepRun};
@@ -58,6 +61,8 @@ pub(crate) struct ScriptRunner<'a> {
     pub platform: Option<Platform>,
     /// Where base and cached blobs are kept once fetched (the cache directory's `blobs/v1/`).
     pub cache_dir: Option<PathBuf>,
+    /// Overlay roots or written ones.
+    pub step_root: RootChoice,
 }
 
 impl ScriptRunner<'_> {
@@ -125,6 +130,7 @@ impl ScriptRunner<'_> {
             4 * blob_bytes * parallel.min(to_run.len()) as u64,
         );
         info!(phase = "script", dir = %root_parent.display(), "Step roots are made here");
+        let layer_dirs = self.layer_dirs(mode, &root_parent)?;
         let ran: Mutex<HashMap<usize, Arc<RanStep>>> = Mutex::new(HashMap::new());
         for depth in 0..=levels {
             let now: Vec<usize> = to_run
@@ -137,8 +143,11 @@ impl ScriptRunner<'_> {
                     let sources = self.sources(layers, index, &base_blobs, &reused_blobs, &ran);
                     let layer = &layers[index];
                     let root_parent = root_parent.as_path();
+                    let layer_dirs = layer_dirs.as_ref();
                     async move {
-                        let step = self.run_one(layer, sources, mode, root_parent).await?;
+                        let step = self
+                            .run_one(layer, sources, mode, root_parent, layer_dirs)
+                            .await?;
                         Ok::<_, BuildError>((index, step))
                     }
                 })
@@ -168,7 +177,7 @@ impl ScriptRunner<'_> {
         &self,
         layers: &[PlannedLayer],
         index: usize,
-        base_blobs: &[PathBuf],
+        base_blobs: &[(Digest, PathBuf)],
         reused_blobs: &HashMap<usize, PathBuf>,
         ran: &Mutex<HashMap<usize, Arc<RanStep>>>,
     ) -> Vec<Source> {
@@ -176,22 +185,32 @@ impl ScriptRunner<'_> {
             unreachable!("only script layers are run")
         };
         let ran = ran.lock().unwrap();
-        let mut sources: Vec<Source> = base_blobs.iter().cloned().map(Source::Blob).collect();
+        let mut sources: Vec<Source> = base_blobs
+            .iter()
+            .map(|(diff_id, blob)| Source {
+                identity: format!("base layer {diff_id}"),
+                content: Content::Blob(blob.clone()),
+            })
+            .collect();
         for &needed in needs {
             let layer = &layers[needed];
-            let source = match (&layer.work, &layer.decision) {
-                (Work::Files { files, .. }, _) => Some(Source::Files(files.clone())),
+            let content = match (&layer.work, &layer.decision) {
+                (Work::Files { files, .. }, _) => Some(Content::Files(files.clone())),
                 (Work::Script { .. } | Work::Apt(_), Decision::Reuse(_)) => {
-                    reused_blobs.get(&needed).cloned().map(Source::Blob)
+                    reused_blobs.get(&needed).cloned().map(Content::Blob)
                 }
                 (Work::Apt(_), _) => unreachable!("apt layers to build are made first"),
                 (Work::Script { .. }, Decision::Empty(_)) => None,
                 (Work::Script { .. }, Decision::Build(_)) => ran
                     .get(&needed)
                     .and_then(|step| step.layer.as_ref())
-                    .map(|(_, spool)| Source::Blob(spool.to_path_buf())),
+                    .map(|(_, spool)| Content::Blob(spool.to_path_buf())),
             };
-            sources.extend(source);
+            let identity = format!(
+                "layer {}",
+                layer.key.as_deref().expect("layers a step needs are keyed")
+            );
+            sources.extend(content.map(|content| Source { identity, content }));
         }
         sources
     }
@@ -203,6 +222,7 @@ impl ScriptRunner<'_> {
         sources: Vec<Source>,
         mode: Mode,
         root_parent: &Path,
+        layer_dirs: Option<&Arc<LayerDirs>>,
     ) -> Result<RanStep, BuildError> {
         let Work::Script { step, .. } = &planned.work else {
             unreachable!("only script layers are run")
@@ -245,6 +265,8 @@ impl ScriptRunner<'_> {
                 .spool_dir()
                 .unwrap_or_else(std::env::temp_dir),
             root_parent: root_parent.to_path_buf(),
+            layer_dirs: layer_dirs.cloned(),
+            root_choice: self.step_root,
         };
         let (layer, run, root_removal) = tokio::task::spawn_blocking(move || job.run())
             .await
@@ -262,19 +284,51 @@ impl ScriptRunner<'_> {
         })
     }
 
-    /// The base's layer blobs on local disk, fetched once (kept in the cache directory).
-    async fn fetch_base(&self, blobs: &BlobDir) -> Result<Vec<PathBuf>, BuildError> {
+    /// Where overlay roots' layer directories are, when steps get overlay roots: as asked,
+    /// and where the namespaces mode is used and overlay mounts work (else their roots are
+    /// written, or the build fails when overlay roots were asked for).
+    fn layer_dirs(
+        &self,
+        mode: Mode,
+        root_parent: &Path,
+    ) -> Result<Option<Arc<LayerDirs>>, BuildError> {
+        if self.step_root == RootChoice::Written {
+            return Ok(None);
+        }
+        let dirs = LayerDirs::new(self.cache_dir.as_deref())?;
+        let refused = if mode == Mode::Namespaces {
+            sandbox::overlay_available(dirs.path(), root_parent).err()
+        } else {
+            Some(format!("the {mode} sandbox mounts nothing"))
+        };
+        match refused {
+            None => {
+                info!(phase = "script", dir = %dirs.path().display(), "Step roots are overlays of layer directories kept here");
+                Ok(Some(Arc::new(dirs)))
+            }
+            Some(why) if self.step_root == RootChoice::Overlay => Err(BuildError::Invalid(
+                format!("overlay step roots were asked for (--step-root overlay), but {why}"),
+            )),
+            Some(why) => {
+                info!(phase = "script", reason = %why, "Step roots are written: no overlay roots here");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The base's layer blobs on local disk, fetched once (kept in the cache directory), with
+    /// their diffIDs.
+    async fn fetch_base(&self, blobs: &BlobDir) -> Result<Vec<(Digest, PathBuf)>, BuildError> {
         let mut paths = Vec::new();
         for layer in self.base_layers {
             if is_foreign_layer(&layer.descriptor.media_type) {
                 warn!(layer = %layer.name, "the base has a non-distributable layer; script steps run without its files");
                 continue;
             }
-            paths.push(
-                blobs
-                    .unpacked(self.endpoints.base.as_ref(), &layer.descriptor.digest)
-                    .await?,
-            );
+            let tar = blobs
+                .unpacked(self.endpoints.base.as_ref(), &layer.descriptor.digest)
+                .await?;
+            paths.push((layer.diff_id.clone(), tar));
         }
         Ok(paths)
     }
@@ -396,7 +450,14 @@ fn set_env(env: &mut Vec<(String, String)>, variable: &str, value: &str) {
 }
 
 /// One layer of a step's sandbox.
-enum Source {
+struct Source {
+    /// What names its layer directory (see `layer_dirs`): a base layer's diffID, or the key.
+    identity: String,
+    content: Content,
+}
+
+/// Where a layer's tar comes from.
+enum Content {
     /// A layer blob on disk (any compression).
     Blob(PathBuf),
     /// A file layer of this build, streamed as its tar.
@@ -414,6 +475,9 @@ struct StepJob {
     spool_dir: PathBuf,
     /// Where the step's root filesystem is made (a fresh directory, removed afterwards).
     root_parent: PathBuf,
+    /// Set when steps get overlay roots.
+    layer_dirs: Option<Arc<LayerDirs>>,
+    root_choice: RootChoice,
 }
 
 type StepLayer = Option<(WrittenLayer, tempfile::TempPath)>;
@@ -428,30 +492,27 @@ impl StepJob {
             context: format!("creating {}", self.root_parent.display()),
             source,
         })?;
-        let mut rootfs = Rootfs::new_in(&self.root_parent).map_err(sandbox_error)?;
-        for source in &self.sources {
-            match source {
-                Source::Blob(path) => {
-                    let file = File::open(path).map_err(|source| BuildError::Io {
-                        context: format!("reading layer blob {}", path.display()),
-                        source,
-                    })?;
-                    let tar = decompressed(BufReader::with_capacity(1 << 20, file)).map_err(
-                        |source| BuildError::Io {
-                            context: format!("decompressing layer blob {}", path.display()),
-                            source,
-                        },
-                    )?;
-                    rootfs.apply_layer(tar).map_err(sandbox_error)?;
+        let overlay = match &self.layer_dirs {
+            Some(dirs) => match self.overlay_root(dirs) {
+                Ok(rootfs) => Some(rootfs),
+                Err(error) if self.root_choice == RootChoice::Overlay => return Err(error),
+                Err(error) => {
+                    warn!(step = %name, %error, "no overlay root for this step: its root is written instead");
+                    None
                 }
-                Source::Files(files) => apply_file_map(&mut rootfs, files, self.options.mtime)
-                    .map_err(|error| match error {
-                        ApplyError::Sandbox(error) => sandbox_error(error),
-                        ApplyError::Layer(error) => BuildError::Layer(error),
-                    })?,
-            }
-        }
-        info!(phase = "script", step = %name, seconds = assembling.elapsed().as_secs_f64(), "Assembled the step's root filesystem");
+            },
+            None => None,
+        };
+        let root_kind = if overlay.is_some() {
+            "overlay"
+        } else {
+            "written"
+        };
+        let mut rootfs = match overlay {
+            Some(rootfs) => rootfs,
+            None => self.written_root()?,
+        };
+        info!(phase = "script", step = %name, root = root_kind, seconds = assembling.elapsed().as_secs_f64(), "Assembled the step's root filesystem");
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut on_output = |output: sandbox::Output<'_>| {
             let stream = match output.stream {
@@ -488,6 +549,7 @@ impl StepJob {
         }
         let run = StepRun {
             mode: outcome.mode.to_string(),
+            root: root_kind.to_owned(),
             exit_code,
             seconds: outcome.duration.as_secs_f64(),
             added: changes.added(),
@@ -512,8 +574,13 @@ impl StepJob {
         let mapped_owner = (outcome.mode == Mode::UserNamespace)
             // SAFETY: geteuid and getegid cannot fail.
             .then(|| unsafe { (libc::geteuid(), libc::getegid()) });
-        let files = changes_file_map(&changes, rootfs.path(), self.base_fs.clone(), mapped_owner)
-            .map_err(|error| BuildError::Files {
+        let files = changes_file_map(
+            &changes,
+            rootfs.changed_files_dir(),
+            self.base_fs.clone(),
+            mapped_owner,
+        )
+        .map_err(|error| BuildError::Files {
             layer: name.clone(),
             error: Box::new(error),
         })?;
@@ -523,20 +590,98 @@ impl StepJob {
     }
 }
 
-enum ApplyError {
-    Sandbox(sandbox::SandboxError),
-    Layer(crate::layer::LayerError),
+impl StepJob {
+    /// A fresh root with every source extracted into it in turn.
+    fn written_root(&self) -> Result<Rootfs, BuildError> {
+        let name = &self.name;
+        let sandbox_error =
+            |error: sandbox::SandboxError| BuildError::Invalid(format!("step {name:?}: {error}"));
+        let mut rootfs = Rootfs::new_in(&self.root_parent).map_err(sandbox_error)?;
+        for source in &self.sources {
+            with_tar(&source.content, self.options.mtime, &mut |tar| {
+                rootfs.apply_layer(tar).map_err(sandbox_error)
+            })?;
+        }
+        Ok(rootfs)
+    }
+
+    /// An overlay of the sources' layer directories, the missing ones made first, several at
+    /// once (the base's, the largest, first: the sources come in image order).
+    fn overlay_root(&self, dirs: &LayerDirs) -> Result<Rootfs, BuildError> {
+        let next = AtomicUsize::new(0);
+        let found: Mutex<Vec<Option<Result<PathBuf, BuildError>>>> =
+            Mutex::new(self.sources.iter().map(|_| None).collect());
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(self.sources.len());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(source) = self.sources.get(index) else {
+                        break;
+                    };
+                    let dir = match dirs.find(&source.identity) {
+                        Some(dir) => Ok(dir),
+                        None => {
+                            let mut made = None;
+                            with_tar(&source.content, self.options.mtime, &mut |tar| {
+                                made = Some(dirs.make(&source.identity, tar)?);
+                                Ok(())
+                            })
+                            .map(|()| made.expect("made once the tar is read"))
+                        }
+                    };
+                    found.lock().unwrap()[index] = Some(dir);
+                });
+            }
+        });
+        let lowers = found
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .map(|dir| dir.expect("every source was taken by a worker"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = &self.name;
+        Rootfs::overlay_in(&self.root_parent, lowers)
+            .map_err(|error| BuildError::Invalid(format!("step {name:?}: {error}")))
+    }
 }
 
-/// Extracts a file map's tar into `rootfs`, written on another thread through a pipe so that it
+/// Calls `use_tar` with the uncompressed tar of `content`.
+fn with_tar(
+    content: &Content,
+    mtime: u64,
+    use_tar: &mut dyn FnMut(&mut dyn Read) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    match content {
+        Content::Blob(path) => {
+            let file = File::open(path).map_err(|source| BuildError::Io {
+                context: format!("reading layer blob {}", path.display()),
+                source,
+            })?;
+            let mut tar =
+                decompressed(BufReader::with_capacity(1 << 20, file)).map_err(|source| {
+                    BuildError::Io {
+                        context: format!("decompressing layer blob {}", path.display()),
+                        source,
+                    }
+                })?;
+            use_tar(&mut tar)
+        }
+        Content::Files(files) => with_file_map_tar(files, mtime, use_tar),
+    }
+}
+
+/// Calls `use_tar` with a file map's tar, written on another thread through a pipe so that it
 /// is never held whole.
-fn apply_file_map(
-    rootfs: &mut Rootfs,
+fn with_file_map_tar(
     files: &crate::layer::filemap::FileMap,
     mtime: u64,
-) -> Result<(), ApplyError> {
+    use_tar: &mut dyn FnMut(&mut dyn Read) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
     let (reader, writer) = std::io::pipe()
-        .map_err(|error| ApplyError::Layer(crate::layer::LayerError::Write(error)))?;
+        .map_err(|error| BuildError::Layer(crate::layer::LayerError::Write(error)))?;
     std::thread::scope(|scope| {
         let writing = scope.spawn(move || {
             let mut writer = BufWriter::with_capacity(1 << 20, writer);
@@ -544,11 +689,14 @@ fn apply_file_map(
             writer.flush().map_err(crate::layer::LayerError::Write)?;
             Ok::<_, crate::layer::LayerError>(())
         });
-        let applied = rootfs.apply_layer(BufReader::with_capacity(1 << 20, reader));
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let used = use_tar(&mut reader);
+        // The reader may stop early on an error: unblock the writer before waiting for it.
+        drop(reader);
         let written = writing.join().expect("the tar writer does not panic");
         // A writer error explains a reader error (a cut stream), so it goes first.
-        written.map_err(ApplyError::Layer)?;
-        applied.map_err(ApplyError::Sandbox)
+        written.map_err(BuildError::Layer)?;
+        used
     })
 }
 

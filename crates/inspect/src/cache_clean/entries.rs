@@ -1,6 +1,7 @@
 //! Finding the entries of a cache directory: the regular files below its versioned subdirs
 //! (`basefs/v1/...`, `layers/v1/...`), found without following symlinks, temporary files of
-//! writers in progress (`.tmp*`) left out. Everything else in the directory is not an entry.
+//! writers in progress (`.tmp*`) left out; below `unpacked/vN/`, each layer directory is one
+//! entry (removing some of its files would corrupt it). Everything else is not an entry.
 
 use std::fs;
 use std::io;
@@ -22,7 +23,8 @@ pub struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Found {
     pub entries: Vec<Entry>,
-    /// The versioned subdirs (`DIR/NAME/vN`), whose emptied subdirectories may be pruned.
+    /// The versioned subdirs (`DIR/NAME/vN`) whose emptied subdirectories may be pruned (not
+    /// `unpacked/vN`).
     pub versioned_dirs: Vec<PathBuf>,
 }
 
@@ -48,13 +50,49 @@ pub fn find(dir: &Path) -> Result<Found, CleanError> {
                 && is_real_dir(&version, &component_dir)?
             {
                 let versioned = version.path();
-                walk(&versioned, &mut found.entries)?;
-                found.versioned_dirs.push(versioned);
+                if component.file_name() == WHOLE_DIRS {
+                    // Not pruned either: a layer's empty directories are part of it.
+                    whole_dirs(&versioned, &mut found.entries)?;
+                } else {
+                    walk(&versioned, &mut found.entries)?;
+                    found.versioned_dirs.push(versioned);
+                }
             }
         }
     }
     found.versioned_dirs.sort();
     Ok(found)
+}
+
+/// The cache component whose entries are directories: step roots' layer directories.
+const WHOLE_DIRS: &str = "unpacked";
+
+/// Each directory in `dir` as one entry: the size of all its files, its own mtime (bumped on
+/// use). Directories being made (`.tmp*`) are left out.
+fn whole_dirs(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), CleanError> {
+    for child in fs::read_dir(dir).map_err(|error| CleanError::read(dir, error))? {
+        let child = child.map_err(|error| CleanError::read(dir, error))?;
+        let kind = child
+            .file_type()
+            .map_err(|error| CleanError::read(dir, error))?;
+        if !kind.is_dir() || child.file_name().to_string_lossy().starts_with(".tmp") {
+            continue;
+        }
+        let path = child.path();
+        let modified = match fs::symlink_metadata(&path).and_then(|m| m.modified()) {
+            Ok(modified) => modified,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(CleanError::read(&path, error)),
+        };
+        let mut files = Vec::new();
+        walk(&path, &mut files)?;
+        entries.push(Entry {
+            size: files.iter().map(|file| file.size).sum(),
+            path,
+            modified,
+        });
+    }
+    Ok(())
 }
 
 /// `v` and digits: `v1`, `v12`.

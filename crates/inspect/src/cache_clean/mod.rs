@@ -177,14 +177,30 @@ fn remove_unchanged(entry: &Entry) -> io::Result<bool> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(error) => return Err(error),
     };
-    if !metadata.is_file() || metadata.modified()? != entry.modified {
+    if !(metadata.is_file() || metadata.is_dir()) || metadata.modified()? != entry.modified {
         return Ok(false);
+    }
+    if metadata.is_dir() {
+        return remove_whole_dir(&entry.path);
     }
     match std::fs::remove_file(&entry.path) {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// Removes a layer directory: renamed aside first, so that no build finds it half removed.
+fn remove_whole_dir(dir: &std::path::Path) -> io::Result<bool> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = dir.with_file_name(format!(".tmp-removing-{name}"));
+    match std::fs::rename(dir, &aside) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    }
+    std::fs::remove_dir_all(&aside)?;
+    Ok(true)
 }
 
 #[cfg(test)]

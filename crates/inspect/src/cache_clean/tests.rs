@@ -182,3 +182,60 @@ fn a_missing_cache_directory_is_empty() {
     .unwrap();
     assert!(outcome.removed.is_empty() && outcome.kept.is_empty());
 }
+
+#[test]
+fn a_layer_directory_is_one_entry_removed_whole() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path();
+    write(dir, "unpacked/v1/old/usr/bin/tool", 100, 10 * DAY);
+    write(dir, "unpacked/v1/old/etc/conf", 20, 10 * DAY);
+    write(dir, "unpacked/v1/new/etc/conf", 30, 10 * DAY);
+    write(dir, "unpacked/v1/.tmp-layer-x/etc/conf", 30, 10 * DAY);
+    fs::create_dir_all(dir.join("unpacked/v1/new/tmp")).unwrap();
+    let set_dir_mtime = |path: &str, age: Duration| {
+        File::open(dir.join(path))
+            .unwrap()
+            .set_modified(now() - age)
+            .unwrap()
+    };
+    // A directory's own mtime is its last use, whatever its files' mtimes.
+    set_dir_mtime("unpacked/v1/old", 10 * DAY);
+    set_dir_mtime("unpacked/v1/new", DAY);
+
+    let found = entries::find(dir).unwrap();
+    let mut sizes: Vec<(String, u64)> = found
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.path.strip_prefix(dir).unwrap().display().to_string(),
+                e.size,
+            )
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [
+            ("unpacked/v1/new".to_owned(), 30),
+            ("unpacked/v1/old".to_owned(), 120)
+        ]
+    );
+    let policy = Policy {
+        older_than: Some(7 * DAY),
+        max_size: None,
+    };
+    let outcome = clean(dir, &policy, now(), false).unwrap();
+    assert_eq!(
+        names(dir, outcome.removed.iter().map(|r| r.entry.path.clone())),
+        ["unpacked/v1/old"]
+    );
+    assert!(!dir.join("unpacked/v1/old").exists());
+    assert!(!dir.join("unpacked/v1/.tmp-removing-old").exists());
+    assert!(dir.join("unpacked/v1/new/etc/conf").is_file());
+    assert!(
+        dir.join("unpacked/v1/new/tmp").is_dir(),
+        "a layer's empty dirs stay"
+    );
+    assert!(dir.join("unpacked/v1/.tmp-layer-x/etc/conf").is_file());
+}

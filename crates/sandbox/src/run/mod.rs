@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::diff::{diff, OwnerView};
+use crate::overlay::Overlay;
+use crate::overlay_diff;
 use crate::scoped::resolve;
 use crate::{snapshot, ChangeStatus, Changes, Mode, Rootfs, SandboxError};
 use child::ChildPlan;
@@ -87,12 +89,31 @@ pub struct RunOutcome {
 
 /// Runs `step` in `rootfs` with `mode`, calling `on_output` for each line of stdout and stderr
 /// as it arrives (stdin is /dev/null). Returns when the step and every process it started are
-/// gone, with what it changed.
+/// gone, with what it changed. An overlay root runs on a thread of its own, where it is mounted.
 pub fn run(
     rootfs: &mut Rootfs,
     step: &Step,
     mode: Mode,
-    on_output: &mut dyn FnMut(Output<'_>),
+    on_output: &mut (dyn FnMut(Output<'_>) + Send),
+) -> Result<(RunOutcome, Changes), SandboxError> {
+    let Some(overlay) = rootfs.overlay.clone() else {
+        return run_mounted(rootfs, step, mode, on_output, None);
+    };
+    if mode != Mode::Namespaces {
+        return Err(SandboxError::Unavailable(format!(
+            "an overlay root needs the namespaces sandbox, not {mode}"
+        )));
+    }
+    overlay.with_mounted(|| run_mounted(rootfs, step, mode, on_output, Some(&overlay)))
+}
+
+/// `run` with the root in place: a written root, or an overlay mounted for this thread.
+fn run_mounted(
+    rootfs: &mut Rootfs,
+    step: &Step,
+    mode: Mode,
+    on_output: &mut (dyn FnMut(Output<'_>) + Send),
+    overlay: Option<&Overlay>,
 ) -> Result<(RunOutcome, Changes), SandboxError> {
     let root = rootfs.path().to_path_buf();
     let Some(argv0) = step.argv.first() else {
@@ -124,12 +145,16 @@ pub fn run(
         step.network,
     )?;
 
-    let before = snapshot::take(&root)?;
+    // An overlay's upper directory holds only what the preparation put there so far.
+    let before = snapshot::take(overlay.map_or(&root, |overlay| &overlay.upper))?;
     tracing::info!(%mode, program = %program.display(), network = step.network, "running a step");
     let started = Instant::now();
     let finished = execute::execute(&root, &program, step, plan, on_output)?;
     let duration = started.elapsed();
-    let after = snapshot::take(&root)?;
+    let after = match overlay {
+        Some(_) => None,
+        None => Some(snapshot::take(&root)?),
+    };
     for path in &prepared.remove_after {
         crate::rootfs::remove_any(path)?;
     }
@@ -144,7 +169,11 @@ pub fn run(
         },
         Mode::Chroot | Mode::Namespaces => OwnerView::Host,
     };
-    let changes = diff(&root, &before, &after, &owners, &prepared.excluded)?;
+    let changes = match (overlay, after) {
+        (Some(overlay), _) => overlay_diff::diff(overlay, &before, &prepared.excluded)?,
+        (None, Some(after)) => diff(&root, &before, &after, &owners, &prepared.excluded)?,
+        (None, None) => unreachable!("a written root is snapshotted after the step"),
+    };
     forget_reowned(rootfs, &changes);
     let outcome = RunOutcome {
         mode,

@@ -137,6 +137,58 @@ pub fn busybox_layer() -> Vec<u8> {
     layer.finish()
 }
 
+/// What a test runs its step with: the mode, and whether the root is an overlay of layer
+/// directories instead of the layers extracted into it.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    pub mode: Mode,
+    pub overlay: bool,
+}
+
+impl Case {
+    pub fn rootfs(&self, layers: &[Vec<u8>]) -> TestRoot {
+        if !self.overlay {
+            return TestRoot {
+                rootfs: rootfs(layers),
+                _layer_dirs: None,
+            };
+        }
+        let dirs = tempfile::tempdir().unwrap();
+        let lowers: Vec<std::path::PathBuf> = layers
+            .iter()
+            .enumerate()
+            .map(|(number, layer)| {
+                let dir = dirs.path().join(number.to_string());
+                layerize_sandbox::make_layer_dir(&layer[..], &dir).unwrap();
+                dir
+            })
+            .collect();
+        TestRoot {
+            rootfs: Rootfs::overlay_in(&std::env::temp_dir(), lowers).unwrap(),
+            _layer_dirs: Some(dirs),
+        }
+    }
+}
+
+/// A test's root, with the layer directories an overlay root stacks.
+pub struct TestRoot {
+    rootfs: Rootfs,
+    _layer_dirs: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestRoot {
+    type Target = Rootfs;
+    fn deref(&self) -> &Rootfs {
+        &self.rootfs
+    }
+}
+
+impl std::ops::DerefMut for TestRoot {
+    fn deref_mut(&mut self) -> &mut Rootfs {
+        &mut self.rootfs
+    }
+}
+
 pub fn rootfs(layers: &[Vec<u8>]) -> Rootfs {
     let mut rootfs = Rootfs::new_in(&std::env::temp_dir()).unwrap();
     for layer in layers {
