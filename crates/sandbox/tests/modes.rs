@@ -387,3 +387,54 @@ fn a_missing_program_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// An overlay root and a written one give the same changes for the same step on the same
+/// layers, whiteouts and opaque directories of a lower layer included, and a file a step only
+/// opens for writing is no change in either.
+#[test]
+fn overlay_and_written_roots_give_the_same_changes() {
+    let mode = available(ModeChoice::Namespaces);
+    let second = common::Layer::new()
+        .raw_file(b"etc/.wh.issue", b"")
+        .dir("var/old", 0o755)
+        .raw_file(b"var/old/.wh..wh..opq", b"")
+        .file("var/old/only", 0o644, b"only")
+        .dir("var/layer2", 0o750)
+        .file("var/layer2/file", 0o600, b"two")
+        .finish();
+    let script = ": >> /etc/motd
+echo more >> /srv/lower
+test ! -e /etc/issue && echo back > /etc/issue
+test ! -e /var/old/a && test -f /var/old/only
+mv /var/old /var/moved
+rm /var/layer2/file
+mkdir -p /opt/new && ln -s ../etc /opt/new/etc
+chmod 700 /srv
+echo x > /root/.profile";
+    let run = |overlay: bool| {
+        let mut fs = Case { mode, overlay }.rootfs(&[busybox_layer(), second.clone()]);
+        let (outcome, changes, lines) = run_step(&mut fs, &script_step(script), mode);
+        assert_eq!(outcome.status, ExitStatus::Code(0), "{lines:?}");
+        portable(&changes, fs.changed_files_dir())
+    };
+    let written = run(false);
+    let paths: Vec<&str> = written.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "etc/issue",
+            "opt",
+            "opt/new",
+            "opt/new/etc",
+            "root/.profile",
+            "srv",
+            "srv/lower",
+            "var/layer2/file",
+            "var/moved",
+            "var/moved/only",
+            "var/old"
+        ],
+        "{written:#?}"
+    );
+    assert_eq!(run(true), written);
+}
