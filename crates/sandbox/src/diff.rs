@@ -83,15 +83,7 @@ pub(crate) fn diff(
             continue;
         }
         covered.insert(path);
-        entries.push(Change {
-            path: text(path),
-            kind: ChangeKind::Deleted,
-            status: ChangeStatus::Deleted,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            xattrs: BTreeMap::new(),
-        });
+        entries.push(deleted(path));
     }
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     link_hardlinks(&mut entries, after);
@@ -190,6 +182,19 @@ pub(crate) fn link_hardlinks(entries: &mut [Change], after: &Snapshot) {
                 first_by_inode.insert((meta.dev, meta.ino), change.path.clone());
             }
         }
+    }
+}
+
+/// The entry of a deleted path (a whiteout in the layer).
+pub(crate) fn deleted(path: &[u8]) -> Change {
+    Change {
+        path: text(path),
+        kind: ChangeKind::Deleted,
+        status: ChangeStatus::Deleted,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        xattrs: BTreeMap::new(),
     }
 }
 

@@ -15,10 +15,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::changes::is_dropped;
-use crate::diff::{entry, has_ancestor_in, link_hardlinks, text, OwnerView};
+use crate::diff::{deleted, entry, has_ancestor_in, link_hardlinks, OwnerView};
 use crate::overlay::{is_opaque, is_whiteout, Overlay};
 use crate::snapshot::{self, Meta, Snapshot};
-use crate::{sys, Change, ChangeKind, ChangeStatus, Changes, SandboxError};
+use crate::{sys, ChangeStatus, Changes, SandboxError};
 
 /// Where a path's state before the step came from.
 enum Before {
@@ -110,18 +110,6 @@ pub(crate) fn diff(
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     link_hardlinks(&mut entries, &after);
     Ok(Changes { entries })
-}
-
-fn deleted(path: &[u8]) -> Change {
-    Change {
-        path: text(path),
-        kind: ChangeKind::Deleted,
-        status: ChangeStatus::Deleted,
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        xattrs: Default::default(),
-    }
 }
 
 /// The state of `path` before the step: what the preparation put in the upper directory, else

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::build::scripts::cache_or_temporary_dir;
 use crate::BuildError;
 
 /// Where layer directories are found and made.
@@ -23,30 +24,12 @@ pub(crate) struct LayerDirs {
 
 impl LayerDirs {
     pub fn new(cache_dir: Option<&Path>) -> Result<LayerDirs, BuildError> {
-        let io_error = |context: String| move |source| BuildError::Io { context, source };
-        match cache_dir {
-            Some(cache_dir) => {
-                let dir = layer_dir_root(cache_dir);
-                std::fs::create_dir_all(&dir)
-                    .map_err(io_error(format!("creating {}", dir.display())))?;
-                Ok(LayerDirs {
-                    dir,
-                    _temporary: None,
-                })
-            }
-            None => {
-                let temporary = tempfile::Builder::new()
-                    .prefix("layerize-layer-dirs-")
-                    .tempdir()
-                    .map_err(io_error(
-                        "creating a directory for layer directories".into(),
-                    ))?;
-                Ok(LayerDirs {
-                    dir: temporary.path().to_owned(),
-                    _temporary: Some(temporary),
-                })
-            }
-        }
+        let in_cache = cache_dir.map(layer_dir_root);
+        let (dir, temporary) = cache_or_temporary_dir(in_cache, "layer-dirs")?;
+        Ok(LayerDirs {
+            dir,
+            _temporary: temporary,
+        })
     }
 
     /// The directory all layer directories are in.

@@ -700,6 +700,24 @@ fn with_file_map_tar(
     })
 }
 
+/// `in_cache` made if missing (kept for later builds), or without a cache directory a temporary
+/// directory for this build's `what` (removed with the returned handle).
+pub(crate) fn cache_or_temporary_dir(
+    in_cache: Option<PathBuf>,
+    what: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), BuildError> {
+    let io_error = |context: String| move |source| BuildError::Io { context, source };
+    if let Some(dir) = in_cache {
+        std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        return Ok((dir, None));
+    }
+    let temporary = tempfile::Builder::new()
+        .prefix(&format!("layerize-{what}-"))
+        .tempdir()
+        .map_err(io_error(format!("creating a directory for {what}")))?;
+    Ok((temporary.path().to_owned(), Some(temporary)))
+}
+
 /// Where the cache directory keeps blobs and their unpacked tars.
 pub(crate) fn blob_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("blobs").join("v1")
@@ -715,28 +733,11 @@ struct BlobDir {
 
 impl BlobDir {
     fn new(cache_dir: Option<&Path>) -> Result<BlobDir, BuildError> {
-        let io_error = |context: String| move |source| BuildError::Io { context, source };
-        match cache_dir {
-            Some(cache_dir) => {
-                let dir = blob_dir(cache_dir);
-                std::fs::create_dir_all(&dir)
-                    .map_err(io_error(format!("creating {}", dir.display())))?;
-                Ok(BlobDir {
-                    dir,
-                    _temporary: None,
-                })
-            }
-            None => {
-                let temporary = tempfile::Builder::new()
-                    .prefix("layerize-blobs-")
-                    .tempdir()
-                    .map_err(io_error("creating a directory for blobs".to_owned()))?;
-                Ok(BlobDir {
-                    dir: temporary.path().to_owned(),
-                    _temporary: Some(temporary),
-                })
-            }
-        }
+        let (dir, temporary) = cache_or_temporary_dir(cache_dir.map(blob_dir), "blobs")?;
+        Ok(BlobDir {
+            dir,
+            _temporary: temporary,
+        })
     }
 
     /// The uncompressed tar of the blob `digest` of `store` (`<hex>.tar` beside the blob), made
