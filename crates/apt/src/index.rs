@@ -1,9 +1,10 @@
 //! The verified package index of a set of sources: each source's `InRelease` (or `Release` +
 //! `Release.gpg`) checked against its keys and its `Valid-Until`, then the `Packages` indexes
 //! that Release vouches for, fetched (by hash when the archive offers it), checked against the
-//! Release's SHA256 and size, decompressed and parsed into [`ArchivePackage`]s.
+//! Release's SHA256 and size, decompressed, and kept as text of which only the part a
+//! resolution can reach is parsed into [`ArchivePackage`]s ([`Index::reachable`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::time::SystemTime;
 
@@ -12,7 +13,8 @@ use sha2::{Digest, Sha256};
 use crate::control;
 use crate::fetch::{write_atomically, FetchError, Fetcher};
 use crate::keyring::{self, Keyring, KeyringError, SignatureError};
-use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
+use crate::package::{ArchivePackage, Origin};
+use crate::packages_file::PackagesFile;
 use crate::parallel;
 use crate::release::{self, Release, ReleaseError};
 use crate::sources::{SignedBy, Source};
@@ -55,13 +57,73 @@ pub struct IndexOptions {
     pub now: SystemTime,
 }
 
-/// Every package of every source, verified.
-#[derive(Clone, Debug, Default)]
+/// Every package of every source, verified; parsed when asked for.
+#[derive(Default)]
 pub struct Index {
-    /// In the sources' order, then components, architectures, then each index's order.
-    pub packages: Vec<ArchivePackage>,
+    /// In the sources' order, then components, architectures.
+    files: Vec<PackagesFile>,
     /// The URLs of the indexes read, for logs.
     pub sources_read: Vec<String>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("packages", &self.package_count())
+            .field("sources_read", &self.sources_read)
+            .finish()
+    }
+}
+
+impl Index {
+    /// How many packages the indexes list.
+    pub fn package_count(&self) -> usize {
+        self.files.iter().map(PackagesFile::len).sum()
+    }
+
+    /// Every package, parsed and checked, in the indexes' order.
+    pub fn all(&self) -> Result<Vec<ArchivePackage>, IndexError> {
+        let mut packages = Vec::with_capacity(self.package_count());
+        for file in &self.files {
+            for stanza in 0..file.len() as u32 {
+                packages.push(file.package(stanza)?);
+            }
+        }
+        Ok(packages)
+    }
+
+    /// The packages named, or providing a name, that `roots` reach through the names each
+    /// package `pulls_in`, parsed and checked, in the indexes' order: everything a resolution
+    /// starting from `roots` can choose.
+    pub fn reachable(
+        &self,
+        roots: Vec<String>,
+        pulls_in: impl Fn(&ArchivePackage) -> Vec<String>,
+    ) -> Result<Vec<ArchivePackage>, IndexError> {
+        let mut chosen: BTreeMap<(usize, u32), ArchivePackage> = BTreeMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut queue = roots;
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            for (file_number, file) in self.files.iter().enumerate() {
+                for &stanza in file.stanzas_of(&name) {
+                    if chosen.contains_key(&(file_number, stanza)) {
+                        continue;
+                    }
+                    let package = file.package(stanza)?;
+                    queue.extend(
+                        pulls_in(&package)
+                            .into_iter()
+                            .filter(|name| !seen.contains(name)),
+                    );
+                    chosen.insert((file_number, stanza), package);
+                }
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
 }
 
 /// Why the index of a source cannot be trusted or read. Each names the source.
@@ -144,7 +206,7 @@ pub async fn load(
     for source in sources {
         let (release, dir) = verified_release(source, keyrings, options, fetcher).await?;
         for (path, url) in packages_indexes(source, &release, &dir, options)? {
-            let paragraphs = packages_paragraphs(fetcher, &url, &dir, &path, &release).await?;
+            let text = packages_text(fetcher, &url, &dir, &path, &release).await?;
             let component = path.split('/').next().filter(|_| !source.is_flat());
             let origin = Origin {
                 uri: source.uri.clone(),
@@ -152,8 +214,8 @@ pub async fn load(
                 component: component.unwrap_or_default().to_owned(),
             };
             index
-                .packages
-                .extend(archive_packages(&url, paragraphs, source, &origin)?);
+                .files
+                .push(PackagesFile::new(&url, origin, deb_base(source), text));
             index.sources_read.push(url);
         }
     }
@@ -218,6 +280,15 @@ async fn verified_release(
     let release = release::parse(&text).map_err(release_error)?;
     release.check_valid_at(options.now).map_err(release_error)?;
     Ok((release, dir))
+}
+
+/// What a source's `Filename:`s are relative to.
+fn deb_base(source: &Source) -> String {
+    if source.is_flat() {
+        flat_dir(source)
+    } else {
+        source.uri.clone()
+    }
 }
 
 /// A flat repository's directory (`deb URI ./` -> `URI`, `deb URI sub/` -> `URI/sub`): where its
@@ -384,29 +455,18 @@ fn decompress(url: &str, path: &str, body: &[u8]) -> Result<String, IndexError> 
     })
 }
 
-/// The stanzas of the `Packages` index at `path`, with only [`INDEX_FIELDS`]. They are kept in
-/// the fetcher's cache by the SHA256 the verified Release gives the file: a hit is the same file,
-/// read with no request and no decompression. A cache that cannot be written costs the next
-/// build a download, nothing else.
-async fn packages_paragraphs(
+/// The stanzas of the `Packages` index at `path`, with only [`INDEX_FIELDS`], as deb822 text.
+/// It is kept in the fetcher's cache by the SHA256 the verified Release gives the file: a hit is
+/// the same file, read with no request, no decompression and no parsing. A cache that cannot be
+/// written costs the next build a download, nothing else.
+async fn packages_text(
     fetcher: &Fetcher,
     url: &str,
     dir: &str,
     path: &str,
     release: &Release,
-) -> Result<Vec<control::Paragraph>, IndexError> {
+) -> Result<String, IndexError> {
     let (size, sha256) = &release.sha256[path];
-    let parse = |text: &str| {
-        control::parse_keeping_in_parts(text, parallel::threads(), |name| {
-            INDEX_FIELDS
-                .iter()
-                .any(|field| field.eq_ignore_ascii_case(name))
-        })
-        .map_err(|e| IndexError::Packages {
-            url: url.to_owned(),
-            problem: e.to_string(),
-        })
-    };
     let cached = fetcher.cache_dir().map(|cache| {
         cache
             .join("packages")
@@ -418,120 +478,38 @@ async fn packages_paragraphs(
     {
         // A use, for `layerize cache clean`.
         layerize_basefs::touch_if_present(path);
-        return parse(&text);
+        return Ok(text);
     }
     let body = fetch_verified(fetcher, url, dir, path, release, *size, sha256).await?;
-    let paragraphs = parse(&decompress(url, path, &body)?)?;
+    let full = decompress(url, path, &body)?;
+    let paragraphs = control::parse_keeping_in_parts(&full, parallel::threads(), |name| {
+        INDEX_FIELDS
+            .iter()
+            .any(|field| field.eq_ignore_ascii_case(name))
+    })
+    .map_err(|e| IndexError::Packages {
+        url: url.to_owned(),
+        problem: e.to_string(),
+    })?;
+    let text = paragraphs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
     if let Some(cached) = cached {
-        let text: Vec<String> = paragraphs.iter().map(ToString::to_string).collect();
         if let Some(parent) = cached.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let _ = write_atomically(&cached, text.join("\n").as_bytes());
+        let _ = write_atomically(&cached, text.as_bytes());
     }
-    Ok(paragraphs)
-}
-
-/// The fewest stanzas [`archive_packages`] gives a thread of its own.
-const MIN_SHARE: usize = 4096;
-
-/// The stanzas of a `Packages` index as archive packages, in order (made on all cores, a share
-/// of the stanzas each).
-fn archive_packages(
-    url: &str,
-    paragraphs: Vec<control::Paragraph>,
-    source: &Source,
-    origin: &Origin,
-) -> Result<Vec<ArchivePackage>, IndexError> {
-    let deb_base = if source.is_flat() {
-        flat_dir(source)
-    } else {
-        source.uri.clone()
-    };
-    // A thread is worth it only for thousands of stanzas.
-    let share = paragraphs
-        .len()
-        .div_ceil(parallel::threads())
-        .max(MIN_SHARE);
-    let mut stanzas = paragraphs.into_iter();
-    let shares: Vec<Vec<control::Paragraph>> = std::iter::from_fn(|| {
-        let share: Vec<control::Paragraph> = stanzas.by_ref().take(share).collect();
-        (!share.is_empty()).then_some(share)
-    })
-    .collect();
-    let made = parallel::in_order(shares, |share| {
-        share_packages(url, share, &deb_base, origin)
-    });
-    let mut packages = Vec::new();
-    for share in made {
-        packages.extend(share?);
-    }
-    Ok(packages)
-}
-
-/// [`archive_packages`] of one share of the stanzas, whose `.deb`s are under `deb_base`.
-fn share_packages(
-    url: &str,
-    paragraphs: Vec<control::Paragraph>,
-    deb_base: &str,
-    origin: &Origin,
-) -> Result<Vec<ArchivePackage>, IndexError> {
-    let problem = |problem: String| IndexError::Packages {
-        url: url.to_owned(),
-        problem,
-    };
-    let mut packages = Vec::with_capacity(paragraphs.len());
-    for paragraph in paragraphs {
-        let name = paragraph
-            .get("Package")
-            .ok_or_else(|| problem("a stanza without `Package:`".into()))?
-            .to_owned();
-        let field = |field: &str| {
-            paragraph
-                .get(field)
-                .map(str::to_owned)
-                .ok_or_else(|| problem(format!("package {name} has no `{field}:` field")))
-        };
-        let (version, architecture, filename) = (
-            field("Version")?,
-            field("Architecture")?,
-            field("Filename")?,
-        );
-        let size = field("Size")?
-            .parse()
-            .map_err(|_| problem(format!("package {name}: `Size:` is not a number")))?;
-        let sha256 = field("SHA256")?.to_ascii_lowercase();
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(problem(format!(
-                "package {name}: `SHA256:` is not a SHA256"
-            )));
-        }
-        if filename.split('/').any(|part| part == "..") {
-            return Err(problem(format!(
-                "package {name}: `Filename:` {filename:?} climbs out of the archive"
-            )));
-        }
-        let filename = filename.trim_start_matches("./");
-        packages.push(ArchivePackage {
-            multi_arch: MultiArch::of(&paragraph),
-            deb: DebLocation {
-                url: format!("{deb_base}/{filename}"),
-                size,
-                sha256,
-            },
-            origin: origin.clone(),
-            name,
-            version,
-            architecture,
-            paragraph,
-        });
-    }
-    Ok(packages)
+    Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::package::DebLocation;
+    use crate::packages_file::archive_package;
 
     fn source(flat: bool) -> Source {
         Source {
@@ -626,7 +604,11 @@ Size: 1
             component: "main".into(),
         };
         let parse = |text: &str, source: &Source| {
-            archive_packages("U", control::parse(text).unwrap(), source, &origin)
+            control::parse(text)
+                .unwrap()
+                .into_iter()
+                .map(|paragraph| archive_package("U", paragraph, &deb_base(source), &origin))
+                .collect::<Result<Vec<_>, _>>()
         };
         let err = parse(text, &source(false)).unwrap_err();
         assert_eq!(err.to_string(), "U: package bad has no `SHA256:` field");

@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod index;
 pub mod keyring;
 pub mod package;
+mod packages_file;
 mod parallel;
 pub mod relation;
 pub mod release;

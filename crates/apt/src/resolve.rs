@@ -239,7 +239,24 @@ pub enum ResolveError {
     },
 }
 
+/// The names a resolution of `requests` starts from, for [`crate::index::Index::reachable`]:
+/// the requested ones and the base's packages with what they pull in.
+pub fn reach_roots(
+    requests: &[Request],
+    installed: &[Installed],
+    options: &Options,
+) -> Vec<String> {
+    reach::roots(requests, installed, options)
+}
+
+/// The names `package` pulls in (`Pre-Depends`, `Depends`, and `Recommends` when followed),
+/// for [`crate::index::Index::reachable`].
+pub fn pulled_in(package: &ArchivePackage, options: &Options) -> Vec<String> {
+    reach::pulled_in(&package.paragraph, options)
+}
+
 /// Resolves `requests` against the archive's packages and the base's installed ones.
+/// `available` must hold everything the requests can reach (all of an archive, or what [`crate::index::Index::reachable`] gives for [`reach_roots`]).
 pub fn resolve(
     requests: &[Request],
     available: &[ArchivePackage],

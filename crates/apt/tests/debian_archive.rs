@@ -82,15 +82,16 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
     let cache = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(Some(cache.path().to_owned())).unwrap();
     let index = load(&sources, &keyrings, &options, &fetcher).await.unwrap();
-    assert!(index.packages.len() > 50_000, "{}", index.packages.len());
+    let packages = index.all().unwrap();
+    assert_eq!(packages.len(), index.package_count());
+    assert!(packages.len() > 50_000, "{}", packages.len());
     assert_eq!(
         index.sources_read,
         [format!(
             "{ARCHIVE}/dists/bookworm/main/binary-amd64/Packages.xz"
         )]
     );
-    let curl = index
-        .packages
+    let curl = packages
         .iter()
         .find(|p| p.name == "curl")
         .expect("curl in bookworm main");
@@ -102,5 +103,59 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
         .starts_with(&format!("{ARCHIVE}/pool/main/c/curl/curl_")));
     assert_eq!(curl.deb.sha256.len(), 64);
     assert!(curl.paragraph.get("Depends").unwrap().contains("libcurl4"));
-    assert!(index.packages.iter().any(|p| p.architecture == "all"));
+    assert!(packages.iter().any(|p| p.architecture == "all"));
+}
+
+/// Resolving over only the part of the index the requests reach (what a build parses) chooses
+/// exactly what resolving over every package of bookworm main does, with Recommends off and on.
+#[tokio::test]
+async fn the_reachable_part_of_the_index_resolves_as_the_whole_does() {
+    use layerize_apt::resolve::{pulled_in, reach_roots, resolve, Options, Request};
+    let sources = parse_one_line(
+        &format!("deb [signed-by={KEYRING}] {ARCHIVE} bookworm main\n"),
+        "debian.list",
+    )
+    .unwrap();
+    let keyrings = BTreeMap::from([(KEYRING.to_owned(), debian_keyring_bytes())]);
+    let options = IndexOptions {
+        architecture: "amd64".into(),
+        foreign_architectures: Vec::new(),
+        now: SystemTime::now(),
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(Some(cache.path().to_owned())).unwrap();
+    let index = load(&sources, &keyrings, &options, &fetcher).await.unwrap();
+    let all = index.all().unwrap();
+    let requests: Vec<Request> = ["curl", "git", "vim", "ca-certificates"]
+        .iter()
+        .map(|name| name.parse().unwrap())
+        .collect();
+    for recommends in [false, true] {
+        let options = Options {
+            architecture: "amd64".into(),
+            foreign_architectures: Vec::new(),
+            recommends,
+        };
+        let reachable = index
+            .reachable(reach_roots(&requests, &[], &options), |package| {
+                pulled_in(package, &options)
+            })
+            .unwrap();
+        assert!(reachable.len() < all.len() / 20, "{}", reachable.len());
+        let chosen = |available: &[layerize_apt::package::ArchivePackage]| {
+            let resolution = resolve(&requests, available, &[], &options).unwrap();
+            resolution
+                .packages
+                .iter()
+                .map(|chosen| {
+                    let package = &available[chosen.index];
+                    let pulled_by = chosen.pulled_by.join(",");
+                    format!("{} {} {pulled_by}", package.name, package.version)
+                })
+                .collect::<Vec<_>>()
+        };
+        let from_reachable = chosen(&reachable);
+        assert!(from_reachable.iter().any(|p| p.starts_with("libcurl4 ")));
+        assert_eq!(from_reachable, chosen(&all), "recommends: {recommends}");
+    }
 }

@@ -44,11 +44,13 @@ async fn load_repo(repo: &AptRepo, fetcher: &Fetcher) -> Result<Index, IndexErro
     load(&sources, &keyrings, &options(), fetcher).await
 }
 
-fn names(index: &Index) -> Vec<(&str, &str, &str)> {
+/// Each package as `name version architecture`.
+fn names(index: &Index) -> Vec<String> {
     index
-        .packages
-        .iter()
-        .map(|p| (p.name.as_str(), p.version.as_str(), p.architecture.as_str()))
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|p| format!("{} {} {}", p.name, p.version, p.architecture))
         .collect()
 }
 
@@ -63,11 +65,9 @@ async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
     let index = load_repo(&repo, &fetcher).await.unwrap();
     let mut found = names(&index);
     found.sort();
-    assert_eq!(
-        found,
-        [("hello", "1.0-1", "amd64"), ("libgreet", "2.1", "all")]
-    );
-    let hello = index.packages.iter().find(|p| p.name == "hello").unwrap();
+    assert_eq!(found, ["hello 1.0-1 amd64", "libgreet 2.1 all"]);
+    let packages = index.all().unwrap();
+    let hello = packages.iter().find(|p| p.name == "hello").unwrap();
     assert_eq!(hello.paragraph.get("Depends"), Some("libgreet (>= 2)"));
     assert_eq!(hello.origin.component, "main");
     assert_eq!(
@@ -78,7 +78,7 @@ async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
         )]
     );
 
-    let debs: Vec<_> = index.packages.iter().map(|p| p.deb.clone()).collect();
+    let debs: Vec<_> = packages.iter().map(|p| p.deb.clone()).collect();
     let dir = cache.path().join("debs");
     let paths = download(&debs, &dir, 4, &fetcher).await.unwrap();
     let pool_file = repo.dir().join(
@@ -88,11 +88,7 @@ async fn a_signed_repository_loads_downloads_and_revalidates_its_cache() {
             .strip_prefix(&format!("{}/", repo.url()))
             .unwrap(),
     );
-    let at = index
-        .packages
-        .iter()
-        .position(|p| p.name == "hello")
-        .unwrap();
+    let at = packages.iter().position(|p| p.name == "hello").unwrap();
     assert_eq!(
         std::fs::read(&paths[at]).unwrap(),
         std::fs::read(pool_file).unwrap()
@@ -122,7 +118,7 @@ async fn detached_signatures_by_hash_and_inline_keys_are_accepted() {
     let index = load(&sources, &BTreeMap::new(), &options(), &fetcher)
         .await
         .unwrap();
-    assert_eq!(names(&index), [("libgreet", "2.1", "all")]);
+    assert_eq!(names(&index), ["libgreet 2.1 all"]);
     let paths: Vec<String> = repo.requests().into_iter().map(|(path, _)| path).collect();
     assert_eq!(paths[0], "/dists/stable/InRelease");
     assert_eq!(paths[1], "/dists/stable/Release");
@@ -227,7 +223,7 @@ async fn an_unsigned_repository_is_refused_unless_the_source_opts_out() {
     let index = load(&sources, &BTreeMap::new(), &options(), &fetcher)
         .await
         .unwrap();
-    assert_eq!(names(&index), [("libgreet", "2.1", "all")]);
+    assert_eq!(names(&index), ["libgreet 2.1 all"]);
 }
 
 #[tokio::test]
@@ -239,7 +235,8 @@ async fn a_deb_changed_after_indexing_is_refused_and_not_kept() {
         .build();
     let fetcher = Fetcher::new(None).unwrap();
     let index = load_repo(&repo, &fetcher).await.unwrap();
-    let hello = index.packages.iter().find(|p| p.name == "hello").unwrap();
+    let packages = index.all().unwrap();
+    let hello = packages.iter().find(|p| p.name == "hello").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err = download(std::slice::from_ref(&hello.deb), dir.path(), 2, &fetcher)
         .await
@@ -270,11 +267,16 @@ async fn a_hand_made_deb_with_escaping_paths_is_served_as_indexed() {
         .build();
     let fetcher = Fetcher::new(None).unwrap();
     let index = load_repo(&repo, &fetcher).await.unwrap();
-    assert_eq!(names(&index), [("evil", "1", "all")]);
+    assert_eq!(names(&index), ["evil 1 all"]);
     let dir = tempfile::tempdir().unwrap();
-    let paths = download(&[index.packages[0].deb.clone()], dir.path(), 1, &fetcher)
-        .await
-        .unwrap();
+    let paths = download(
+        &[index.all().unwrap()[0].deb.clone()],
+        dir.path(),
+        1,
+        &fetcher,
+    )
+    .await
+    .unwrap();
     let listing = std::process::Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(&paths[0])

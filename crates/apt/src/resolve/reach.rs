@@ -29,24 +29,7 @@ pub(super) fn reachable(
             by_provided.entry(provided).or_default().push(index);
         }
     }
-    let mut fields = vec![Field::PreDepends, Field::Depends];
-    if options.recommends {
-        fields.push(Field::Recommends);
-    }
-    let pulls_in = |paragraph: &Paragraph| -> Vec<String> {
-        fields
-            .iter()
-            .flat_map(|field| names_in(paragraph, field.name()))
-            .collect()
-    };
-    let mut queue: Vec<String> = requests
-        .iter()
-        .map(|request| request.name.clone())
-        .collect();
-    for package in installed {
-        queue.push(package.name.clone());
-        queue.extend(pulls_in(&package.paragraph));
-    }
+    let mut queue = roots(requests, installed, options);
     let mut seen_names: HashSet<String> = HashSet::new();
     let mut chosen = vec![false; available.len()];
     while let Some(name) = queue.pop() {
@@ -55,7 +38,7 @@ pub(super) fn reachable(
         for &index in named.chain(providing) {
             if !std::mem::replace(&mut chosen[index], true) {
                 queue.extend(
-                    pulls_in(&available[index].paragraph)
+                    pulled_in(&available[index].paragraph, options)
                         .into_iter()
                         .filter(|name| !seen_names.contains(name)),
                 );
@@ -65,6 +48,37 @@ pub(super) fn reachable(
     }
     (0..available.len())
         .filter(|&index| chosen[index])
+        .collect()
+}
+
+/// The names a resolution of `requests` starts from: the requested ones, and the base's
+/// packages with every name they pull in.
+pub(super) fn roots(
+    requests: &[Request],
+    installed: &[Installed],
+    options: &Options,
+) -> Vec<String> {
+    let mut roots: Vec<String> = requests
+        .iter()
+        .map(|request| request.name.clone())
+        .collect();
+    for package in installed {
+        roots.push(package.name.clone());
+        roots.extend(pulled_in(&package.paragraph, options));
+    }
+    roots
+}
+
+/// The names a package pulls in: its `Pre-Depends` and `Depends`, and `Recommends` when they
+/// are followed.
+pub(super) fn pulled_in(paragraph: &Paragraph, options: &Options) -> Vec<String> {
+    let mut fields = vec![Field::PreDepends, Field::Depends];
+    if options.recommends {
+        fields.push(Field::Recommends);
+    }
+    fields
+        .iter()
+        .flat_map(|field| names_in(paragraph, field.name()))
         .collect()
 }
 

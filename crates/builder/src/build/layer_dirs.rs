@@ -60,6 +60,16 @@ impl LayerDirs {
     }
 }
 
+/// What names a base layer's directory: its diffID.
+pub(crate) fn base_layer_identity(diff_id: &layerize_manifest::Digest) -> String {
+    format!("base layer {diff_id}")
+}
+
+/// What names the directory of a layer the build makes or reuses: its key.
+pub(crate) fn layer_identity(key: &str) -> String {
+    format!("layer {key}")
+}
+
 /// Where a cache directory keeps layer directories.
 pub(crate) fn layer_dir_root(cache_dir: &Path) -> PathBuf {
     cache_dir.join("unpacked").join("v1")

@@ -19,11 +19,11 @@ use layerize_manifest::{Digest, Platform};
 use layerize_registry::Store;
 use layerize_sandbox::{self as sandbox, ExitStatus, Mode, ModeChoice, RootChoice, Rootfs, Stream};
 use sha2::{Digest as _, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::build::apt::plan::CONFIGURE_LAYER;
 use crate::build::execute::log_built;
-use crate::build::layer_dirs::LayerDirs;
+use crate::build::layer_dirs::{base_layer_identity, layer_identity, LayerDirs};
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{StepReport, StepRun};
@@ -71,12 +71,7 @@ impl ScriptRunner<'_> {
         &self,
         layers: &[PlannedLayer],
     ) -> Result<HashMap<usize, RanStep>, BuildError> {
-        let to_run: Vec<usize> = (0..layers.len())
-            .filter(|&index| {
-                layers[index].script().is_some()
-                    && matches!(layers[index].decision, Decision::Build(_))
-            })
-            .collect();
+        let to_run = steps_to_run(layers);
         if to_run.is_empty() {
             return Ok(HashMap::new());
         }
@@ -118,17 +113,7 @@ impl ScriptRunner<'_> {
         }
         let levels = level.values().copied().max().unwrap_or(0);
         let parallel = std::thread::available_parallelism().map_or(1, usize::from);
-        // Room for as many roots as run at once, each about the base's size unpacked (a gzip
-        // layer unpacks to about 3x its blob) plus what the step needs.
-        let blob_bytes: u64 = self
-            .base_layers
-            .iter()
-            .map(|layer| layer.descriptor.size)
-            .sum();
-        let root_parent = root_parent(
-            self.cache_dir.as_deref(),
-            4 * blob_bytes * parallel.min(to_run.len()) as u64,
-        );
+        let root_parent = self.root_parent(to_run.len());
         info!(phase = "script", dir = %root_parent.display(), "Step roots are made here");
         let layer_dirs = self.layer_dirs(mode, &root_parent)?;
         let ran: Mutex<HashMap<usize, Arc<RanStep>>> = Mutex::new(HashMap::new());
@@ -188,7 +173,7 @@ impl ScriptRunner<'_> {
         let mut sources: Vec<Source> = base_blobs
             .iter()
             .map(|(diff_id, blob)| Source {
-                identity: format!("base layer {diff_id}"),
+                identity: base_layer_identity(diff_id),
                 content: Content::Blob(blob.clone()),
             })
             .collect();
@@ -206,10 +191,8 @@ impl ScriptRunner<'_> {
                     .and_then(|step| step.layer.as_ref())
                     .map(|(_, spool)| Content::Blob(spool.to_path_buf())),
             };
-            let identity = format!(
-                "layer {}",
-                layer.key.as_deref().expect("layers a step needs are keyed")
-            );
+            let identity =
+                layer_identity(layer.key.as_deref().expect("layers a step needs are keyed"));
             sources.extend(content.map(|content| Source { identity, content }));
         }
         sources
@@ -282,6 +265,22 @@ impl ScriptRunner<'_> {
             layer,
             root_removal,
         })
+    }
+
+    /// Where the roots of `steps` steps are made: room for as many as run at once, each about
+    /// the base's size unpacked (a gzip layer unpacks to about 3x its blob) plus what the step
+    /// needs.
+    fn root_parent(&self, steps: usize) -> PathBuf {
+        let parallel = std::thread::available_parallelism().map_or(1, usize::from);
+        let blob_bytes: u64 = self
+            .base_layers
+            .iter()
+            .map(|layer| layer.descriptor.size)
+            .sum();
+        root_parent(
+            self.cache_dir.as_deref(),
+            4 * blob_bytes * parallel.min(steps) as u64,
+        )
     }
 
     /// Where overlay roots' layer directories are, when steps get overlay roots: as asked,
@@ -373,6 +372,15 @@ impl ScriptRunner<'_> {
             .try_collect()
             .await
     }
+}
+
+/// The script layers of `layers` to run, by index.
+fn steps_to_run(layers: &[PlannedLayer]) -> Vec<usize> {
+    (0..layers.len())
+        .filter(|&index| {
+            layers[index].script().is_some() && matches!(layers[index].decision, Decision::Build(_))
+        })
+        .collect()
 }
 
 /// Where step roots are made: in memory (`/dev/shm`) when it has room for them, because a
@@ -624,12 +632,17 @@ impl StepJob {
                     let dir = match dirs.find(&source.identity) {
                         Some(dir) => Ok(dir),
                         None => {
+                            let started = Instant::now();
                             let mut made = None;
                             with_tar(&source.content, self.options.mtime, &mut |tar| {
                                 made = Some(dirs.make(&source.identity, tar)?);
                                 Ok(())
                             })
-                            .map(|()| made.expect("made once the tar is read"))
+                            .map(|()| {
+                                let seconds = started.elapsed().as_secs_f64();
+                                debug!(layer = %source.identity, seconds, "Made a layer directory");
+                                made.expect("made once the tar is read")
+                            })
                         }
                     };
                     found.lock().unwrap()[index] = Some(dir);

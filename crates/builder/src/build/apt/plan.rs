@@ -92,35 +92,38 @@ pub(crate) async fn expand(
     info!(
         phase = "apt",
         sources = sources.len(),
-        packages = index.packages.len(),
+        packages = index.package_count(),
         "Read the archive's verified indexes"
     );
     let installed = installed_from_status(&system.dpkg_status).map_err(apt_error)?;
     let all_requests: Vec<Request> = requests.iter().flatten().cloned().collect();
-    let resolution = resolve::resolve(
-        &all_requests,
-        &index.packages,
-        &installed,
-        &resolve::Options {
-            architecture: base.architecture.clone(),
-            foreign_architectures: system.foreign_architectures.clone(),
-            recommends: options.recommends,
-        },
-    )
-    .map_err(apt_error)?;
+    let resolve_options = resolve::Options {
+        architecture: base.architecture.clone(),
+        foreign_architectures: system.foreign_architectures.clone(),
+        recommends: options.recommends,
+    };
+    // Only what the requests and the base's packages reach is parsed: nothing else can be
+    // chosen, and parsing every package of the archive was most of reading it.
+    let available = index
+        .reachable(
+            resolve::reach_roots(&all_requests, &installed, &resolve_options),
+            |package| resolve::pulled_in(package, &resolve_options),
+        )
+        .map_err(apt_error)?;
+    let resolution = resolve::resolve(&all_requests, &available, &installed, &resolve_options)
+        .map_err(apt_error)?;
     let packages: Vec<DebPackage> = resolution
         .packages
         .iter()
         .map(|chosen| DebPackage {
-            package: index.packages[chosen.index].clone(),
+            package: available[chosen.index].clone(),
             requested: chosen.requested,
             pulled_by: chosen.pulled_by.clone(),
             upgrades: chosen.upgrades.clone(),
         })
         .collect();
-    // Freeing the tens of thousands of packages of the index took a tenth of a second of every
-    // build: it is done aside, while planning goes on.
-    std::thread::spawn(move || drop(index));
+    // Freeing the index's text and name table is done aside, while planning goes on.
+    std::thread::spawn(move || drop((index, available)));
     for package in &packages {
         info!(
             phase = "apt",

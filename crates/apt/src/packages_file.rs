@@ -1,0 +1,242 @@
+//! One verified `Packages` index, kept as its text (only [`crate::index::INDEX_FIELDS`]) with
+//! where each package name's stanzas are, and each name a stanza `Provides`. A build parses
+//! only the stanzas its resolution can reach ([`crate::index::Index::reachable`]): a few hundred
+//! of an archive's tens of thousands, which parsing all of them cost a fifth of a second for.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::control::{self, Paragraph};
+use crate::index::IndexError;
+use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
+use crate::relation::parse_relations;
+
+/// The stanzas of one `Packages` index.
+pub(crate) struct PackagesFile {
+    url: String,
+    origin: Origin,
+    /// What the stanzas' `Filename:`s are relative to.
+    deb_base: String,
+    text: String,
+    /// Each stanza's bytes in `text`, in the index's order.
+    stanzas: Vec<Range<usize>>,
+    /// The stanzas (by number) named by, or providing, each name.
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+impl PackagesFile {
+    /// Finds the stanzas of `text` (deb822, as the index cache writes it) and their names; the
+    /// rest of each stanza is read when it is asked for.
+    pub fn new(url: &str, origin: Origin, deb_base: String, text: String) -> PackagesFile {
+        let mut stanzas = Vec::new();
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut start: Option<usize> = None;
+        let mut end = 0;
+        let mut names: Vec<String> = Vec::new();
+        // The `Provides:` being read, continuation lines included.
+        let mut provides: Option<String> = None;
+        let mut offset = 0;
+        let finish = |names: &mut Vec<String>,
+                      provides: &mut Option<String>,
+                      stanzas: &mut Vec<Range<usize>>,
+                      by_name: &mut HashMap<String, Vec<u32>>,
+                      range: Range<usize>| {
+            if let Some(value) = provides.take() {
+                names.extend(provided_names(&value));
+            }
+            let number = stanzas.len() as u32;
+            stanzas.push(range);
+            names.sort();
+            names.dedup();
+            for name in names.drain(..) {
+                by_name.entry(name).or_default().push(number);
+            }
+        };
+        for line in text.split_inclusive('\n') {
+            let line_start = offset;
+            offset += line.len();
+            let content = line.trim_end_matches(['\n', '\r']);
+            if content.trim().is_empty() {
+                if let Some(first) = start.take() {
+                    finish(
+                        &mut names,
+                        &mut provides,
+                        &mut stanzas,
+                        &mut by_name,
+                        first..end,
+                    );
+                }
+                continue;
+            }
+            start.get_or_insert(line_start);
+            end = offset;
+            if content.starts_with([' ', '\t']) {
+                if let Some(value) = provides.as_mut() {
+                    value.push(' ');
+                    value.push_str(content.trim());
+                }
+                continue;
+            }
+            if let Some(value) = provides.take() {
+                names.extend(provided_names(&value));
+            }
+            let Some((field, value)) = content.split_once(':') else {
+                continue;
+            };
+            if field.eq_ignore_ascii_case("Package") {
+                names.push(value.trim().to_owned());
+            } else if field.eq_ignore_ascii_case("Provides") {
+                provides = Some(value.trim().to_owned());
+            }
+        }
+        if let Some(first) = start {
+            finish(
+                &mut names,
+                &mut provides,
+                &mut stanzas,
+                &mut by_name,
+                first..end,
+            );
+        }
+        PackagesFile {
+            url: url.to_owned(),
+            origin,
+            deb_base,
+            text,
+            stanzas,
+            by_name,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.stanzas.len()
+    }
+
+    /// The stanzas named `name` or providing it, in the index's order.
+    pub fn stanzas_of(&self, name: &str) -> &[u32] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Stanza `number`, parsed and checked.
+    pub fn package(&self, number: u32) -> Result<ArchivePackage, IndexError> {
+        let text = &self.text[self.stanzas[number as usize].clone()];
+        let mut paragraphs = control::parse(text).map_err(|e| IndexError::Packages {
+            url: self.url.clone(),
+            problem: e.to_string(),
+        })?;
+        let paragraph = paragraphs.pop().unwrap_or_default();
+        archive_package(&self.url, paragraph, &self.deb_base, &self.origin)
+    }
+}
+
+/// The names a `Provides:` value provides (a value that does not parse provides none here, as
+/// the solver's own reading of it).
+fn provided_names(value: &str) -> Vec<String> {
+    parse_relations(value)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|relation| relation.name)
+        .collect()
+}
+
+/// One stanza as an archive package, its `Filename:` checked and made a URL under `deb_base`.
+pub(crate) fn archive_package(
+    url: &str,
+    paragraph: Paragraph,
+    deb_base: &str,
+    origin: &Origin,
+) -> Result<ArchivePackage, IndexError> {
+    let problem = |problem: String| IndexError::Packages {
+        url: url.to_owned(),
+        problem,
+    };
+    let name = paragraph
+        .get("Package")
+        .ok_or_else(|| problem("a stanza without `Package:`".into()))?
+        .to_owned();
+    let field = |field: &str| {
+        paragraph
+            .get(field)
+            .map(str::to_owned)
+            .ok_or_else(|| problem(format!("package {name} has no `{field}:` field")))
+    };
+    let (version, architecture, filename) = (
+        field("Version")?,
+        field("Architecture")?,
+        field("Filename")?,
+    );
+    let size = field("Size")?
+        .parse()
+        .map_err(|_| problem(format!("package {name}: `Size:` is not a number")))?;
+    let sha256 = field("SHA256")?.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(problem(format!(
+            "package {name}: `SHA256:` is not a SHA256"
+        )));
+    }
+    if filename.split('/').any(|part| part == "..") {
+        return Err(problem(format!(
+            "package {name}: `Filename:` {filename:?} climbs out of the archive"
+        )));
+    }
+    let filename = filename.trim_start_matches("./");
+    Ok(ArchivePackage {
+        multi_arch: MultiArch::of(&paragraph),
+        deb: DebLocation {
+            url: format!("{deb_base}/{filename}"),
+            size,
+            sha256,
+        },
+        origin: origin.clone(),
+        name,
+        version,
+        architecture,
+        paragraph,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            uri: "http://127.0.0.1:1/repo".into(),
+            suite: "stable".into(),
+            component: "main".into(),
+        }
+    }
+
+    #[test]
+    fn stanzas_are_found_by_name_and_by_what_they_provide() {
+        let text = "\
+Package: mawk
+Version: 1.3.4
+Provides: awk
+Filename: pool/m/mawk.deb
+
+Package: gawk
+Version: 5.2
+Provides: awk,
+ gawk-doc (= 5.2)
+Filename: pool/g/gawk.deb
+
+
+Package: mawk
+Version: 1.3.5
+Filename: pool/m/mawk2.deb
+";
+        let file = PackagesFile::new("U", origin(), "B".into(), text.to_owned());
+        assert_eq!(file.len(), 3);
+        assert_eq!(file.stanzas_of("mawk"), [0, 2]);
+        assert_eq!(file.stanzas_of("awk"), [0, 1]);
+        assert_eq!(file.stanzas_of("gawk-doc"), [1]);
+        assert_eq!(file.stanzas_of("nawk"), [] as [u32; 0]);
+        assert_eq!(
+            file.text[file.stanzas[1].clone()].lines().next(),
+            Some("Package: gawk")
+        );
+        assert!(file.text[file.stanzas[2].clone()].ends_with("mawk2.deb\n"));
+    }
+}
