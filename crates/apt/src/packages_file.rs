@@ -9,7 +9,7 @@ use std::ops::Range;
 use crate::control::{self, Paragraph};
 use crate::index::IndexError;
 use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
-use crate::relation::parse_relations;
+use crate::relation::relation_names;
 
 /// The stanzas of one `Packages` index.
 pub(crate) struct PackagesFile {
@@ -42,7 +42,7 @@ impl PackagesFile {
                       by_name: &mut HashMap<String, Vec<u32>>,
                       range: Range<usize>| {
             if let Some(value) = provides.take() {
-                names.extend(provided_names(&value));
+                names.extend(relation_names(&value));
             }
             let number = stanzas.len() as u32;
             stanzas.push(range);
@@ -52,7 +52,8 @@ impl PackagesFile {
                 by_name.entry(name).or_default().push(number);
             }
         };
-        for line in text.split_inclusive('\n') {
+        // A blank line after the last one closes the last stanza too.
+        for line in text.split_inclusive('\n').chain(std::iter::once("\n")) {
             let line_start = offset;
             offset += line.len();
             let content = line.trim_end_matches(['\n', '\r']);
@@ -78,7 +79,7 @@ impl PackagesFile {
                 continue;
             }
             if let Some(value) = provides.take() {
-                names.extend(provided_names(&value));
+                names.extend(relation_names(&value));
             }
             let Some((field, value)) = content.split_once(':') else {
                 continue;
@@ -88,15 +89,6 @@ impl PackagesFile {
             } else if field.eq_ignore_ascii_case("Provides") {
                 provides = Some(value.trim().to_owned());
             }
-        }
-        if let Some(first) = start {
-            finish(
-                &mut names,
-                &mut provides,
-                &mut stanzas,
-                &mut by_name,
-                first..end,
-            );
         }
         PackagesFile {
             url: url.to_owned(),
@@ -127,17 +119,6 @@ impl PackagesFile {
         let paragraph = paragraphs.pop().unwrap_or_default();
         archive_package(&self.url, paragraph, &self.deb_base, &self.origin)
     }
-}
-
-/// The names a `Provides:` value provides (a value that does not parse provides none here, as
-/// the solver's own reading of it).
-fn provided_names(value: &str) -> Vec<String> {
-    parse_relations(value)
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .map(|relation| relation.name)
-        .collect()
 }
 
 /// One stanza as an archive package, its `Filename:` checked and made a URL under `deb_base`.

@@ -124,6 +124,17 @@ impl fmt::Display for Relation {
 /// `a | b`: satisfied by any one of them, the first preferred.
 pub type Alternatives = Vec<Relation>;
 
+/// The package names a relationship field's value mentions (`Provides:` included). A value
+/// that does not parse names none here; the solver reports it where it matters.
+pub fn relation_names(value: &str) -> Vec<String> {
+    parse_relations(value)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|relation| relation.name)
+        .collect()
+}
+
 /// Parses a relationship field into its comma-separated groups of `|`-separated alternatives.
 /// An empty field (or one of only white space and commas) has no groups.
 pub fn parse_relations(field: &str) -> Result<Vec<Alternatives>, RelationError> {

@@ -66,8 +66,8 @@ async fn the_bookworm_in_release_verifies_and_a_tampered_copy_does_not() {
     assert!(err.to_string().contains("in none of the keyrings"), "{err}");
 }
 
-#[tokio::test]
-async fn the_bookworm_main_index_loads_with_curl_in_it() {
+/// bookworm main for amd64, fetched and verified into a throwaway cache.
+async fn bookworm_main_index() -> layerize_apt::index::Index {
     let sources = parse_one_line(
         &format!("deb [signed-by={KEYRING}] {ARCHIVE} bookworm main\n"),
         "debian.list",
@@ -82,6 +82,12 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
     let cache = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(Some(cache.path().to_owned())).unwrap();
     let index = load(&sources, &keyrings, &options, &fetcher).await.unwrap();
+    index
+}
+
+#[tokio::test]
+async fn the_bookworm_main_index_loads_with_curl_in_it() {
+    let index = bookworm_main_index().await;
     let packages = index.all().unwrap();
     assert_eq!(packages.len(), index.package_count());
     assert!(packages.len() > 50_000, "{}", packages.len());
@@ -111,20 +117,7 @@ async fn the_bookworm_main_index_loads_with_curl_in_it() {
 #[tokio::test]
 async fn the_reachable_part_of_the_index_resolves_as_the_whole_does() {
     use layerize_apt::resolve::{pulled_in, reach_roots, resolve, Options, Request};
-    let sources = parse_one_line(
-        &format!("deb [signed-by={KEYRING}] {ARCHIVE} bookworm main\n"),
-        "debian.list",
-    )
-    .unwrap();
-    let keyrings = BTreeMap::from([(KEYRING.to_owned(), debian_keyring_bytes())]);
-    let options = IndexOptions {
-        architecture: "amd64".into(),
-        foreign_architectures: Vec::new(),
-        now: SystemTime::now(),
-    };
-    let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(Some(cache.path().to_owned())).unwrap();
-    let index = load(&sources, &keyrings, &options, &fetcher).await.unwrap();
+    let index = bookworm_main_index().await;
     let all = index.all().unwrap();
     let requests: Vec<Request> = ["curl", "git", "vim", "ca-certificates"]
         .iter()

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::control::Paragraph;
 use crate::package::ArchivePackage;
-use crate::relation::parse_relations;
+use crate::relation::relation_names;
 
 use super::provider::Field;
 use super::{Installed, Options, Request};
@@ -82,16 +82,7 @@ pub(super) fn pulled_in(paragraph: &Paragraph, options: &Options) -> Vec<String>
         .collect()
 }
 
-/// The package names a relationship field mentions. A field that does not parse names none
-/// here; the solver reports it where it matters.
+/// The package names a relationship field of `paragraph` mentions.
 fn names_in(paragraph: &Paragraph, field: &str) -> Vec<String> {
-    let Some(value) = paragraph.get(field) else {
-        return Vec::new();
-    };
-    parse_relations(value)
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .map(|relation| relation.name)
-        .collect()
+    paragraph.get(field).map(relation_names).unwrap_or_default()
 }
