@@ -15,6 +15,8 @@
 #     CACHE/apt/v1/http), times a build pushed to a new repository, then the rebuild without
 #     git pushed to the same tag.
 #
+# The untimed preparation of each timed build (the copy of the rootfs, the dropped cache) is
+# synced to disk before it, so that neither tool's time includes writing back the other's.
 # Both download from the mirror in the base's sources only during their untimed warm-ups;
 # layerize still revalidates its cached indexes with conditional requests in every build.
 # Needs root (chroot, and the sandbox that runs the maintainer scripts).
@@ -70,6 +72,7 @@ apt_get_install() {
   shift
   rm -rf "$copy"
   cp -a "$reference" "$copy"
+  sync
   timed "$key" chroot "$copy" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "$@"
   grep -c '^Setting up ' "$work/$key.out" >>"$work/$key.count" || true
@@ -124,6 +127,7 @@ loads_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 round_layerize() {
   local run=$1
   drop_layer_cache
+  sync
   layerize_build layerize-first "$work/first.yaml" "$R/lz$run:1"
   layerize_build layerize-rebuild "$work/without-git.yaml" "$R/lz$run:1"
 }
