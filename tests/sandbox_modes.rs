@@ -4,7 +4,8 @@
 //! - As root under a seccomp filter like Docker's default profile (no namespaces, no mounts:
 //!   [`support::seccomp::deny_namespaces`], whose own tests show it does that): mode `chroot`; `--sandbox
 //!   namespaces` and `--sandbox userns` are refused naming what is missing, and push nothing.
-//! - As root on this VM: mode `namespaces`.
+//! - As root on this VM: mode `namespaces`, the step's root an overlay (elsewhere a written
+//!   root, and `--step-root overlay` refused under the filter).
 //! - As a normal user (uid 65534) where unprivileged user namespaces are allowed: mode `userns`;
 //!   the same user under the filter has no sandbox at all, and is told so.
 //!
@@ -176,6 +177,14 @@ fn assert_builds_in_mode(site: &DebianSite, runner: Runner, mode: &str, tag: &st
     assert_eq!(probe["name"], "probe", "{probe}");
     assert_eq!(probe["status"], "built", "{probe}");
     assert_eq!(probe["mode"], mode, "as {runner:?}: {probe}");
+    // Only the namespaces mode may mount: its root is an overlay of layer directories, the
+    // others' roots are written.
+    let root = if mode == "namespaces" {
+        "overlay"
+    } else {
+        "written"
+    };
+    assert_eq!(probe["root"], root, "as {runner:?}: {probe}");
     assert_eq!(probe["exit_code"], 0, "{probe}");
     assert_eq!(probe["layer"], true, "{probe}");
     assert!(probe["added"].as_u64().unwrap() >= 2, "{probe}");
@@ -246,6 +255,15 @@ fn as_root_without_namespaces_steps_run_in_chroot_mode() {
         "userns",
     );
     assert!(stderr.contains("user namespaces"), "{stderr}");
+    // Overlay roots need mounts, which are refused here: asked for, they fail the build.
+    let stderr = assert_refused(
+        &site,
+        Runner::RootWithoutNamespaces,
+        &["--step-root", "overlay"],
+        "overlay",
+    );
+    assert!(stderr.contains("--step-root overlay"), "{stderr}");
+    assert!(stderr.contains("chroot"), "{stderr}");
 }
 
 /// Mode (c): root on a VM, where namespaces are there to take.
