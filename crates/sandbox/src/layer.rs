@@ -121,6 +121,13 @@ fn apply_entry<R: Read>(
         .as_bytes()
         .strip_prefix(WHITEOUT_PREFIX.as_bytes())
     {
+        // `.wh.` + `..` would remove the root's parent, `.wh.` + `.` or nothing the directory.
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err(SandboxError::entry(
+                name,
+                "a whiteout of no file, `.` or `..`",
+            ));
+        }
         let target = parent.join(OsStr::from_bytes(hidden));
         if state.written.contains(&target) {
             return Ok(());

@@ -211,3 +211,24 @@ fn a_root_removed_in_the_background_is_gone_once_its_handle_is_dropped() {
     assert!(!root.exists(), "{} is still there", root.display());
     assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
 }
+
+/// A whiteout of `..`, `.` or nothing is refused, extracted into a root or into a layer
+/// directory, and the files beside the root are still there.
+#[test]
+fn whiteouts_of_dot_dotdot_or_nothing_are_refused() {
+    for name in [&b".wh..."[..], b"sub/.wh...", b".wh..", b".wh."] {
+        let parent = tempfile::tempdir().unwrap();
+        let beside = parent.path().join("beside");
+        std::fs::write(&beside, b"keep").unwrap();
+        let layer = Layer::new().dir("sub", 0o755).raw_file(name, b"").finish();
+        let mut fs = Rootfs::new_in(parent.path()).unwrap();
+        let err = fs.apply_layer(&layer[..]).unwrap_err().to_string();
+        assert!(err.contains("a whiteout of no file"), "{err}");
+        if is_root() {
+            let dest = parent.path().join("layer-dir");
+            let err = layerize_sandbox::make_layer_dir(&layer[..], &dest).unwrap_err();
+            assert!(err.to_string().contains("a whiteout of no file"), "{err}");
+        }
+        assert_eq!(std::fs::read(&beside).unwrap(), b"keep");
+    }
+}
