@@ -30,65 +30,22 @@ impl PackagesFile {
     pub fn new(url: &str, origin: Origin, deb_base: String, text: String) -> PackagesFile {
         let mut stanzas = Vec::new();
         let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut start: Option<usize> = None;
-        let mut end = 0;
-        let mut names: Vec<String> = Vec::new();
-        // The `Provides:` being read, continuation lines included.
-        let mut provides: Option<String> = None;
+        let mut current: Option<StanzaScan> = None;
         let mut offset = 0;
-        let finish = |names: &mut Vec<String>,
-                      provides: &mut Option<String>,
-                      stanzas: &mut Vec<Range<usize>>,
-                      by_name: &mut HashMap<String, Vec<u32>>,
-                      range: Range<usize>| {
-            if let Some(value) = provides.take() {
-                names.extend(relation_names(&value));
-            }
-            let number = stanzas.len() as u32;
-            stanzas.push(range);
-            names.sort();
-            names.dedup();
-            for name in names.drain(..) {
-                by_name.entry(name).or_default().push(number);
-            }
-        };
         // A blank line after the last one closes the last stanza too.
         for line in text.split_inclusive('\n').chain(std::iter::once("\n")) {
             let line_start = offset;
             offset += line.len();
             let content = line.trim_end_matches(['\n', '\r']);
             if content.trim().is_empty() {
-                if let Some(first) = start.take() {
-                    finish(
-                        &mut names,
-                        &mut provides,
-                        &mut stanzas,
-                        &mut by_name,
-                        first..end,
-                    );
+                if let Some(stanza) = current.take() {
+                    stanza.close(&mut stanzas, &mut by_name);
                 }
                 continue;
             }
-            start.get_or_insert(line_start);
-            end = offset;
-            if content.starts_with([' ', '\t']) {
-                if let Some(value) = provides.as_mut() {
-                    value.push(' ');
-                    value.push_str(content.trim());
-                }
-                continue;
-            }
-            if let Some(value) = provides.take() {
-                names.extend(relation_names(&value));
-            }
-            let Some((field, value)) = content.split_once(':') else {
-                continue;
-            };
-            if field.eq_ignore_ascii_case("Package") {
-                names.push(value.trim().to_owned());
-            } else if field.eq_ignore_ascii_case("Provides") {
-                provides = Some(value.trim().to_owned());
-            }
+            current
+                .get_or_insert_with(|| StanzaScan::starting_at(line_start))
+                .line(content, offset);
         }
         PackagesFile {
             url: url.to_owned(),
@@ -118,6 +75,63 @@ impl PackagesFile {
         })?;
         let paragraph = paragraphs.pop().unwrap_or_default();
         archive_package(&self.url, paragraph, &self.deb_base, &self.origin)
+    }
+}
+
+/// A stanza being scanned: where it is, and the names it has so far.
+struct StanzaScan {
+    range: Range<usize>,
+    names: Vec<String>,
+    /// The `Provides:` being read, continuation lines included.
+    provides: Option<String>,
+}
+
+impl StanzaScan {
+    fn starting_at(start: usize) -> StanzaScan {
+        StanzaScan {
+            range: start..start,
+            names: Vec::new(),
+            provides: None,
+        }
+    }
+
+    /// Takes in one non-blank line of the stanza, which ends at `end`.
+    fn line(&mut self, content: &str, end: usize) {
+        self.range.end = end;
+        if content.starts_with([' ', '\t']) {
+            if let Some(value) = self.provides.as_mut() {
+                value.push(' ');
+                value.push_str(content.trim());
+            }
+            return;
+        }
+        self.end_provides();
+        let Some((field, value)) = content.split_once(':') else {
+            return;
+        };
+        if field.eq_ignore_ascii_case("Package") {
+            self.names.push(value.trim().to_owned());
+        } else if field.eq_ignore_ascii_case("Provides") {
+            self.provides = Some(value.trim().to_owned());
+        }
+    }
+
+    fn end_provides(&mut self) {
+        if let Some(value) = self.provides.take() {
+            self.names.extend(relation_names(&value));
+        }
+    }
+
+    /// Records the stanza as the next of `stanzas`, under each of its names.
+    fn close(mut self, stanzas: &mut Vec<Range<usize>>, by_name: &mut HashMap<String, Vec<u32>>) {
+        self.end_provides();
+        let number = stanzas.len() as u32;
+        stanzas.push(self.range);
+        self.names.sort();
+        self.names.dedup();
+        for name in self.names {
+            by_name.entry(name).or_default().push(number);
+        }
     }
 }
 

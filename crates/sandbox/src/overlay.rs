@@ -247,15 +247,7 @@ pub(crate) fn is_opaque(path: &Path) -> bool {
     let Ok(c) = crate::sys::cpath(path) else {
         return false;
     };
+    let name = CString::new(crate::layer::OVERLAY_OPAQUE).expect("no NUL");
     let mut value = [0u8; 1];
-    // SAFETY: a one-byte buffer for the value.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
+    crate::sys::lgetxattr(&c, &name, &mut value).is_ok_and(|n| n == 1) && value[0] == b'y'
 }

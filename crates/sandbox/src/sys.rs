@@ -102,26 +102,36 @@ pub(crate) fn kept_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> 
         let cname = CString::new(name).expect("split on NUL");
         let mut value = vec![0u8; 256];
         loop {
-            // SAFETY: the buffer is `value.len()` bytes long.
-            let n = unsafe {
-                libc::lgetxattr(
-                    c.as_ptr(),
-                    cname.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
-            if n >= 0 {
-                value.truncate(n as usize);
-                break;
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::ERANGE) => value.resize(value.len() * 16, 0),
-                _ => return Err(err),
+            match lgetxattr(&c, &cname, &mut value) {
+                Ok(n) => {
+                    value.truncate(n);
+                    break;
+                }
+                Err(err) if err.raw_os_error() == Some(libc::ERANGE) => {
+                    value.resize(value.len() * 16, 0)
+                }
+                Err(err) => return Err(err),
             }
         }
         out.insert(text.to_string(), value);
     }
     Ok(out)
+}
+
+/// Reads the xattr `name` of `path` itself into `value`; returns its length.
+pub(crate) fn lgetxattr(path: &CString, name: &CString, value: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: valid strings and a buffer of `value.len()` bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }

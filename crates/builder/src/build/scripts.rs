@@ -294,21 +294,21 @@ impl ScriptRunner<'_> {
         if self.step_root == RootChoice::Written {
             return Ok(None);
         }
-        let dirs = LayerDirs::new(self.cache_dir.as_deref())?;
-        let refused = if mode == Mode::Namespaces {
-            sandbox::overlay_available(dirs.path(), root_parent).err()
+        let dirs = if mode == Mode::Namespaces {
+            let dirs = LayerDirs::new(self.cache_dir.as_deref())?;
+            sandbox::overlay_available(dirs.path(), root_parent).map(|()| dirs)
         } else {
-            Some(format!("the {mode} sandbox mounts nothing"))
+            Err(format!("the {mode} sandbox mounts nothing"))
         };
-        match refused {
-            None => {
+        match dirs {
+            Ok(dirs) => {
                 info!(phase = "script", dir = %dirs.path().display(), "Step roots are overlays of layer directories kept here");
                 Ok(Some(Arc::new(dirs)))
             }
-            Some(why) if self.step_root == RootChoice::Overlay => Err(BuildError::Invalid(
-                format!("overlay step roots were asked for (--step-root overlay), but {why}"),
-            )),
-            Some(why) => {
+            Err(why) if self.step_root == RootChoice::Overlay => Err(BuildError::Invalid(format!(
+                "overlay step roots were asked for (--step-root overlay), but {why}"
+            ))),
+            Err(why) => {
                 info!(phase = "script", reason = %why, "Step roots are written: no overlay roots here");
                 Ok(None)
             }
@@ -596,9 +596,7 @@ impl StepJob {
         log_built(name, &spooled.0);
         Ok((Some(spooled), run, rootfs.remove_in_background()))
     }
-}
 
-impl StepJob {
     /// A fresh root with every source extracted into it in turn.
     fn written_root(&self) -> Result<Rootfs, BuildError> {
         let name = &self.name;
@@ -606,7 +604,7 @@ impl StepJob {
             |error: sandbox::SandboxError| BuildError::Invalid(format!("step {name:?}: {error}"));
         let mut rootfs = Rootfs::new_in(&self.root_parent).map_err(sandbox_error)?;
         for source in &self.sources {
-            with_tar(&source.content, self.options.mtime, &mut |tar| {
+            with_tar(&source.content, self.options.mtime, |tar| {
                 rootfs.apply_layer(tar).map_err(sandbox_error)
             })?;
         }
@@ -633,16 +631,12 @@ impl StepJob {
                         Some(dir) => Ok(dir),
                         None => {
                             let started = Instant::now();
-                            let mut made = None;
-                            with_tar(&source.content, self.options.mtime, &mut |tar| {
-                                made = Some(dirs.make(&source.identity, tar)?);
-                                Ok(())
-                            })
-                            .map(|()| {
-                                let seconds = started.elapsed().as_secs_f64();
-                                debug!(layer = %source.identity, seconds, "Made a layer directory");
-                                made.expect("made once the tar is read")
-                            })
+                            let made = with_tar(&source.content, self.options.mtime, |tar| {
+                                dirs.make(&source.identity, tar)
+                            });
+                            let seconds = started.elapsed().as_secs_f64();
+                            debug!(layer = %source.identity, seconds, "Made a layer directory");
+                            made
                         }
                     };
                     found.lock().unwrap()[index] = Some(dir);
@@ -662,11 +656,11 @@ impl StepJob {
 }
 
 /// Calls `use_tar` with the uncompressed tar of `content`.
-fn with_tar(
+fn with_tar<T>(
     content: &Content,
     mtime: u64,
-    use_tar: &mut dyn FnMut(&mut dyn Read) -> Result<(), BuildError>,
-) -> Result<(), BuildError> {
+    use_tar: impl FnOnce(&mut dyn Read) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
     match content {
         Content::Blob(path) => {
             let file = File::open(path).map_err(|source| BuildError::Io {
@@ -688,11 +682,11 @@ fn with_tar(
 
 /// Calls `use_tar` with a file map's tar, written on another thread through a pipe so that it
 /// is never held whole.
-fn with_file_map_tar(
+fn with_file_map_tar<T>(
     files: &crate::layer::filemap::FileMap,
     mtime: u64,
-    use_tar: &mut dyn FnMut(&mut dyn Read) -> Result<(), BuildError>,
-) -> Result<(), BuildError> {
+    use_tar: impl FnOnce(&mut dyn Read) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
     let (reader, writer) = std::io::pipe()
         .map_err(|error| BuildError::Layer(crate::layer::LayerError::Write(error)))?;
     std::thread::scope(|scope| {

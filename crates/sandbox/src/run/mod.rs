@@ -151,9 +151,9 @@ fn run_mounted(
     let started = Instant::now();
     let finished = execute::execute(&root, &program, step, plan, on_output)?;
     let duration = started.elapsed();
-    let after = match overlay {
-        Some(_) => None,
-        None => Some(snapshot::take(&root)?),
+    let diffing = match overlay {
+        Some(overlay) => Diffing::Overlay(overlay),
+        None => Diffing::Written(snapshot::take(&root)?),
     };
     for path in &prepared.remove_after {
         crate::rootfs::remove_any(path)?;
@@ -169,10 +169,9 @@ fn run_mounted(
         },
         Mode::Chroot | Mode::Namespaces => OwnerView::Host,
     };
-    let changes = match (overlay, after) {
-        (Some(overlay), _) => overlay_diff::diff(overlay, &before, &prepared.excluded)?,
-        (None, Some(after)) => diff(&root, &before, &after, &owners, &prepared.excluded)?,
-        (None, None) => unreachable!("a written root is snapshotted after the step"),
+    let changes = match diffing {
+        Diffing::Overlay(overlay) => overlay_diff::diff(overlay, &before, &prepared.excluded)?,
+        Diffing::Written(after) => diff(&root, &before, &after, &owners, &prepared.excluded)?,
     };
     forget_reowned(rootfs, &changes);
     let outcome = RunOutcome {
@@ -191,6 +190,14 @@ fn run_mounted(
         "step finished"
     );
     Ok((outcome, changes))
+}
+
+/// What a step's changes are read from once it ran.
+enum Diffing<'a> {
+    /// The overlay's upper directory.
+    Overlay(&'a Overlay),
+    /// A written root's snapshot after the step, against the one before.
+    Written(snapshot::Snapshot),
 }
 
 /// After a step, an intended owner holds only where the change reports it.
