@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::build::apt::plan::CONFIGURE_LAYER;
 use crate::build::execute::log_built;
-use crate::build::layer_dirs::{base_layer_identity, layer_identity, LayerDirs};
+use crate::build::layer_dirs::{Identity, LayerDirs, Lease};
 use crate::build::plan::{Decision, Layer, PlannedLayer, Work};
 use crate::build::previous::{CacheSource, PreviousImage};
 use crate::build::report::{StepReport, StepRun};
@@ -173,27 +173,38 @@ impl ScriptRunner<'_> {
         let mut sources: Vec<Source> = base_blobs
             .iter()
             .map(|(diff_id, blob)| Source {
-                identity: base_layer_identity(diff_id),
+                identity: Identity::diff_id(diff_id),
                 content: Content::Blob(blob.clone()),
             })
             .collect();
         for &needed in needs {
             let layer = &layers[needed];
-            let content = match (&layer.work, &layer.decision) {
-                (Work::Files { files, .. }, _) => Some(Content::Files(files.clone())),
-                (Work::Script { .. } | Work::Apt(_), Decision::Reuse(_)) => {
-                    reused_blobs.get(&needed).cloned().map(Content::Blob)
-                }
+            let key =
+                || Identity::key(layer.key.as_deref().expect("layers a step needs are keyed"));
+            let source = match (&layer.work, &layer.decision) {
+                (Work::Files { files, .. }, _) => Some((key(), Content::Files(files.clone()))),
+                (Work::Apt(_), Decision::Reuse(_)) => reused_blobs
+                    .get(&needed)
+                    .cloned()
+                    .map(|blob| (key(), Content::Blob(blob))),
                 (Work::Apt(_), _) => unreachable!("apt layers to build are made first"),
+                // A step's output is known by its diffID: its key does not decide its bytes.
+                (Work::Script { .. }, Decision::Reuse(candidate)) => reused_blobs
+                    .get(&needed)
+                    .cloned()
+                    .map(|blob| (Identity::diff_id(&candidate.diff_id), Content::Blob(blob))),
                 (Work::Script { .. }, Decision::Empty(_)) => None,
                 (Work::Script { .. }, Decision::Build(_)) => ran
                     .get(&needed)
                     .and_then(|step| step.layer.as_ref())
-                    .map(|(_, spool)| Content::Blob(spool.to_path_buf())),
+                    .map(|(written, spool)| {
+                        (
+                            Identity::diff_id(&written.diff_id),
+                            Content::Blob(spool.to_path_buf()),
+                        )
+                    }),
             };
-            let identity =
-                layer_identity(layer.key.as_deref().expect("layers a step needs are keyed"));
-            sources.extend(content.map(|content| Source { identity, content }));
+            sources.extend(source.map(|(identity, content)| Source { identity, content }));
         }
         sources
     }
@@ -459,8 +470,8 @@ fn set_env(env: &mut Vec<(String, String)>, variable: &str, value: &str) {
 
 /// One layer of a step's sandbox.
 struct Source {
-    /// What names its layer directory (see `layer_dirs`): a base layer's diffID, or the key.
-    identity: String,
+    /// What names its layer directory.
+    identity: Identity,
     content: Content,
 }
 
@@ -500,9 +511,14 @@ impl StepJob {
             context: format!("creating {}", self.root_parent.display()),
             source,
         })?;
+        // Held until the step's layer is written: its lower directories stay put meanwhile.
+        let mut _leases = Vec::new();
         let overlay = match &self.layer_dirs {
             Some(dirs) => match self.overlay_root(dirs) {
-                Ok(rootfs) => Some(rootfs),
+                Ok((rootfs, leases)) => {
+                    _leases = leases;
+                    Some(rootfs)
+                }
                 Err(error) if self.root_choice == RootChoice::Overlay => return Err(error),
                 Err(error) => {
                     warn!(step = %name, %error, "no overlay root for this step: its root is written instead");
@@ -612,10 +628,11 @@ impl StepJob {
     }
 
     /// An overlay of the sources' layer directories, the missing ones made first, several at
-    /// once (the base's, the largest, first: the sources come in image order).
-    fn overlay_root(&self, dirs: &LayerDirs) -> Result<Rootfs, BuildError> {
+    /// once (the base's, the largest, first: the sources come in image order), with the leases
+    /// that keep `cache clean` off them while the root is in use.
+    fn overlay_root(&self, dirs: &LayerDirs) -> Result<(Rootfs, Vec<Lease>), BuildError> {
         let next = AtomicUsize::new(0);
-        let found: Mutex<Vec<Option<Result<PathBuf, BuildError>>>> =
+        let found: Mutex<Vec<Option<Result<Lease, BuildError>>>> =
             Mutex::new(self.sources.iter().map(|_| None).collect());
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -627,31 +644,27 @@ impl StepJob {
                     let Some(source) = self.sources.get(index) else {
                         break;
                     };
-                    let dir = match dirs.find(&source.identity) {
-                        Some(dir) => Ok(dir),
-                        None => {
-                            let started = Instant::now();
-                            let made = with_tar(&source.content, self.options.mtime, |tar| {
-                                dirs.make(&source.identity, tar)
-                            });
-                            let seconds = started.elapsed().as_secs_f64();
-                            debug!(layer = %source.identity, seconds, "Made a layer directory");
-                            made
-                        }
-                    };
-                    found.lock().unwrap()[index] = Some(dir);
+                    let started = Instant::now();
+                    let lease = dirs.get(&source.identity, |make| {
+                        with_tar(&source.content, self.options.mtime, |tar| make(tar))
+                    });
+                    let seconds = started.elapsed().as_secs_f64();
+                    debug!(layer = %source.identity, seconds, "Layer directory ready");
+                    found.lock().unwrap()[index] = Some(lease);
                 });
             }
         });
-        let lowers = found
+        let leases = found
             .into_inner()
             .unwrap()
             .into_iter()
-            .map(|dir| dir.expect("every source was taken by a worker"))
+            .map(|lease| lease.expect("every source was taken by a worker"))
             .collect::<Result<Vec<_>, _>>()?;
         let name = &self.name;
-        Rootfs::overlay_in(&self.root_parent, lowers)
-            .map_err(|error| BuildError::Invalid(format!("step {name:?}: {error}")))
+        let lowers = leases.iter().map(|lease| lease.path().to_owned()).collect();
+        let rootfs = Rootfs::overlay_in(&self.root_parent, lowers)
+            .map_err(|error| BuildError::Invalid(format!("step {name:?}: {error}")))?;
+        Ok((rootfs, leases))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Finding the entries of a cache directory: the regular files below its versioned subdirs
 //! (`basefs/v1/...`, `layers/v1/...`), found without following symlinks, temporary files of
 //! writers in progress (`.tmp*`) left out; below `unpacked/vN/`, each layer directory is one
-//! entry (removing some of its files would corrupt it). Everything else is not an entry.
+//! entry (removing some of its files would corrupt it), and a `.tmp*` directory there is a
+//! directory being made or removed (or left so by a process that died). Everything else is not
+//! an entry.
 
 use std::fs;
 use std::io;
@@ -26,6 +28,9 @@ pub struct Found {
     /// The versioned subdirs (`DIR/NAME/vN`) whose emptied subdirectories may be pruned (not
     /// `unpacked/vN`).
     pub versioned_dirs: Vec<PathBuf>,
+    /// The `.tmp*` directories below `unpacked/vN`, with their own mtimes: a layer directory
+    /// being made or removed, or abandoned halfway by a process that died.
+    pub temporary_dirs: Vec<(PathBuf, SystemTime)>,
 }
 
 /// The entries of the cache directory `dir`; an absent directory has none.
@@ -52,7 +57,7 @@ pub fn find(dir: &Path) -> Result<Found, CleanError> {
                 let versioned = version.path();
                 if component.file_name() == WHOLE_DIRS {
                     // Not pruned either: a layer's empty directories are part of it.
-                    whole_dirs(&versioned, &mut found.entries)?;
+                    whole_dirs(&versioned, &mut found)?;
                 } else {
                     walk(&versioned, &mut found.entries)?;
                     found.versioned_dirs.push(versioned);
@@ -68,14 +73,14 @@ pub fn find(dir: &Path) -> Result<Found, CleanError> {
 const WHOLE_DIRS: &str = "unpacked";
 
 /// Each directory in `dir` as one entry: the size of all its files, its own mtime (bumped on
-/// use). Directories being made (`.tmp*`) are left out.
-fn whole_dirs(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), CleanError> {
+/// use). Directories being made or removed (`.tmp*`) are not entries but temporaries.
+fn whole_dirs(dir: &Path, found: &mut Found) -> Result<(), CleanError> {
     for child in fs::read_dir(dir).map_err(|error| CleanError::read(dir, error))? {
         let child = child.map_err(|error| CleanError::read(dir, error))?;
         let kind = child
             .file_type()
             .map_err(|error| CleanError::read(dir, error))?;
-        if !kind.is_dir() || child.file_name().to_string_lossy().starts_with(".tmp") {
+        if !kind.is_dir() {
             continue;
         }
         let path = child.path();
@@ -84,9 +89,13 @@ fn whole_dirs(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), CleanError> {
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(CleanError::read(&path, error)),
         };
+        if child.file_name().to_string_lossy().starts_with(".tmp") {
+            found.temporary_dirs.push((path, modified));
+            continue;
+        }
         let mut files = Vec::new();
         walk(&path, &mut files)?;
-        entries.push(Entry {
+        found.entries.push(Entry {
             size: files.iter().map(|file| file.size).sum(),
             path,
             modified,

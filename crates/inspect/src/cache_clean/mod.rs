@@ -3,12 +3,17 @@
 //! total at most a given size; then pruning the subdirectories that became empty.
 //!
 //! Entries are the regular files below the cache's versioned subdirs ([`entries`]). An entry
-//! used between the scan and its removal (its mtime moved) is kept.
+//! used between the scan and its removal (its mtime moved) is kept. A layer directory is removed
+//! only under an exclusive `flock` taken without waiting: a build holds a shared one on every
+//! layer directory its step roots stack, so one in use is kept. Temporary layer directories
+//! left for a day (by a build or a clean that died) are removed too.
 
 pub mod entries;
 pub mod render;
 
+use std::fs::{File, TryLockError};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -53,12 +58,19 @@ pub struct Outcome {
     pub dry_run: bool,
     pub removed: Vec<Removal>,
     pub kept: Vec<Entry>,
-    /// Chosen entries left in place because they were used or removed since the scan.
+    /// Chosen entries left in place because they were in use (a layer directory a build
+    /// holds), or used or removed since the scan.
     pub spared: Vec<Entry>,
     /// Chosen entries that could not be removed, with why.
     pub failed: Vec<(Entry, String)>,
     pub pruned_dirs: usize,
+    /// Temporary layer directories removed: left a day or more by a process that died.
+    pub reaped_temporaries: usize,
 }
+
+/// How long a temporary layer directory may sit before it counts as abandoned: making or
+/// removing one takes seconds.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Outcome {
     pub fn freed_bytes(&self) -> u64 {
@@ -161,6 +173,14 @@ pub fn clean(
             }
         }
     }
+    let abandoned = now
+        .checked_sub(ABANDONED_AFTER)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    outcome.reaped_temporaries = found
+        .temporary_dirs
+        .iter()
+        .filter(|(dir, modified)| *modified <= abandoned && reap(dir).unwrap_or(false))
+        .count();
     outcome.pruned_dirs = found
         .versioned_dirs
         .iter()
@@ -181,7 +201,7 @@ fn remove_unchanged(entry: &Entry) -> io::Result<bool> {
         return Ok(false);
     }
     if metadata.is_dir() {
-        return remove_whole_dir(&entry.path);
+        return remove_whole_dir(entry);
     }
     match std::fs::remove_file(&entry.path) {
         Ok(()) => Ok(true),
@@ -190,8 +210,17 @@ fn remove_unchanged(entry: &Entry) -> io::Result<bool> {
     }
 }
 
-/// Removes a layer directory: renamed aside first, so that no build finds it half removed.
-fn remove_whole_dir(dir: &std::path::Path) -> io::Result<bool> {
+/// Removes a layer directory unless a build holds it or used it since the scan: renamed aside
+/// first, under the lock, so that no build finds it half removed.
+fn remove_whole_dir(entry: &Entry) -> io::Result<bool> {
+    let Some(lock) = lock_unused(&entry.path)? else {
+        return Ok(false);
+    };
+    let dir = &entry.path;
+    // A build that used it between the scan and the lock bumped its mtime.
+    if lock.metadata()?.modified()? != entry.modified {
+        return Ok(false);
+    }
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let aside = dir.with_file_name(format!(".tmp-removing-{name}"));
     match std::fs::rename(dir, &aside) {
@@ -201,6 +230,39 @@ fn remove_whole_dir(dir: &std::path::Path) -> io::Result<bool> {
     }
     std::fs::remove_dir_all(&aside)?;
     Ok(true)
+}
+
+/// Removes an abandoned temporary layer directory unless someone holds it.
+fn reap(dir: &Path) -> io::Result<bool> {
+    let Some(_lock) = lock_unused(dir)? else {
+        return Ok(false);
+    };
+    std::fs::remove_dir_all(dir)?;
+    Ok(true)
+}
+
+/// An exclusive lock on the directory `dir`, if nobody holds a lock on it and it is still the
+/// directory at that path once locked; `None` otherwise (busy, gone or replaced).
+fn lock_unused(dir: &Path) -> io::Result<Option<File>> {
+    let handle = match File::open(dir) {
+        Ok(handle) => handle,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    match handle.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(None),
+        Err(TryLockError::Error(error)) => return Err(error),
+    }
+    let held = handle.metadata()?;
+    match std::fs::symlink_metadata(dir) {
+        Ok(now) if now.is_dir() && (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+            Ok(Some(handle))
+        }
+        Ok(_) => Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

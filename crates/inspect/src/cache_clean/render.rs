@@ -28,7 +28,11 @@ pub fn render(dir: &Path, outcome: &Outcome) -> String {
         );
     }
     for entry in &outcome.spared {
-        let _ = writeln!(out, "kept {} (used since the scan)", relative(&entry.path));
+        let _ = writeln!(
+            out,
+            "kept {} (in use, or used since the scan)",
+            relative(&entry.path)
+        );
     }
     for (entry, error) in &outcome.failed {
         let _ = writeln!(out, "failed to remove {}: {error}", relative(&entry.path));
@@ -49,6 +53,13 @@ pub fn render(dir: &Path, outcome: &Outcome) -> String {
     );
     if outcome.pruned_dirs > 0 {
         let _ = write!(out, "; pruned {} empty directories", outcome.pruned_dirs);
+    }
+    if outcome.reaped_temporaries > 0 {
+        let _ = write!(
+            out,
+            "; removed {} abandoned temporary layer directories",
+            outcome.reaped_temporaries
+        );
     }
     out.push('\n');
     out

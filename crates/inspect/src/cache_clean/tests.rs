@@ -190,7 +190,10 @@ fn a_layer_directory_is_one_entry_removed_whole() {
     write(dir, "unpacked/v1/old/usr/bin/tool", 100, 10 * DAY);
     write(dir, "unpacked/v1/old/etc/conf", 20, 10 * DAY);
     write(dir, "unpacked/v1/new/etc/conf", 30, 10 * DAY);
+    write(dir, "unpacked/v1/held/etc/conf", 40, 10 * DAY);
     write(dir, "unpacked/v1/.tmp-layer-x/etc/conf", 30, 10 * DAY);
+    write(dir, "unpacked/v1/.tmp-layer-dead/etc/conf", 30, 10 * DAY);
+    write(dir, "unpacked/v1/.tmp-removing-dead/etc/conf", 30, 10 * DAY);
     fs::create_dir_all(dir.join("unpacked/v1/new/tmp")).unwrap();
     let set_dir_mtime = |path: &str, age: Duration| {
         File::open(dir.join(path))
@@ -201,6 +204,14 @@ fn a_layer_directory_is_one_entry_removed_whole() {
     // A directory's own mtime is its last use, whatever its files' mtimes.
     set_dir_mtime("unpacked/v1/old", 10 * DAY);
     set_dir_mtime("unpacked/v1/new", DAY);
+    set_dir_mtime("unpacked/v1/held", 10 * DAY);
+    // Being made right now, and abandoned two days ago by a build and by a clean that died.
+    set_dir_mtime("unpacked/v1/.tmp-layer-x", Duration::ZERO);
+    set_dir_mtime("unpacked/v1/.tmp-layer-dead", 2 * DAY);
+    set_dir_mtime("unpacked/v1/.tmp-removing-dead", 2 * DAY);
+    // A build stacking `held` in a step root holds a shared lock on it.
+    let lease = File::open(dir.join("unpacked/v1/held")).unwrap();
+    lease.lock_shared().unwrap();
 
     let found = entries::find(dir).unwrap();
     let mut sizes: Vec<(String, u64)> = found
@@ -217,6 +228,7 @@ fn a_layer_directory_is_one_entry_removed_whole() {
     assert_eq!(
         sizes,
         [
+            ("unpacked/v1/held".to_owned(), 40),
             ("unpacked/v1/new".to_owned(), 30),
             ("unpacked/v1/old".to_owned(), 120)
         ]
@@ -237,5 +249,22 @@ fn a_layer_directory_is_one_entry_removed_whole() {
         dir.join("unpacked/v1/new/tmp").is_dir(),
         "a layer's empty dirs stay"
     );
+    assert_eq!(
+        names(dir, outcome.spared.iter().map(|entry| entry.path.clone())),
+        ["unpacked/v1/held"],
+        "a directory in use is kept"
+    );
+    assert!(dir.join("unpacked/v1/held/etc/conf").is_file());
     assert!(dir.join("unpacked/v1/.tmp-layer-x/etc/conf").is_file());
+    assert_eq!(outcome.reaped_temporaries, 2);
+    assert!(!dir.join("unpacked/v1/.tmp-layer-dead").exists());
+    assert!(!dir.join("unpacked/v1/.tmp-removing-dead").exists());
+
+    drop(lease);
+    let outcome = clean(dir, &policy, now(), false).unwrap();
+    assert_eq!(
+        names(dir, outcome.removed.iter().map(|r| r.entry.path.clone())),
+        ["unpacked/v1/held"],
+        "once released it goes"
+    );
 }
