@@ -2,22 +2,51 @@
 //! a build that runs script steps unpacks the base's layers into every step's root, and taking
 //! the tar from the read that indexed the layer saves fetching and decompressing the blob again.
 //! A tar is kept only once the read has verified it (blob digest, size and diffID); failing to
-//! write one costs only that saving, so it is logged and never fails the read.
+//! write one costs only that saving, so it is logged and never fails the read. A follower may
+//! read each tar while it is written ([`growing`]).
+
+mod growing;
 
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use layerize_manifest::Digest;
 
+pub use growing::GrowingTar;
+use growing::{Counted, Follow};
+
+/// Called with the diffID of each layer whose tar starts being kept, and the tar as it grows.
+pub type Follower = Arc<dyn Fn(&Digest, GrowingTar) + Send + Sync>;
+
 /// Where the tars are kept.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TarDir {
     dir: PathBuf,
+    follower: Option<Follower>,
+}
+
+impl std::fmt::Debug for TarDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarDir")
+            .field("dir", &self.dir)
+            .field("followed", &self.follower.is_some())
+            .finish()
+    }
 }
 
 impl TarDir {
     pub fn new(dir: impl Into<PathBuf>) -> TarDir {
-        TarDir { dir: dir.into() }
+        TarDir {
+            dir: dir.into(),
+            follower: None,
+        }
+    }
+
+    /// Hands each tar to `follower` as soon as it starts being written.
+    pub fn followed_by(mut self, follower: Follower) -> TarDir {
+        self.follower = Some(follower);
+        self
     }
 
     /// Where the uncompressed tar of the layer blob `blob` is kept.
@@ -25,8 +54,9 @@ impl TarDir {
         self.dir.join(format!("{}.tar", blob.hex()))
     }
 
-    /// A file to copy the tar of `blob` into, unless it is kept already or cannot be made.
-    pub(crate) fn start(&self, blob: &Digest) -> Option<KeptTar> {
+    /// A file to copy the tar of `blob` (of diffID `diff_id`) into, unless it is kept already
+    /// or cannot be made.
+    pub(crate) fn start(&self, blob: &Digest, diff_id: &Digest) -> Option<KeptTar> {
         let path = self.path(blob);
         if path.exists() {
             return None;
@@ -39,8 +69,20 @@ impl TarDir {
             })
             .map_err(|error| warn(&path, &error))
             .ok()?;
+        let follow = self.follower.as_ref().and_then(|follower| {
+            let reader = temp.reopen().map_err(|error| warn(&path, &error)).ok()?;
+            let (follow, tar) = Follow::new(reader);
+            follower(diff_id, tar);
+            Some(follow)
+        });
         Some(KeptTar {
-            out: BufWriter::with_capacity(1 << 20, temp),
+            out: BufWriter::with_capacity(
+                1 << 20,
+                Counted {
+                    inner: temp,
+                    follow,
+                },
+            ),
             failed: false,
             path,
         })
@@ -53,7 +95,7 @@ fn warn(path: &Path, error: &io::Error) {
 
 /// A tar being copied out of a read.
 pub(crate) struct KeptTar {
-    out: BufWriter<tempfile::NamedTempFile>,
+    out: BufWriter<Counted<tempfile::NamedTempFile>>,
     /// A write failed: the copy is incomplete and is dropped.
     failed: bool,
     path: PathBuf,
@@ -80,9 +122,14 @@ impl KeptTar {
             .out
             .into_inner()
             .map_err(io::IntoInnerError::into_error)
-            .and_then(|temp| temp.persist(&path).map_err(|error| error.error));
-        if let Err(error) = kept {
-            warn(&path, &error);
+            .and_then(|counted| {
+                let Counted { inner, follow } = counted;
+                inner.persist(&path).map_err(|error| error.error)?;
+                Ok(follow)
+            });
+        match kept {
+            Ok(follow) => follow.into_iter().for_each(Follow::verified),
+            Err(error) => warn(&path, &error),
         }
     }
 }
@@ -112,7 +159,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tars = TarDir::new(dir.path().join("blobs"));
         let blob = Digest::sha256(b"blob");
-        let mut kept = tars.start(&blob).unwrap();
+        let mut kept = tars.start(&blob, &blob).unwrap();
         let mut tee = Tee {
             inner: &b"tar bytes"[..],
             copy: Some(&mut kept),
@@ -123,7 +170,7 @@ mod tests {
         assert!(!tars.path(&blob).exists(), "kept only once verified");
         kept.keep();
         assert_eq!(std::fs::read(tars.path(&blob)).unwrap(), b"tar bytes");
-        assert!(tars.start(&blob).is_none(), "kept already");
+        assert!(tars.start(&blob, &blob).is_none(), "kept already");
     }
 
     #[test]
@@ -131,10 +178,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tars = TarDir::new(dir.path());
         let blob = Digest::sha256(b"blob");
-        let mut kept = tars.start(&blob).unwrap();
+        let mut kept = tars.start(&blob, &blob).unwrap();
         kept.write(b"half");
         drop(kept);
         assert!(!tars.path(&blob).exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// What a follower read of one tar: its diffID, and its bytes or the error it ended with.
+    type Followed = (Digest, io::Result<Vec<u8>>);
+
+    /// A tar directory whose follower reads each tar on a thread of its own, giving what it
+    /// read (or the error it ended with) on the channel.
+    fn followed(dir: &Path) -> (TarDir, std::sync::mpsc::Receiver<Followed>) {
+        let (sender, received) = std::sync::mpsc::channel();
+        let sender = std::sync::Mutex::new(sender);
+        let follower: Follower = Arc::new(move |diff_id: &Digest, mut tar: GrowingTar| {
+            let (sender, diff_id) = (sender.lock().unwrap().clone(), diff_id.clone());
+            std::thread::spawn(move || {
+                let mut read = Vec::new();
+                let result = tar.read_to_end(&mut read).map(|_| read);
+                sender.send((diff_id, result)).unwrap();
+            });
+        });
+        (TarDir::new(dir).followed_by(follower), received)
+    }
+
+    #[test]
+    fn a_follower_reads_the_tar_as_it_is_written_and_ends_once_it_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tars, followed) = followed(dir.path());
+        let (blob, diff_id) = (Digest::sha256(b"blob"), Digest::sha256(b"tar"));
+        let mut kept = tars.start(&blob, &diff_id).unwrap();
+        // More than the writer's buffer, so the follower sees bytes before the end.
+        let content: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        for chunk in content.chunks(100_000) {
+            kept.write(chunk);
+        }
+        assert!(
+            followed.try_recv().is_err(),
+            "not ended before the read is verified"
+        );
+        kept.keep();
+        let (named, read) = followed.recv().unwrap();
+        assert_eq!(named, diff_id);
+        assert!(read.unwrap() == content);
+    }
+
+    #[test]
+    fn a_follower_of_a_read_that_is_not_verified_ends_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tars, followed) = followed(dir.path());
+        let blob = Digest::sha256(b"blob");
+        let mut kept = tars.start(&blob, &blob).unwrap();
+        kept.write(&[7; 2 << 20]);
+        drop(kept);
+        let (_, read) = followed.recv().unwrap();
+        assert!(read.is_err());
+        assert!(!tars.path(&blob).exists());
     }
 }

@@ -34,7 +34,7 @@ pub use entry::{Entry, Kind, OwnedEntry};
 pub use error::{BaseFsError, LayerError, MemberError};
 pub use image::{index_image, read_image_layer, BaseFs, IndexStats, ReadLayer};
 pub use index::FsIndex;
-pub use kept_tar::TarDir;
+pub use kept_tar::{Follower, GrowingTar, TarDir};
 pub use layer::decompress::decompressed;
 pub use layer::{read_layer, Capture, CaptureSet, Change, LayerIndex, PathChange};
 pub use merge::merge;

@@ -16,12 +16,15 @@ use crate::SandboxError;
 /// renamed into place, so that `dest` is complete or absent), its whiteouts and opaque markers
 /// kept as overlayfs writes them: one of an overlay root's lower directories. Needs root (every
 /// owner is set, whiteouts are device nodes). A `dest` that another build made first is kept,
-/// and this one dropped.
-pub fn make_layer_dir(tar: impl Read, dest: &Path) -> Result<(), SandboxError> {
+/// and this one dropped. `tar` is read to its end before `dest` is put in place: a reader
+/// that verifies what it gives says so only there (a failure then leaves no `dest`).
+pub fn make_layer_dir(mut tar: impl Read, dest: &Path) -> Result<(), SandboxError> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     // `.tmp` marks it as in progress for `layerize cache clean`.
     let mut rootfs = Rootfs::new_named_in(parent, ".tmp-layer-")?;
-    crate::layer::apply(&mut rootfs, tar, Whiteouts::Keep)?;
+    crate::layer::apply(&mut rootfs, &mut tar, Whiteouts::Keep)?;
+    std::io::copy(&mut tar, &mut std::io::sink())
+        .map_err(|e| SandboxError::io("reading the rest of the layer for", dest, e))?;
     if let Some(path) = rootfs.intended_owners.keys().next() {
         return Err(SandboxError::Step(format!(
             "a layer directory needs root: the owner of {} could not be set",

@@ -266,7 +266,7 @@ async fn read_from_store(
         let mut kept_tar = cache
             .as_ref()
             .and_then(LayerCache::tars)
-            .and_then(|tars| tars.start(&descriptor.digest));
+            .and_then(|tars| tars.start(&descriptor.digest, &diff_id));
         let read = read_layer_measured(&mut blob, &diff_id, &capture, kept_tar.as_mut());
         let overlong = blob.get_ref().overlong();
         let (digest, bytes) = blob.finish();

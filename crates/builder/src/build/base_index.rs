@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use layerize_basefs::{index_image, Capture, FsIndex, LayerCache, TarDir};
+use layerize_basefs::{index_image, Capture, Follower, FsIndex, LayerCache, TarDir};
 use layerize_manifest::media_type::is_foreign_layer;
 use layerize_manifest::{Descriptor, Digest, Platform};
 use tracing::{info, warn};
@@ -63,17 +63,25 @@ pub(crate) fn readable_layers(base_layers: &[Layer]) -> Vec<(Descriptor, Digest)
 }
 
 /// The on-disk cache of base layer indexes (read-only for a dry run), keeping the tars of the
-/// layers it reads where script steps look for them when `for_steps`.
+/// layers it reads where script steps look for them when `for_steps`, each handed to
+/// `follower` as it is written.
 pub(crate) fn base_cache(
     cache_dir: Option<&Path>,
     dry_run: bool,
     for_steps: bool,
+    follower: Option<Follower>,
 ) -> Option<LayerCache> {
     let cache_dir = cache_dir?;
     let cache = LayerCache::new(cache_dir);
     Some(match (dry_run, for_steps) {
         (true, _) => cache.read_only(),
-        (false, true) => cache.keeping_tars(TarDir::new(blob_dir(cache_dir))),
+        (false, true) => {
+            let tars = TarDir::new(blob_dir(cache_dir));
+            cache.keeping_tars(match follower {
+                Some(follower) => tars.followed_by(follower),
+                None => tars,
+            })
+        }
         (false, false) => cache,
     })
 }

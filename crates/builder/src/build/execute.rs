@@ -94,6 +94,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         base_env,
         base_fs,
         apt,
+        layer_dirs,
     } = planned;
     let family = image.family();
     // Blobs a manifest in the target repository lists are held by it: no HEAD needed.
@@ -123,6 +124,7 @@ pub async fn execute(endpoints: &Endpoints, planned: PlannedBuild) -> Result<Rep
         platform: image.platform(),
         cache_dir,
         step_root,
+        layer_dirs,
     };
     // Making a step's root and running it leave cores idle, so the file layers to build are
     // written meanwhile into spool files; each is uploaded once every step has succeeded and it

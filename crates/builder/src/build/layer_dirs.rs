@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
+use layerize_basefs::Follower;
 use layerize_manifest::Digest;
+use layerize_sandbox::{Mode, ModeChoice, RootChoice};
 use sha2::{Digest as _, Sha256};
 
 use crate::build::scripts::cache_or_temporary_dir;
@@ -117,6 +119,30 @@ impl LayerDirs {
             making: Mutex::new(HashMap::new()),
             _temporary: temporary,
         })
+    }
+
+    /// The layer directories of a build whose steps will stack overlay roots (the namespaces
+    /// sandbox, overlay roots not refused, a cache directory to keep them in), made before the
+    /// base is indexed so that the read indexing a base layer can make its directory
+    /// meanwhile ([`LayerDirs::follower`]). `None` where steps will not get overlay roots; the
+    /// script runner still checks that overlays mount before it uses these.
+    pub fn ahead_of_steps(
+        cache_dir: Option<&Path>,
+        sandbox: ModeChoice,
+        step_root: RootChoice,
+    ) -> Result<Option<Arc<LayerDirs>>, BuildError> {
+        let overlays = step_root != RootChoice::Written
+            && matches!(layerize_sandbox::detect(sandbox), Ok(Mode::Namespaces));
+        match cache_dir {
+            Some(cache_dir) if overlays => Ok(Some(Arc::new(LayerDirs::new(Some(cache_dir))?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Makes the directory of each base layer whose tar the base's index keeps, as it is read.
+    pub fn follower(self: &Arc<Self>) -> Follower {
+        let dirs = Arc::clone(self);
+        Arc::new(move |diff_id, tar| dirs.make_in_background(Identity::diff_id(diff_id), tar))
     }
 
     /// The directory all layer directories are in.

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::build::apt::{self, AptSpec};
 use crate::build::base_index::{base_cache, debian_architecture, index_base, readable_layers};
 use crate::build::budget;
+use crate::build::layer_dirs::LayerDirs;
 use crate::build::local_cache::LocalCache;
 use crate::build::plan::{
     BuildReason, Candidate, Decision, Dropped, Layer, LayerSpec, Origin, PlanLine, PlannedLayer,
@@ -58,6 +59,8 @@ pub struct PlannedBuild {
     pub apt: Option<apt::plan::AptPlan>,
     /// Where fetched blobs are kept for script sandboxes (`None` for a dry run).
     pub(crate) cache_dir: Option<std::path::PathBuf>,
+    /// The layer directories for steps' overlay roots, when they were made ahead.
+    pub(crate) layer_dirs: Option<Arc<LayerDirs>>,
 }
 
 impl PlannedBuild {
@@ -182,7 +185,15 @@ pub async fn plan(
     let runs_steps = specs.iter().any(|spec| {
         spec.script.is_some() || (spec.apt.is_some() && apt.scripts == apt::AptScripts::Run)
     });
-    let cache = base_cache(cache_dir.as_deref(), dry_run, runs_steps);
+    // Steps' overlay roots stack the base's layer directories: each is made while the read
+    // that indexes its layer goes on (a core is idle then), not after.
+    let layer_dirs = if runs_steps && !dry_run {
+        LayerDirs::ahead_of_steps(cache_dir.as_deref(), sandbox, step_root)?
+    } else {
+        None
+    };
+    let follower = layer_dirs.as_ref().map(LayerDirs::follower);
+    let cache = base_cache(cache_dir.as_deref(), dry_run, runs_steps, follower);
     let has_apt = specs.iter().any(|spec| spec.apt.is_some());
     let (base_fs, base_index) = if needs_index {
         // apt's files of the base, read along (a warm cache has them from then on).
@@ -290,6 +301,7 @@ pub async fn plan(
         step_root,
         apt: apt_plan,
         cache_dir: cache_dir.filter(|_| !dry_run),
+        layer_dirs,
     })
 }
 

@@ -63,6 +63,9 @@ pub(crate) struct ScriptRunner<'a> {
     pub cache_dir: Option<PathBuf>,
     /// Overlay roots or written ones.
     pub step_root: RootChoice,
+    /// Layer directories made ahead (the base's, while it was indexed), to use for overlay
+    /// roots.
+    pub layer_dirs: Option<Arc<LayerDirs>>,
 }
 
 impl ScriptRunner<'_> {
@@ -306,7 +309,10 @@ impl ScriptRunner<'_> {
             return Ok(None);
         }
         let dirs = if mode == Mode::Namespaces {
-            let dirs = LayerDirs::new(self.cache_dir.as_deref())?;
+            let dirs = match &self.layer_dirs {
+                Some(ahead) => Arc::clone(ahead),
+                None => Arc::new(LayerDirs::new(self.cache_dir.as_deref())?),
+            };
             sandbox::overlay_available(dirs.path(), root_parent).map(|()| dirs)
         } else {
             Err(format!("the {mode} sandbox mounts nothing"))
@@ -314,7 +320,7 @@ impl ScriptRunner<'_> {
         match dirs {
             Ok(dirs) => {
                 info!(phase = "script", dir = %dirs.path().display(), "Step roots are overlays of layer directories kept here");
-                Ok(Some(Arc::new(dirs)))
+                Ok(Some(dirs))
             }
             Err(why) if self.step_root == RootChoice::Overlay => Err(BuildError::Invalid(format!(
                 "overlay step roots were asked for (--step-root overlay), but {why}"
