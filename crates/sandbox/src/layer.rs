@@ -139,7 +139,7 @@ fn apply_entry<R: Read>(
             }
             Whiteouts::Keep => {
                 let host_parent = root.join(&parent);
-                std::fs::create_dir_all(&host_parent)
+                create_missing_dirs(&host_parent)
                     .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
                 let host = root.join(&target);
                 remove_any(&host)?;
@@ -154,7 +154,7 @@ fn apply_entry<R: Read>(
     let host = root.join(&resolved);
     let host_parent = root.join(&parent);
     if !hit {
-        std::fs::create_dir_all(&host_parent)
+        create_missing_dirs(&host_parent)
             .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
     }
     if keeps_resolution {
@@ -319,9 +319,26 @@ fn set_metadata<R: Read>(
     Ok(())
 }
 
+/// Makes `dir` and its missing parents, each `0755` whatever the umask: a layer that leaves a
+/// parent out gets what container runtimes give it (containerd and podman make it `0755`),
+/// not something that depends on the umask of the build.
+fn create_missing_dirs(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_missing_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Marks `dir` (made if this layer has only the marker) opaque the way overlayfs does.
 fn mark_opaque(dir: &Path) -> Result<(), SandboxError> {
-    std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("creating directory", dir, e))?;
+    create_missing_dirs(dir).map_err(|e| SandboxError::io("creating directory", dir, e))?;
     sys::lsetxattr(dir, OVERLAY_OPAQUE, b"y")
         .map_err(|e| SandboxError::io("setting trusted.overlay.opaque on", dir, e))
 }

@@ -232,3 +232,18 @@ fn whiteouts_of_dot_dotdot_or_nothing_are_refused() {
         assert_eq!(std::fs::read(&beside).unwrap(), b"keep");
     }
 }
+
+#[test]
+fn parents_a_layer_leaves_out_are_0755_whatever_the_umask() {
+    let layer = Layer::new()
+        .file("opt/tool/bin/run", 0o755, b"#!/bin/sh\n")
+        .finish();
+    // SAFETY: umask cannot fail; every other test here sets the modes it checks.
+    let umask = unsafe { libc::umask(0o077) };
+    let fs = rootfs(&[layer]);
+    unsafe { libc::umask(umask) };
+    for dir in ["opt", "opt/tool", "opt/tool/bin"] {
+        let mode = std::fs::metadata(fs.path().join(dir)).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "{dir}");
+    }
+}
