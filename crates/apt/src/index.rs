@@ -108,7 +108,7 @@ impl Index {
                 continue;
             }
             for (file_number, file) in self.files.iter().enumerate() {
-                for &stanza in file.stanzas_of(&name) {
+                for stanza in file.stanzas_of(&name) {
                     if chosen.contains_key(&(file_number, stanza)) {
                         continue;
                     }
@@ -204,18 +204,24 @@ pub async fn load(
 ) -> Result<Index, IndexError> {
     let mut index = Index::default();
     for source in sources {
+        let started = std::time::Instant::now();
         let (release, dir) = verified_release(source, keyrings, options, fetcher).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(source = %source.describe(), seconds, "Verified the Release");
         for (path, url) in packages_indexes(source, &release, &dir, options)? {
+            let started = std::time::Instant::now();
             let text = packages_text(fetcher, &url, &dir, &path, &release).await?;
+            let read = started.elapsed().as_secs_f64();
             let component = path.split('/').next().filter(|_| !source.is_flat());
             let origin = Origin {
                 uri: source.uri.clone(),
                 suite: source.suite.clone(),
                 component: component.unwrap_or_default().to_owned(),
             };
-            index
-                .files
-                .push(PackagesFile::new(&url, origin, deb_base(source), text));
+            let file = PackagesFile::new(&url, origin, deb_base(source), text);
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(%url, read, seconds, stanzas = file.len(), "Read a Packages index");
+            index.files.push(file);
             index.sources_read.push(url);
         }
     }

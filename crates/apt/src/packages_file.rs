@@ -9,6 +9,7 @@ use std::ops::Range;
 use crate::control::{self, Paragraph};
 use crate::index::IndexError;
 use crate::package::{ArchivePackage, DebLocation, MultiArch, Origin};
+use crate::parallel;
 use crate::relation::relation_names;
 
 /// The stanzas of one `Packages` index.
@@ -20,32 +21,25 @@ pub(crate) struct PackagesFile {
     text: String,
     /// Each stanza's bytes in `text`, in the index's order.
     stanzas: Vec<Range<usize>>,
-    /// The stanzas (by number) named by, or providing, each name.
-    by_name: HashMap<String, Vec<u32>>,
+    /// For each part of the text scanned on its own, in order: the number of its first stanza,
+    /// and the stanzas (numbered within the part) named by, or providing, each name. Kept apart
+    /// because joining them cost as much as a part's scan, for the few hundred names a build
+    /// looks up.
+    parts: Vec<(u32, HashMap<String, Vec<u32>>)>,
 }
 
 impl PackagesFile {
     /// Finds the stanzas of `text` (deb822, as the index cache writes it) and their names; the
-    /// rest of each stanza is read when it is asked for.
+    /// rest of each stanza is read when it is asked for. Every build does this for an archive's
+    /// whole index, so the text is scanned in parts, one per core.
     pub fn new(url: &str, origin: Origin, deb_base: String, text: String) -> PackagesFile {
+        let parts = stanza_aligned_parts(&text, parallel::threads());
+        let scanned = parallel::in_order(parts, |part| Scanned::of(&text, part));
         let mut stanzas = Vec::new();
-        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut current: Option<StanzaScan> = None;
-        let mut offset = 0;
-        // A blank line after the last one closes the last stanza too.
-        for line in text.split_inclusive('\n').chain(std::iter::once("\n")) {
-            let line_start = offset;
-            offset += line.len();
-            let content = line.trim_end_matches(['\n', '\r']);
-            if content.trim().is_empty() {
-                if let Some(stanza) = current.take() {
-                    stanza.close(&mut stanzas, &mut by_name);
-                }
-                continue;
-            }
-            current
-                .get_or_insert_with(|| StanzaScan::starting_at(line_start))
-                .line(content, offset);
+        let mut parts = Vec::new();
+        for part in scanned {
+            parts.push((stanzas.len() as u32, part.by_name));
+            stanzas.extend(part.stanzas);
         }
         PackagesFile {
             url: url.to_owned(),
@@ -53,7 +47,7 @@ impl PackagesFile {
             deb_base,
             text,
             stanzas,
-            by_name,
+            parts,
         }
     }
 
@@ -62,8 +56,14 @@ impl PackagesFile {
     }
 
     /// The stanzas named `name` or providing it, in the index's order.
-    pub fn stanzas_of(&self, name: &str) -> &[u32] {
-        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    pub fn stanzas_of(&self, name: &str) -> Vec<u32> {
+        self.parts
+            .iter()
+            .flat_map(|(first, by_name)| {
+                let numbers = by_name.get(name).map_or(&[][..], Vec::as_slice);
+                numbers.iter().map(move |number| first + number)
+            })
+            .collect()
     }
 
     /// Stanza `number`, parsed and checked.
@@ -75,6 +75,60 @@ impl PackagesFile {
         })?;
         let paragraph = paragraphs.pop().unwrap_or_default();
         archive_package(&self.url, paragraph, &self.deb_base, &self.origin)
+    }
+}
+
+/// `text` cut into at most `count` ranges of about equal length, each cut just after an empty
+/// line (where a stanza has ended).
+fn stanza_aligned_parts(text: &str, count: usize) -> Vec<Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for k in 1..count.max(1) {
+        let target = (text.len() * k / count).max(start);
+        let Some(blank) = text[target..].find("\n\n") else {
+            break;
+        };
+        let cut = target + blank + 2;
+        parts.push(start..cut);
+        start = cut;
+    }
+    parts.push(start..text.len());
+    parts
+}
+
+/// The stanzas of one part of a `Packages` text, numbered from 0 within the part.
+struct Scanned {
+    stanzas: Vec<Range<usize>>,
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+impl Scanned {
+    fn of(text: &str, part: Range<usize>) -> Scanned {
+        let mut scanned = Scanned {
+            stanzas: Vec::new(),
+            by_name: HashMap::new(),
+        };
+        let mut current: Option<StanzaScan> = None;
+        let mut offset = part.start;
+        // A blank line after the last one closes the last stanza too.
+        for line in text[part]
+            .split_inclusive('\n')
+            .chain(std::iter::once("\n"))
+        {
+            let line_start = offset;
+            offset += line.len();
+            let content = line.trim_end_matches(['\n', '\r']);
+            if content.trim().is_empty() {
+                if let Some(stanza) = current.take() {
+                    stanza.close(&mut scanned.stanzas, &mut scanned.by_name);
+                }
+                continue;
+            }
+            current
+                .get_or_insert_with(|| StanzaScan::starting_at(line_start))
+                .line(content, offset);
+        }
+        scanned
     }
 }
 
@@ -106,6 +160,10 @@ impl StanzaScan {
             return;
         }
         self.end_provides();
+        // Only `Package:` and `Provides:` name a stanza: most lines are passed over unsplit.
+        if !content.starts_with(['P', 'p']) {
+            return;
+        }
         let Some((field, value)) = content.split_once(':') else {
             return;
         };
@@ -127,8 +185,10 @@ impl StanzaScan {
         self.end_provides();
         let number = stanzas.len() as u32;
         stanzas.push(self.range);
-        self.names.sort();
-        self.names.dedup();
+        if self.names.len() > 1 {
+            self.names.sort();
+            self.names.dedup();
+        }
         for name in self.names {
             by_name.entry(name).or_default().push(number);
         }
@@ -233,5 +293,42 @@ Filename: pool/m/mawk2.deb
             Some("Package: gawk")
         );
         assert!(file.text[file.stanzas[2].clone()].ends_with("mawk2.deb\n"));
+    }
+
+    #[test]
+    fn a_text_scanned_in_parts_gives_what_one_scan_gives() {
+        let stanza = |n: usize| {
+            format!(
+                "Package: p{}\nVersion: {n}\nProvides: virtual{}, all\nFilename: pool/{n}.deb\n",
+                n % 7,
+                n % 3
+            )
+        };
+        let text: String = (0..50).map(|n| stanza(n) + "\n").collect();
+        let whole = Scanned::of(&text, 0..text.len());
+        for count in [1, 2, 3, 8, 200] {
+            let parts = stanza_aligned_parts(&text, count);
+            assert!(parts.len() <= count);
+            assert_eq!(parts.first().unwrap().start, 0);
+            assert_eq!(parts.last().unwrap().end, text.len());
+            assert!(parts.windows(2).all(|pair| pair[0].end == pair[1].start));
+            let scanned: Vec<Scanned> = parts
+                .into_iter()
+                .map(|part| Scanned::of(&text, part))
+                .collect();
+            let stanzas: Vec<Range<usize>> = scanned
+                .iter()
+                .flat_map(|part| part.stanzas.clone())
+                .collect();
+            assert_eq!(stanzas, whole.stanzas, "{count} parts");
+        }
+        let file = PackagesFile::new("U", origin(), "B".into(), text.clone());
+        assert_eq!(file.len(), 50);
+        assert_eq!(file.stanzas, whole.stanzas);
+        for (name, numbers) in &whole.by_name {
+            assert_eq!(&file.stanzas_of(name), numbers, "{name}");
+        }
+        assert_eq!(file.stanzas_of("p3"), [3, 10, 17, 24, 31, 38, 45]);
+        assert_eq!(file.stanzas_of("all").len(), 50);
     }
 }
