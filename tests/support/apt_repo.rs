@@ -406,6 +406,25 @@ impl GpgKey {
     }
 }
 
+/// `text` clear-signed (`gpg --clearsign`, SHA256) by a new test key, with the key's armored
+/// export: signed texts of any shape, for the readers of the cleartext framework.
+pub fn clearsigned(text: &str) -> (String, String) {
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let key = GpgKey::generate(&scratch.path().join("gnupg"));
+    let input = scratch.path().join("text");
+    std::fs::write(&input, text).expect("write the text to sign");
+    let signed = tools::run(
+        tools::command("gpg")
+            .env("GNUPGHOME", &key.home)
+            .args(["--batch", "--quiet", "--pinentry-mode", "loopback"])
+            .args(["--passphrase", "", "--digest-algo", "SHA256", "--clearsign"])
+            .arg("--output")
+            .arg("-")
+            .arg(&input),
+    );
+    (signed, key.public_key_armored.clone())
+}
+
 impl Drop for GpgKey {
     fn drop(&mut self) {
         // The agent gpg started for this home; it would outlive the test otherwise.

@@ -6,11 +6,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgp::composed::{
-    CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey,
-};
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey};
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, Tag, Timestamp};
+
+use crate::cleartext::Cleartext;
 
 /// The public keys of one or more keyring files.
 #[derive(Clone, Debug, Default)]
@@ -96,10 +96,9 @@ impl Keyring {
     /// valid and made by a usable key of this keyring at `now`. Returns the signed text (dash
     /// escapes removed, `\n` line ends), never text outside the signed part.
     pub fn verify_cleartext(&self, text: &str, now: SystemTime) -> Result<String, SignatureError> {
-        let message = cleartext(text)?;
-        let signed = message.signed_text();
-        self.verify_any(message.signatures(), signed.as_bytes(), now)?;
-        Ok(unescaped_text(&message))
+        let message = Cleartext::split(text)?;
+        self.verify_any(&message.signatures, message.signed_text().as_bytes(), now)?;
+        Ok(message.text())
     }
 
     /// Verifies `data` (`Release`) against a detached signature (`Release.gpg`, armored or
@@ -210,24 +209,7 @@ impl Keyring {
 /// source the user marked `trusted=yes`): the signed text, as [`Keyring::verify_cleartext`]
 /// returns it.
 pub fn cleartext_body(text: &str) -> Result<String, SignatureError> {
-    Ok(unescaped_text(&cleartext(text)?))
-}
-
-fn cleartext(text: &str) -> Result<CleartextSignedMessage, SignatureError> {
-    CleartextSignedMessage::from_string(text)
-        .map(|(message, _)| message)
-        .map_err(|e| SignatureError::Malformed(e.to_string()))
-}
-
-/// The signed text with dash-escaping undone and `\n` line ends.
-fn unescaped_text(message: &CleartextSignedMessage) -> String {
-    let mut text = String::new();
-    for line in message.text().lines() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        text.push_str(line.strip_prefix("- ").unwrap_or(line));
-        text.push('\n');
-    }
-    text
+    Ok(Cleartext::split(text)?.text())
 }
 
 fn is_armored(bytes: &[u8]) -> bool {

@@ -14,6 +14,7 @@
 //! [`control`] (deb822 paragraphs) and [`package`] (an archive's package) are shared by all.
 
 pub mod base;
+mod cleartext;
 pub mod control;
 pub mod deb;
 pub mod download;
