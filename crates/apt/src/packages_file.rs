@@ -104,9 +104,12 @@ struct Scanned {
 
 impl Scanned {
     fn of(text: &str, part: Range<usize>) -> Scanned {
+        // Archive stanzas, as the index cache keeps them, are about 400 bytes: sized so that
+        // neither table grows while the part is scanned.
+        let expected = part.len() / 300;
         let mut scanned = Scanned {
-            stanzas: Vec::new(),
-            by_name: HashMap::new(),
+            stanzas: Vec::with_capacity(expected),
+            by_name: HashMap::with_capacity(expected),
         };
         let mut current: Option<StanzaScan> = None;
         let mut offset = part.start;
