@@ -1,12 +1,17 @@
 //! What a step changed in an overlay root, read off its upper directory: every path there was
 //! written, copied up or whited out by the step (or by the sandbox's own preparation, which the
 //! snapshot of the upper directory taken before the step tells apart). Each is compared with
-//! the root as it was (the read-only lower view), and gives the same [`Changes`] the two-
-//! snapshot diff of a written root gives for the same step.
+//! the root as it was (the read-only lower view), and gives the [`Changes`] the two-snapshot
+//! diff of a written root gives for the same step, but for two cases:
 //!
-//! One difference: a copy-up changes a file's ctime, so a file opened for writing is compared by
-//! content when its type, mode, owner, size and mtime are the same (the written root compares
-//! ctimes instead, and would report a file rewritten with the same bytes and mtime).
+//! - A copy-up changes a file's ctime, so a file opened for writing is compared by content when
+//!   its type, mode, owner, size and mtime are the same (the written root compares ctimes and
+//!   inodes instead, and reports a file rewritten, or removed and made again, with the same
+//!   bytes and mtime). Stacked, both layers give the same files.
+//! - overlayfs copies up one name of a lower file with several hard links: a step that writes
+//!   through one name changes only that name, in its own view and so in its layer, where in a
+//!   written root every name of the inode changes. The step ran on a different filesystem
+//!   there, so the layers differ in what they hold, not only in their bytes.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
