@@ -34,6 +34,14 @@ pub enum SandboxError {
     /// The step itself is malformed (empty argv, relative workdir, a NUL byte).
     #[error("step: {0}")]
     Step(String),
+    /// An overlay root could not be mounted for the step (nothing of the step ran): the same
+    /// step can still run in a written root.
+    #[error("mounting the step's overlay root: {what}: {source}")]
+    OverlayMount {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     /// Setting up the sandbox for the step failed before the command ran.
     #[error("sandbox setup ({mode}): {what}: {source}")]
     Setup {

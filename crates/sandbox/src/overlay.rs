@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::{Mode, SandboxError};
+use crate::SandboxError;
 
 /// Which root a step gets: an overlay of layer directories (made once, kept between builds)
 /// or the layers written into a fresh directory for each step.
@@ -123,13 +123,9 @@ impl Overlay {
     /// working directory from the process's other threads) and mounts the lower view and the
     /// root. Mount propagation is cut first so that nothing reaches the host's namespace.
     fn mount(&self) -> Result<(), SandboxError> {
-        let setup = |what: &str| {
-            let source = io::Error::last_os_error();
-            SandboxError::Setup {
-                mode: Mode::Namespaces,
-                what: what.to_owned(),
-                source,
-            }
+        let setup = |what: &str| SandboxError::OverlayMount {
+            what: what.to_owned(),
+            source: io::Error::last_os_error(),
         };
         // SAFETY: unshare affects this thread only.
         if unsafe { libc::unshare(libc::CLONE_NEWNS) } < 0 {

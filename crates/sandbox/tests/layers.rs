@@ -247,3 +247,48 @@ fn parents_a_layer_leaves_out_are_0755_whatever_the_umask() {
         assert_eq!(mode, 0o755, "{dir}");
     }
 }
+
+#[test]
+fn an_overlay_that_does_not_mount_fails_as_a_mount_error_before_the_step_runs() {
+    if !is_root() {
+        // Overlay roots are only made as root, which `overlay_available` says.
+        assert!(layerize_sandbox::overlay_available(Path::new("/tmp"), Path::new("/tmp")).is_err());
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    layerize_sandbox::overlay_available(scratch.path(), scratch.path())
+        .expect("overlays mount here");
+    let lowers: Vec<_> = ["bottom", "top"]
+        .iter()
+        .map(|name| {
+            let dir = scratch.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        })
+        .collect();
+    let mut rootfs = Rootfs::overlay_in(scratch.path(), lowers.clone()).unwrap();
+    // Gone between making the root and running the step (what a lease keeps `cache clean`
+    // from doing): the mount fails, and says so as its own kind of error.
+    std::fs::remove_dir(&lowers[1]).unwrap();
+    let step = layerize_sandbox::Step {
+        argv: vec!["/bin/true".into()],
+        env: Vec::new(),
+        workdir: "/".into(),
+        user: None,
+        network: false,
+    };
+    let ran = layerize_sandbox::run(
+        &mut rootfs,
+        &step,
+        layerize_sandbox::Mode::Namespaces,
+        &mut |_| {},
+    );
+    assert!(
+        matches!(
+            ran,
+            Err(layerize_sandbox::SandboxError::OverlayMount { .. })
+        ),
+        "{:?}",
+        ran.map(|_| ())
+    );
+}

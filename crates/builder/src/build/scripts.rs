@@ -533,7 +533,7 @@ impl StepJob {
             },
             None => None,
         };
-        let root_kind = if overlay.is_some() {
+        let mut root_kind = if overlay.is_some() {
             "overlay"
         } else {
             "written"
@@ -555,8 +555,21 @@ impl StepJob {
             }
             tail.push_back(output.line.to_owned());
         };
-        let (outcome, changes) = sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output)
-            .map_err(sandbox_error)?;
+        let ran = match sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output) {
+            // Nothing of the step ran: under `auto` it runs in a written root instead (the
+            // probe mounts two layers; a step's root can stack more than the kernel allows).
+            Err(error @ sandbox::SandboxError::OverlayMount { .. })
+                if self.root_choice == RootChoice::Auto =>
+            {
+                warn!(step = %name, %error, "the overlay root did not mount: the step runs in a written root instead");
+                _leases.clear();
+                rootfs = self.written_root()?;
+                root_kind = "written";
+                sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output)
+            }
+            ran => ran,
+        };
+        let (outcome, changes) = ran.map_err(sandbox_error)?;
         let exit_code = match outcome.status {
             ExitStatus::Code(0) => 0,
             ExitStatus::Code(code) => {
