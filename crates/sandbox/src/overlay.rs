@@ -164,8 +164,9 @@ impl Overlay {
             libc::MS_RDONLY,
         )
         .map_err(|()| setup("mounting the overlay of the layer directories"))?;
-        // Renamed directories copied up whole (redirect_dir=off) and every copy-up with its
-        // data (metacopy=off): the upper directory alone then holds every changed file.
+        // No renames of lower directories (redirect_dir=off: rename(2) gets EXDEV, and `mv`
+        // copies instead) and every copy-up with its data (metacopy=off): the upper directory
+        // alone then holds every changed file.
         let options = format!(
             "lowerdir={lowers},upperdir=upper,workdir=work,redirect_dir=off,metacopy=off,index=off,xino=off"
         );

@@ -1,17 +1,20 @@
 //! What a step changed in an overlay root, read off its upper directory: every path there was
 //! written, copied up or whited out by the step (or by the sandbox's own preparation, which the
 //! snapshot of the upper directory taken before the step tells apart). Each is compared with
-//! the root as it was (the read-only lower view), and gives the [`Changes`] the two-snapshot
-//! diff of a written root gives for the same step, but for two cases:
+//! the root as it was (the read-only lower view). That gives the written root's two-snapshot
+//! [`Changes`] for the same step, except:
 //!
-//! - A copy-up changes a file's ctime, so a file opened for writing is compared by content when
-//!   its type, mode, owner, size and mtime are the same (the written root compares ctimes and
-//!   inodes instead, and reports a file rewritten, or removed and made again, with the same
-//!   bytes and mtime). Stacked, both layers give the same files.
-//! - overlayfs copies up one name of a lower file with several hard links: a step that writes
-//!   through one name changes only that name, in its own view and so in its layer, where in a
-//!   written root every name of the inode changes. The step ran on a different filesystem
-//!   there, so the layers differ in what they hold, not only in their bytes.
+//! - A non-directory of the same type is compared by mode, owner, size, mtime and symlink
+//!   target, then by content and kept xattrs, never by inode or ctime (a copy-up changes the
+//!   ctime): a path replaced or touched with nothing visible changed (the same bytes and mtime,
+//!   a chmod to the same mode, another link count) is left out, where the written root records
+//!   it. Stacked, both layers give the same files.
+//! - Copy-up breaks hard links (`index=off`): a step that writes through one name of a lower
+//!   link group changes only that name, in its own view and so in its layer, and a new link to
+//!   a lower file is a copy; in a written root every name of the inode changes. The step ran
+//!   on a different filesystem there, so the layers differ in what they hold.
+//! - A directory the sandbox's preparation made (a missing workdir) is compared by mode and
+//!   owner only.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -54,10 +57,11 @@ pub(crate) fn diff(
     let mut covered: HashSet<&[u8]> = HashSet::new();
     let mut entries = Vec::new();
     for (path, now) in &after.entries {
-        if excluded.contains(path) || is_dropped(path, now.is_dir()) {
+        let whiteout = is_whiteout(now.file_type(), now.rdev);
+        // A whiteout is a device node whatever it deletes: the drop rules go by what was there.
+        if excluded.contains(path) || (!whiteout && is_dropped(path, now.is_dir())) {
             continue;
         }
-        let whiteout = is_whiteout(now.file_type(), now.rdev);
         if has_ancestor_in(path, &covered) {
             if !whiteout {
                 let added = ChangeStatus::Added;
@@ -76,7 +80,10 @@ pub(crate) fn diff(
         }
         let before = before(overlay, upper_before, path)?;
         if whiteout {
-            if before.is_some() {
+            if before
+                .as_ref()
+                .is_some_and(|old| !is_dropped(path, old.meta().is_dir()))
+            {
                 covered.insert(path);
                 entries.push(deleted(path));
             }

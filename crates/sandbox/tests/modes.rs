@@ -33,6 +33,7 @@ ln -s /opt/a/hello /opt/a/link
 ln /opt/a/hello /opt/a/hard
 rm -rf /srv && mkdir /srv && echo upper > /srv/new
 echo dropped > /var/log/build.log
+rm -rf /var/log/apt
 echo nothing > /dev/null
 echo done";
     let (outcome, changes, lines) = run_step(&mut fs, &script_step(script), mode);
@@ -54,12 +55,14 @@ echo done";
             "srv/new",
             "srv2",
             "srv2/f",
+            "var/log/apt",
             "var/old"
         ],
         "{changes:#?}"
     );
     let entry = |p| find(&changes, p).unwrap();
     assert_eq!(entry("etc/issue").kind, ChangeKind::Deleted);
+    assert_eq!(entry("var/log/apt").kind, ChangeKind::Deleted);
     assert_eq!(entry("var/old").kind, ChangeKind::Deleted);
     assert_eq!(entry("etc/motd").status, ChangeStatus::Changed);
     assert_eq!(entry("opt/a/hello").mode, 0o755);
@@ -99,7 +102,7 @@ echo done";
     assert_eq!(entry("srv2/f").mode, 0o4755);
     assert_eq!(
         (changes.added(), changes.changed(), changes.deleted()),
-        (8, 2, 2)
+        (8, 2, 3)
     );
 }
 

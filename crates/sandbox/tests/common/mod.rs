@@ -125,6 +125,9 @@ pub fn busybox_layer() -> Vec<u8> {
         .dir("root", 0o700)
         .dir("var", 0o755)
         .dir("var/log", 0o755)
+        // A directory under a dropped prefix: its files are never recorded, its deletion is.
+        .dir("var/log/apt", 0o755)
+        .file("var/log/apt/history.log", 0o644, b"h")
         .dir("var/old", 0o755)
         .file("var/old/a", 0o644, b"a")
         .dir("var/old/sub", 0o755)
