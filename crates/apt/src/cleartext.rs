@@ -2,13 +2,13 @@
 //! framework (RFC 9580 §7): the armor headers, the dash-escaped text and the signature block,
 //! and the text in the form its signatures were made over. rPGP's own reader searches all the
 //! text read so far after every line it reads, which for an archive's `InRelease` (thousands
-//! of lines) was most of the time verifying it took; its signature parser is used as is.
+//! of lines) was most of the time verifying it took; its signature parser is used as is
+//! ([`crate::keyring::signatures_in`], shared with detached signatures).
 
-use pgp::composed::{Deserializable, DetachedSignature};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::Signature;
 
-use crate::keyring::SignatureError;
+use crate::keyring::{signatures_in, SignatureError};
 
 const MESSAGE_HEADER: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
 const SIGNATURE_HEADER: &str = "-----BEGIN PGP SIGNATURE-----";
@@ -81,14 +81,7 @@ impl<'a> Cleartext<'a> {
         if !block[end..].trim().is_empty() {
             return Err(malformed("unexpected data after the signature block"));
         }
-        let (parsed, _) = DetachedSignature::from_armor_many(&block.as_bytes()[..end])
-            .map_err(|error| SignatureError::Malformed(error.to_string()))?;
-        let mut signatures = Vec::new();
-        for signature in parsed {
-            let signature =
-                signature.map_err(|error| SignatureError::Malformed(error.to_string()))?;
-            signatures.push(signature.signature);
-        }
+        let signatures = signatures_in(&block.as_bytes()[..end])?;
         Ok(Cleartext {
             escaped,
             signatures,

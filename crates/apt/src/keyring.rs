@@ -109,21 +109,7 @@ impl Keyring {
         signature: &[u8],
         now: SystemTime,
     ) -> Result<(), SignatureError> {
-        let parsed = if is_armored(signature) {
-            DetachedSignature::from_armor_many(signature).map(|(signatures, _)| signatures)
-        } else {
-            DetachedSignature::from_bytes_many(signature)
-        }
-        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
-        let mut signatures = Vec::new();
-        for signature in parsed {
-            signatures.push(
-                signature
-                    .map_err(|e| SignatureError::Malformed(e.to_string()))?
-                    .signature,
-            );
-        }
-        self.verify_any(&signatures, data, now)
+        self.verify_any(&signatures_in(signature)?, data, now)
     }
 
     fn verify_any(
@@ -210,6 +196,22 @@ impl Keyring {
 /// returns it.
 pub fn cleartext_body(text: &str) -> Result<String, SignatureError> {
     Ok(Cleartext::split(text)?.text())
+}
+
+/// The signatures of a signature block, armored or binary (possibly several).
+pub(crate) fn signatures_in(bytes: &[u8]) -> Result<Vec<Signature>, SignatureError> {
+    let malformed = |error: pgp::errors::Error| SignatureError::Malformed(error.to_string());
+    let parsed = if is_armored(bytes) {
+        DetachedSignature::from_armor_many(bytes).map(|(signatures, _)| signatures)
+    } else {
+        DetachedSignature::from_bytes_many(bytes)
+    }
+    .map_err(malformed)?;
+    let mut signatures = Vec::new();
+    for signature in parsed {
+        signatures.push(signature.map_err(malformed)?.signature);
+    }
+    Ok(signatures)
 }
 
 fn is_armored(bytes: &[u8]) -> bool {

@@ -517,21 +517,18 @@ impl StepJob {
             context: format!("creating {}", self.root_parent.display()),
             source,
         })?;
-        // Held until the step's layer is written: its lower directories stay put meanwhile.
-        let mut _leases = Vec::new();
-        let overlay = match &self.layer_dirs {
+        // The leases are held until the step's layer is written: its lower directories stay
+        // put meanwhile.
+        let (overlay, mut leases) = match &self.layer_dirs {
             Some(dirs) => match self.overlay_root(dirs) {
-                Ok((rootfs, leases)) => {
-                    _leases = leases;
-                    Some(rootfs)
-                }
+                Ok((rootfs, leases)) => (Some(rootfs), leases),
                 Err(error) if self.root_choice == RootChoice::Overlay => return Err(error),
                 Err(error) => {
                     warn!(step = %name, %error, "no overlay root for this step: its root is written instead");
-                    None
+                    (None, Vec::new())
                 }
             },
-            None => None,
+            None => (None, Vec::new()),
         };
         let mut root_kind = if overlay.is_some() {
             "overlay"
@@ -556,13 +553,13 @@ impl StepJob {
             tail.push_back(output.line.to_owned());
         };
         let ran = match sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output) {
-            // Nothing of the step ran: under `auto` it runs in a written root instead (the
-            // probe mounts two layers; a step's root can stack more than the kernel allows).
+            // Nothing of the step ran: under `auto` it runs in a written root instead, as when
+            // the overlay could not be made (the probe mounted two other layer directories).
             Err(error @ sandbox::SandboxError::OverlayMount { .. })
                 if self.root_choice == RootChoice::Auto =>
             {
                 warn!(step = %name, %error, "the overlay root did not mount: the step runs in a written root instead");
-                _leases.clear();
+                leases.clear();
                 rootfs = self.written_root()?;
                 root_kind = "written";
                 sandbox::run(&mut rootfs, &self.step, self.mode, &mut on_output)
