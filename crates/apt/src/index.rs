@@ -11,13 +11,15 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::control;
-use crate::fetch::{write_atomically, FetchError, Fetcher};
+use crate::fetch::{FetchError, Fetcher};
+use crate::index_cache::CachedIndex;
 use crate::keyring::{self, Keyring, KeyringError, SignatureError};
 use crate::package::{ArchivePackage, Origin};
-use crate::packages_file::PackagesFile;
+use crate::packages_file::{PackagesFile, StanzaText};
 use crate::parallel;
 use crate::release::{self, Release, ReleaseError};
 use crate::sources::{SignedBy, Source};
+use crate::stanza_table::StanzaTable;
 
 /// The global keyrings a source without `Signed-By` trusts, as apt has them.
 const TRUSTED_FILE: &str = "/etc/apt/trusted.gpg";
@@ -42,10 +44,6 @@ pub const INDEX_FIELDS: &[&str] = &[
     "Size",
     "SHA256",
 ];
-
-/// The version of the parsed-index cache's format: the fields kept, written as deb822. Bump it
-/// when [`INDEX_FIELDS`] changes.
-const PARSED_FORMAT: &str = "fields-v1";
 
 /// What to read from each source.
 #[derive(Clone, Debug)]
@@ -108,7 +106,7 @@ impl Index {
                 continue;
             }
             for (file_number, file) in self.files.iter().enumerate() {
-                for stanza in file.stanzas_of(&name) {
+                for &stanza in file.stanzas_of(&name) {
                     if chosen.contains_key(&(file_number, stanza)) {
                         continue;
                     }
@@ -210,17 +208,16 @@ pub async fn load(
         tracing::debug!(source = %source.describe(), seconds, "Verified the Release");
         for (path, url) in packages_indexes(source, &release, &dir, options)? {
             let started = std::time::Instant::now();
-            let text = packages_text(fetcher, &url, &dir, &path, &release).await?;
-            let read = started.elapsed().as_secs_f64();
+            let (text, table) = packages_text(fetcher, &url, &dir, &path, &release).await?;
             let component = path.split('/').next().filter(|_| !source.is_flat());
             let origin = Origin {
                 uri: source.uri.clone(),
                 suite: source.suite.clone(),
                 component: component.unwrap_or_default().to_owned(),
             };
-            let file = PackagesFile::new(&url, origin, deb_base(source), text);
+            let file = PackagesFile::new(&url, origin, deb_base(source), text, table);
             let seconds = started.elapsed().as_secs_f64();
-            tracing::debug!(%url, read, seconds, stanzas = file.len(), "Read a Packages index");
+            tracing::debug!(%url, seconds, stanzas = file.len(), "Read a Packages index");
             index.files.push(file);
             index.sources_read.push(url);
         }
@@ -461,30 +458,23 @@ fn decompress(url: &str, path: &str, body: &[u8]) -> Result<String, IndexError> 
     })
 }
 
-/// The stanzas of the `Packages` index at `path`, with only [`INDEX_FIELDS`], as deb822 text.
-/// It is kept in the fetcher's cache by the SHA256 the verified Release gives the file: a hit is
-/// the same file, read with no request, no decompression and no parsing. A cache that cannot be
-/// written costs the next build a download, nothing else.
+/// The stanzas of the `Packages` index at `path`, with only [`INDEX_FIELDS`], as deb822 text,
+/// and where each is. Both are kept in the fetcher's cache by the SHA256 the verified Release
+/// gives the file ([`CachedIndex`]): a hit is the same file, opened with no request, no
+/// decompression and no parsing.
 async fn packages_text(
     fetcher: &Fetcher,
     url: &str,
     dir: &str,
     path: &str,
     release: &Release,
-) -> Result<String, IndexError> {
+) -> Result<(StanzaText, StanzaTable), IndexError> {
     let (size, sha256) = &release.sha256[path];
-    let cached = fetcher.cache_dir().map(|cache| {
-        cache
-            .join("packages")
-            .join(format!("{sha256}.{PARSED_FORMAT}"))
-    });
-    if let Some((path, text)) = cached
-        .as_ref()
-        .and_then(|path| Some((path, std::fs::read_to_string(path).ok()?)))
-    {
-        // A use, for `layerize cache clean`.
-        layerize_basefs::touch_if_present(path);
-        return Ok(text);
+    let cached = fetcher
+        .cache_dir()
+        .map(|cache| CachedIndex::new(cache, sha256));
+    if let Some(hit) = cached.as_ref().and_then(CachedIndex::open) {
+        return Ok(hit);
     }
     let body = fetch_verified(fetcher, url, dir, path, release, *size, sha256).await?;
     let full = decompress(url, path, &body)?;
@@ -502,13 +492,12 @@ async fn packages_text(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n");
-    if let Some(cached) = cached {
-        if let Some(parent) = cached.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = write_atomically(&cached, text.as_bytes());
-    }
-    Ok(text)
+    let table = StanzaTable::scan(&text);
+    let text = match cached {
+        Some(cached) => cached.store(text, &table),
+        None => StanzaText::Memory(text),
+    };
+    Ok((text, table))
 }
 
 #[cfg(test)]
