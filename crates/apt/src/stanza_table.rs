@@ -7,7 +7,7 @@
 //! just scanned or read back, and read back with no per-name allocation.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use crate::parallel;
@@ -42,49 +42,23 @@ impl StanzaTable {
             text_len: text.len() as u64,
             ..StanzaTable::default()
         };
-        let mut first_numbers = Vec::with_capacity(scanned.len());
-        let mut by_name: Vec<std::vec::IntoIter<(String, Vec<u32>)>> = Vec::new();
+        // The parts in order, so that each name's stanzas stay in the index's order. Made once
+        // per index fetched: the cache keeps the table.
+        let mut by_name: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for part in scanned {
-            first_numbers.push(table.stanzas.len() as u32);
+            let first_number = table.stanzas.len() as u32;
             table.stanzas.extend(part.stanzas);
-            by_name.push(part.by_name.into_iter());
-        }
-        // Each part's names are sorted, and a part's stanzas all come before the next one's:
-        // merging the parts name by name keeps every name's stanzas in the index's order.
-        let mut heads: Vec<Option<(String, Vec<u32>)>> =
-            by_name.iter_mut().map(Iterator::next).collect();
-        // The first part whose next name is the least: its stanzas come first.
-        let least = |heads: &[Option<(String, Vec<u32>)>]| {
-            (0..heads.len())
-                .filter(|&part| heads[part].is_some())
-                .min_by(|&a, &b| {
-                    heads[a]
-                        .as_ref()
-                        .map(|h| &h.0)
-                        .cmp(&heads[b].as_ref().map(|h| &h.0))
-                })
-        };
-        // Moves a part's next name's stanzas into the table, numbered in the whole text.
-        let mut take =
-            |heads: &mut [Option<(String, Vec<u32>)>], part: usize, into: &mut Vec<u32>| {
-                let (name, numbers) = std::mem::replace(&mut heads[part], by_name[part].next())
-                    .expect("a part with a name left");
-                let first_number = first_numbers[part];
-                into.extend(numbers.into_iter().map(|number| first_number + number));
-                name
-            };
-        while let Some(first) = least(&heads) {
-            let name = take(&mut heads, first, &mut table.numbers);
-            for part in first + 1..heads.len() {
-                if heads[part]
-                    .as_ref()
-                    .is_some_and(|(other, _)| *other == name)
-                {
-                    take(&mut heads, part, &mut table.numbers);
-                }
+            for (name, numbers) in part.by_name {
+                by_name
+                    .entry(name)
+                    .or_default()
+                    .extend(numbers.into_iter().map(|number| first_number + number));
             }
+        }
+        for (name, numbers) in by_name {
             table.name_bytes.extend_from_slice(name.as_bytes());
             table.name_ends.push(table.name_bytes.len() as u32);
+            table.numbers.extend(numbers);
             table.number_ends.push(table.numbers.len() as u32);
         }
         table
@@ -164,10 +138,10 @@ impl StanzaTable {
         if reader.u64()? != text_len {
             return None;
         }
-        let [stanza_count, name_count, number_count, name_byte_count] =
-            [(); 4].map(|()| reader.u32().map(|count| count as usize));
-        let (stanza_count, name_count) = (stanza_count?, name_count?);
-        let (number_count, name_byte_count) = (number_count?, name_byte_count?);
+        let stanza_count = reader.u32()? as usize;
+        let name_count = reader.u32()? as usize;
+        let number_count = reader.u32()? as usize;
+        let name_byte_count = reader.u32()? as usize;
         let expected = 16u64 * stanza_count as u64
             + 8 * name_count as u64
             + 4 * number_count as u64
@@ -265,8 +239,7 @@ fn stanza_aligned_parts(text: &str, count: usize) -> Vec<Range<usize>> {
 /// The stanzas of one part of a `Packages` text, numbered from 0 within the part.
 struct Scanned {
     stanzas: Vec<Range<u64>>,
-    /// Each name with its stanzas, sorted by name.
-    by_name: Vec<(String, Vec<u32>)>,
+    by_name: HashMap<String, Vec<u32>>,
 }
 
 impl Scanned {
@@ -296,8 +269,6 @@ impl Scanned {
                 .get_or_insert_with(|| StanzaScan::starting_at(line_start))
                 .line(content, offset);
         }
-        let mut by_name: Vec<(String, Vec<u32>)> = by_name.into_iter().collect();
-        by_name.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Scanned { stanzas, by_name }
     }
 }
