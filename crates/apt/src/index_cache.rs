@@ -5,7 +5,9 @@
 //! the text beyond the stanzas a resolution asks for.
 //!
 //! A cache that cannot be written costs the next build a download; a table that is missing or
-//! does not describe its text is made again from the text.
+//! does not describe its text is made again from the text. `cache clean` sees the two as
+//! separate entries: a table left without its text is never read, and is replaced when the
+//! text is fetched again.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -46,7 +48,9 @@ impl CachedIndex {
             layerize_basefs::touch_if_present(&self.table);
             return Some((StanzaText::File(file), table));
         }
-        let text = std::fs::read_to_string(&self.text).ok()?;
+        // Through the file opened, so that the table describes the text its stanzas are read
+        // from (`read_exact_at` does not move the position).
+        let text = std::io::read_to_string(&file).ok()?;
         let table = StanzaTable::scan(&text);
         let _ = write_atomically(&self.table, &table.encode());
         Some((StanzaText::File(file), table))

@@ -16,7 +16,7 @@ use crate::stanza_table::StanzaTable;
 pub(crate) enum StanzaText {
     /// The index cache's file, of the length its table describes.
     File(File),
-    /// The text, when there is no cache to keep it in.
+    /// The text, when there is no cache to keep it in or it could not be kept.
     Memory(String),
 }
 

@@ -30,13 +30,20 @@ pub(crate) struct StanzaTable {
     numbers: Vec<u32>,
 }
 
-/// Identifies the encoding ([`StanzaTable::encode`]); a new layout needs a new line.
+/// Identifies the encoding ([`StanzaTable::encode`]) and what names a stanza: bump it when the
+/// layout changes or when what [`StanzaScan`] takes as a stanza's names does (`Package:`,
+/// `Provides:` through [`relation_names`]), or a cached table would answer by the old rules.
 const MAGIC: &[u8] = b"layerize stanza table 1\n";
 
 impl StanzaTable {
     /// Scans `text` (deb822 stanzas separated by blank lines) in parts, one per core.
     pub fn scan(text: &str) -> StanzaTable {
-        let parts = stanza_aligned_parts(text, parallel::threads());
+        StanzaTable::scan_in(text, parallel::threads())
+    }
+
+    /// Scans `text` in at most `parts` parts, each on a thread of its own.
+    fn scan_in(text: &str, parts: usize) -> StanzaTable {
+        let parts = stanza_aligned_parts(text, parts);
         let scanned = parallel::in_order(parts, |part| Scanned::of(text, part));
         let mut table = StanzaTable {
             text_len: text.len() as u64,
@@ -113,7 +120,9 @@ impl StanzaTable {
             self.numbers.len(),
             self.name_bytes.len(),
         ] {
-            bytes.extend_from_slice(&(count as u32).to_le_bytes());
+            // Beyond u32 no index comes near; a count cut short would only make decode refuse
+            // the table, and the text be scanned again.
+            bytes.extend_from_slice(&u32::try_from(count).unwrap_or(u32::MAX).to_le_bytes());
         }
         for stanza in &self.stanzas {
             bytes.extend_from_slice(&stanza.start.to_le_bytes());
@@ -131,8 +140,9 @@ impl StanzaTable {
     }
 
     /// The table [`encode`](Self::encode) wrote, or `None` for bytes that are not one that
-    /// describes a text of `text_len` bytes: stanzas in order within the text, names sorted
-    /// and unique, every number a stanza. A cache file that fails this is scanned again.
+    /// describes a text of `text_len` bytes: stanzas in order within the text, names sorted,
+    /// unique and not empty, each name's stanzas in order and every number a stanza. A cache
+    /// file that fails this is scanned again.
     pub fn decode(bytes: &[u8], text_len: u64) -> Option<StanzaTable> {
         let mut reader = Reader(bytes.strip_prefix(MAGIC)?);
         if reader.u64()? != text_len {
@@ -189,7 +199,11 @@ impl StanzaTable {
         }
         table.name_bytes = reader.0.to_vec();
         let sorted = (1..name_count).all(|index| table.name(index - 1) < table.name(index));
-        sorted.then_some(table)
+        let in_order = (0..name_count).all(|index| {
+            let numbers = &table.numbers[span(&table.number_ends, index)];
+            numbers.windows(2).all(|pair| pair[0] < pair[1])
+        });
+        (sorted && in_order).then_some(table)
     }
 }
 
@@ -225,7 +239,12 @@ fn stanza_aligned_parts(text: &str, count: usize) -> Vec<Range<usize>> {
     let mut start = 0;
     for k in 1..count.max(1) {
         let target = (text.len() * k / count).max(start);
-        let Some(blank) = text[target..].find("\n\n") else {
+        // Bytes, not `str`: the target may fall inside a character, the cut after `\n\n`
+        // never does.
+        let Some(blank) = text.as_bytes()[target..]
+            .windows(2)
+            .position(|pair| pair == b"\n\n")
+        else {
             break;
         };
         let cut = target + blank + 2;
@@ -331,6 +350,8 @@ impl StanzaScan {
             self.names.dedup();
         }
         for name in self.names {
+            // `Package:` with no value names nothing, and a table with an empty name would not
+            // decode: the text would be scanned again in every build.
             if !name.is_empty() {
                 by_name.entry(name).or_default().push(number);
             }

@@ -1,3 +1,6 @@
+//! The stanza table: scanning (whole and in parts), lookups, and the encoding that the index
+//! cache reads back, including the encodings it must refuse.
+
 use super::*;
 
 const TEXT: &str = "\
@@ -54,33 +57,45 @@ fn many_stanzas() -> String {
 
 #[test]
 fn a_text_scanned_in_parts_gives_what_one_scan_gives() {
-    let text = many_stanzas();
+    // Multi-byte characters everywhere, so that the parts' targets fall inside some.
+    let text: String = many_stanzas()
+        .split_terminator("\n\n")
+        .map(|stanza| format!("{stanza}\nX-Note: ééé€€\n\n"))
+        .collect();
     let whole = Scanned::of(&text, 0..text.len());
-    let table = StanzaTable::scan(&text);
-    assert_eq!(table.len(), 50);
-    assert_eq!(table.stanzas, whole.stanzas);
+    let one_part = StanzaTable::scan_in(&text, 1);
+    assert_eq!(one_part.len(), 50);
+    assert_eq!(one_part.stanzas, whole.stanzas);
     for (name, numbers) in &whole.by_name {
-        assert_eq!(table.stanzas_of(name), numbers, "{name}");
+        assert_eq!(one_part.stanzas_of(name), numbers, "{name}");
     }
-    assert_eq!(table.stanzas_of("p3"), [3, 10, 17, 24, 31, 38, 45]);
-    assert_eq!(table.stanzas_of("all").len(), 50);
-    for count in [1, 2, 3, 8, 200] {
+    assert_eq!(one_part.stanzas_of("p3"), [3, 10, 17, 24, 31, 38, 45]);
+    assert_eq!(one_part.stanzas_of("all").len(), 50);
+    for count in [2, 3, 8, 200] {
         let parts = stanza_aligned_parts(&text, count);
         assert!(parts.len() <= count);
+        assert!(count < 8 || parts.len() > 2, "{count} parts: {parts:?}");
         assert_eq!(parts.first().unwrap().start, 0);
         assert_eq!(parts.last().unwrap().end, text.len());
         assert!(parts.windows(2).all(|pair| pair[0].end == pair[1].start));
-        let stanzas: Vec<Range<u64>> = parts
-            .into_iter()
-            .flat_map(|part| Scanned::of(&text, part).stanzas)
-            .collect();
-        assert_eq!(stanzas, whole.stanzas, "{count} parts");
+        assert_eq!(
+            StanzaTable::scan_in(&text, count),
+            one_part,
+            "{count} parts"
+        );
     }
 }
 
 #[test]
 fn a_table_reads_back_as_it_was_written() {
-    for text in [TEXT.to_owned(), many_stanzas(), String::new()] {
+    // With a stanza whose `Package:` is empty: it names nothing, so the table still decodes.
+    let unnamed = format!("{TEXT}\nPackage:\nVersion: 1\n");
+    for text in [
+        TEXT.to_owned(),
+        many_stanzas(),
+        String::new(),
+        unnamed.clone(),
+    ] {
         let table = StanzaTable::scan(&text);
         let decoded = StanzaTable::decode(&table.encode(), text.len() as u64);
         assert_eq!(decoded.as_ref(), Some(&table));
@@ -89,6 +104,10 @@ fn a_table_reads_back_as_it_was_written() {
             assert_eq!(decoded.stanzas_of(name), table.stanzas_of(name), "{name}");
         }
     }
+    let table = StanzaTable::scan(&unnamed);
+    assert_eq!(table.len(), 4);
+    assert_eq!(table.stanzas_of(""), [] as [u32; 0]);
+    assert_eq!(table.stanzas_of("mawk"), [0, 2]);
 }
 
 #[test]
@@ -130,9 +149,16 @@ fn a_table_that_does_not_describe_its_text_is_not_read() {
     // Names out of order: the name bytes start with "awk"; make the first name sort last.
     assert_eq!(&bytes[numbers_end..numbers_end + 3], b"awk");
     assert_eq!(StanzaTable::decode(&with(numbers_end, b"zzz"), len), None);
-    // A name's end before the previous one's (an empty or negative name).
-    assert_eq!(
-        StanzaTable::decode(&with(stanzas_end + 8, &0u32.to_le_bytes()), len),
-        None
-    );
+    // A name's end before the previous one's (an empty or negative name), a name with no
+    // stanza, ends that stop short of the counts.
+    let refused = |at: usize, value: u32| StanzaTable::decode(&with(at, &value.to_le_bytes()), len);
+    assert_eq!(refused(stanzas_end + 8, 0), None);
+    assert_eq!(refused(stanzas_end + 12, 0), None);
+    let last_name = stanzas_end + 8 * (table.name_ends.len() - 1);
+    assert_eq!(refused(last_name, table.name_bytes.len() as u32 - 1), None);
+    assert_eq!(refused(last_name + 4, table.numbers.len() as u32 - 1), None);
+    // A name's stanzas out of order: "awk" is 0 and 1; make it 1 and 0.
+    assert_eq!(table.stanzas_of("awk"), [0, 1]);
+    let swapped = [1u32.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    assert_eq!(StanzaTable::decode(&with(names_end, &swapped), len), None);
 }
