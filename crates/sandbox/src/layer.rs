@@ -40,6 +40,11 @@ struct LayerState {
     written: HashSet<PathBuf>,
     /// Directories (resolved) this layer marks opaque; emptied of lower content at the end.
     opaque: Vec<PathBuf>,
+    /// Paths (resolved) this layer's whiteouts name. A whiteout hides only what the layers below
+    /// have there (OCI: the layer's own entry at that path stays, in whichever order the two
+    /// come), so what each does is settled at the end, once it is known whether the layer
+    /// writes the path itself.
+    whited_out: Vec<PathBuf>,
     buffer: Vec<u8>,
     /// The previous entry's parent (as named, as resolved, known to exist as a directory):
     /// entries come grouped by directory, and resolving it again costs an lstat per component.
@@ -57,6 +62,7 @@ pub(crate) fn apply(
         whiteouts,
         written: HashSet::new(),
         opaque: Vec::new(),
+        whited_out: Vec::new(),
         buffer: vec![0; COPY_BUFFER],
         last_parent: None,
     };
@@ -77,7 +83,32 @@ pub(crate) fn apply(
             Whiteouts::Keep => mark_opaque(&root.join(dir))?,
         }
     }
+    for target in std::mem::take(&mut state.whited_out) {
+        let host = root.join(&target);
+        // The layer's own entry at a path it whites out is new there: a directory of it shows
+        // nothing of the lower layers' directory, as an opaque one does.
+        let own = state.written.contains(&target);
+        let own_dir = own && std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+        match whiteouts {
+            Whiteouts::Apply if own_dir => clear_opaque(rootfs, &root, &target, &state.written)?,
+            Whiteouts::Keep if own_dir => mark_opaque(&host)?,
+            Whiteouts::Keep if !own => make_whiteout(&host)?,
+            // Removed when it was read, or replaced by the layer's own file.
+            Whiteouts::Apply | Whiteouts::Keep => {}
+        }
+    }
     Ok(())
+}
+
+/// An overlayfs whiteout (a `0:0` character device) at `host`, its missing parents made.
+fn make_whiteout(host: &Path) -> Result<(), SandboxError> {
+    if let Some(parent) = host.parent() {
+        create_missing_dirs(parent)
+            .map_err(|e| SandboxError::io("creating directory", parent, e))?;
+    }
+    remove_any(host)?;
+    sys::mknod(host, libc::S_IFCHR, 0)
+        .map_err(|e| SandboxError::io("mknod (an overlay whiteout)", host, e))
 }
 
 fn apply_entry<R: Read>(
@@ -129,24 +160,13 @@ fn apply_entry<R: Read>(
             ));
         }
         let target = parent.join(OsStr::from_bytes(hidden));
-        if state.written.contains(&target) {
-            return Ok(());
+        // Extracting in turn, what the lower layers have goes now, unless this layer has
+        // already written the path; a layer directory gets its whiteout at the end.
+        if state.whiteouts == Whiteouts::Apply && !state.written.contains(&target) {
+            remove_any(&root.join(&target))?;
+            rootfs.forget_owners_under(&target);
         }
-        match state.whiteouts {
-            Whiteouts::Apply => {
-                remove_any(&root.join(&target))?;
-                rootfs.forget_owners_under(&target);
-            }
-            Whiteouts::Keep => {
-                let host_parent = root.join(&parent);
-                create_missing_dirs(&host_parent)
-                    .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
-                let host = root.join(&target);
-                remove_any(&host)?;
-                sys::mknod(&host, libc::S_IFCHR, 0)
-                    .map_err(|e| SandboxError::io("mknod (an overlay whiteout)", &host, e))?;
-            }
-        }
+        state.whited_out.push(target);
         return Ok(());
     }
 

@@ -43,6 +43,93 @@ fn whiteouts_remove_lower_files_and_directories() {
     assert!(!root.join("etc/.wh.gone").exists());
 }
 
+/// A layer that whites out `etc/dir` and has an `etc/dir` of its own, its whiteout before or
+/// after its entries: the lower layer's `etc/dir/child` is gone, the layer's own files stay.
+fn whiteout_and_own_dir(whiteout_first: bool) -> Vec<u8> {
+    let mut layer = Layer::new();
+    if whiteout_first {
+        layer = layer.file("etc/.wh.dir", 0o644, b"");
+    }
+    layer = layer
+        .dir("etc/dir", 0o750)
+        .file("etc/dir/new", 0o644, b"n")
+        .file("etc/.wh.gone", 0o644, b"");
+    if !whiteout_first {
+        layer = layer.file("etc/.wh.dir", 0o644, b"");
+    }
+    layer.finish()
+}
+
+#[test]
+fn a_whiteout_hides_only_the_lower_layers_path_not_the_layer_s_own_whatever_the_order() {
+    for whiteout_first in [true, false] {
+        let fs = rootfs(&[lower(), whiteout_and_own_dir(whiteout_first)]);
+        let root = fs.path();
+        let context = format!("whiteout first: {whiteout_first}");
+        assert!(!root.join("etc/dir/child").exists(), "{context}");
+        assert!(!root.join("etc/gone").exists(), "{context}");
+        assert_eq!(
+            std::fs::read(root.join("etc/dir/new")).unwrap(),
+            b"n",
+            "{context}"
+        );
+        let mode = std::fs::metadata(root.join("etc/dir")).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o750, "{context}");
+        assert!(root.join("etc/keep").exists(), "{context}");
+    }
+}
+
+/// The same through overlayfs, from layer directories, as a step's overlay root stacks them.
+#[test]
+fn stacked_layer_directories_show_what_extracting_in_turn_gives() {
+    if !is_root() {
+        // Layer directories keep owners and overlay whiteouts, which only root can set.
+        let dest = tempfile::tempdir().unwrap();
+        let made = layerize_sandbox::make_layer_dir(&lower()[..], &dest.path().join("d"));
+        assert!(made.is_err());
+        return;
+    }
+    for whiteout_first in [true, false] {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = |name: &str, layer: Vec<u8>| {
+            let path = scratch.path().join(name);
+            layerize_sandbox::make_layer_dir(&layer[..], &path).unwrap();
+            path
+        };
+        let (bottom, top) = (
+            dir("bottom", lower()),
+            dir("top", whiteout_and_own_dir(whiteout_first)),
+        );
+        let mounted = scratch.path().join("mnt");
+        std::fs::create_dir(&mounted).unwrap();
+        let options = format!("lowerdir={}:{}", top.display(), bottom.display());
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let (source, target) = (c("overlay"), c(mounted.to_str().unwrap()));
+        let (kind, data) = (c("overlay"), c(&options));
+        // SAFETY: valid C strings; the mount is undone below.
+        let status = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                libc::MS_RDONLY,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(status, 0, "mount: {}", std::io::Error::last_os_error());
+        let seen = (
+            mounted.join("etc/dir/child").exists(),
+            mounted.join("etc/gone").exists(),
+            std::fs::read(mounted.join("etc/dir/new")).ok(),
+            mounted.join("etc/keep").exists(),
+        );
+        // SAFETY: the mount made above.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        let context = format!("whiteout first: {whiteout_first}");
+        assert_eq!(seen, (false, false, Some(b"n".to_vec()), true), "{context}");
+    }
+}
+
 #[test]
 fn opaque_directories_hide_lower_content_but_not_their_own_whatever_the_order() {
     for marker_first in [true, false] {

@@ -1,5 +1,5 @@
 //! The layer directories overlay step roots stack: each layer a step needs, extracted once into
-//! `<cache dir>/unpacked/v1/<name>` and kept for later builds (its mtime bumped on use, for
+//! `<cache dir>/unpacked/v2/<name>` and kept for later builds (its mtime bumped on use, for
 //! `layerize cache clean`), so that a rebuild's step root costs a mount instead of writing the
 //! base and every package again. Without a cache directory they last for this build only.
 //!
@@ -243,9 +243,11 @@ impl LayerDirs {
     }
 }
 
-/// Where a cache directory keeps layer directories.
+/// Where a cache directory keeps layer directories. The version changes with what extraction
+/// puts in one: v2 since a layer's whiteout of a path the layer also writes leaves the layer's
+/// own directory opaque (v1 showed the lower layers' content through it).
 pub(crate) fn layer_dir_root(cache_dir: &Path) -> PathBuf {
-    cache_dir.join("unpacked").join("v1")
+    cache_dir.join("unpacked").join("v2")
 }
 
 #[cfg(test)]
