@@ -185,23 +185,10 @@ pub fn parse_keeping_in_parts(
 ) -> Result<Vec<Paragraph>, ControlError> {
     // A thread is worth it only for a large piece.
     let parts = parts.min(text.len() / MIN_PIECE_BYTES + 1);
-    let mut pieces: Vec<&str> = Vec::with_capacity(parts);
-    let mut rest = text;
-    for part in (2..=parts).rev() {
-        // The first blank line past an even share of what is left: cut after the line break
-        // before it (a byte after `\n` always starts a character).
-        let from = rest.len() / part;
-        let Some(at) = rest.as_bytes()[from..]
-            .windows(2)
-            .position(|pair| pair == b"\n\n")
-        else {
-            break;
-        };
-        let cut = from + at + 1;
-        pieces.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    pieces.push(rest);
+    let pieces: Vec<&str> = crate::parallel::paragraph_aligned_parts(text, parts)
+        .into_iter()
+        .map(|part| &text[part])
+        .collect();
     let parsed = crate::parallel::in_order(pieces.clone(), |piece| parse_keeping(piece, &keep));
     let mut paragraphs = Vec::new();
     let mut lines_before = 0;

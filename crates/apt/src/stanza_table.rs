@@ -43,7 +43,7 @@ impl StanzaTable {
 
     /// Scans `text` in at most `parts` parts, each on a thread of its own.
     fn scan_in(text: &str, parts: usize) -> StanzaTable {
-        let parts = stanza_aligned_parts(text, parts);
+        let parts = parallel::paragraph_aligned_parts(text, parts);
         let scanned = parallel::in_order(parts, |part| Scanned::of(text, part));
         let mut table = StanzaTable {
             text_len: text.len() as u64,
@@ -230,29 +230,6 @@ impl Reader<'_> {
     fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
     }
-}
-
-/// `text` cut into at most `count` ranges of about equal length, each cut just after an empty
-/// line (where a stanza has ended).
-fn stanza_aligned_parts(text: &str, count: usize) -> Vec<Range<usize>> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    for k in 1..count.max(1) {
-        let target = (text.len() * k / count).max(start);
-        // Bytes, not `str`: the target may fall inside a character, the cut after `\n\n`
-        // never does.
-        let Some(blank) = text.as_bytes()[target..]
-            .windows(2)
-            .position(|pair| pair == b"\n\n")
-        else {
-            break;
-        };
-        let cut = target + blank + 2;
-        parts.push(start..cut);
-        start = cut;
-    }
-    parts.push(start..text.len());
-    parts
 }
 
 /// The stanzas of one part of a `Packages` text, numbered from 0 within the part.

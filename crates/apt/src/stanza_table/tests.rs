@@ -72,7 +72,7 @@ fn a_text_scanned_in_parts_gives_what_one_scan_gives() {
     assert_eq!(one_part.stanzas_of("p3"), [3, 10, 17, 24, 31, 38, 45]);
     assert_eq!(one_part.stanzas_of("all").len(), 50);
     for count in [2, 3, 8, 200] {
-        let parts = stanza_aligned_parts(&text, count);
+        let parts = parallel::paragraph_aligned_parts(&text, count);
         assert!(parts.len() <= count);
         assert!(count < 8 || parts.len() > 2, "{count} parts: {parts:?}");
         assert_eq!(parts.first().unwrap().start, 0);
