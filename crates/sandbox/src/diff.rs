@@ -19,7 +19,7 @@ pub(crate) enum OwnerView<'a> {
     Mapped {
         uid: u32,
         gid: u32,
-        intended: &'a HashMap<PathBuf, (u32, u32)>,
+        intended: &'a BTreeMap<PathBuf, (u32, u32)>,
     },
 }
 

@@ -3,9 +3,9 @@
 //! kept xattrs) the process is allowed to set. The same extraction makes an overlay root's
 //! layer directory, where the whiteouts stay as overlayfs writes them instead of removing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -46,10 +46,11 @@ struct LayerState {
     /// writes the path itself.
     whited_out: Vec<PathBuf>,
     buffer: Vec<u8>,
-    /// The previous entry's parent (as named, as resolved, known to exist as a directory):
-    /// entries come grouped by directory, and resolving it again costs an lstat per component.
-    /// Cleared by every entry that can change what a path resolves to.
-    last_parent: Option<(PathBuf, PathBuf)>,
+    /// Directories as named by entries, resolved, each known to exist as a directory: resolving
+    /// a parent again costs an lstat per component, for nearly every entry. Only removing
+    /// something can change what a path resolves to (a new entry at a free path is not on the
+    /// way to any path resolved before), so every removal clears it.
+    resolved_dirs: HashMap<PathBuf, PathBuf>,
 }
 
 pub(crate) fn apply(
@@ -64,7 +65,7 @@ pub(crate) fn apply(
         opaque: Vec::new(),
         whited_out: Vec::new(),
         buffer: vec![0; COPY_BUFFER],
-        last_parent: None,
+        resolved_dirs: HashMap::new(),
     };
     for entry in archive.entries().map_err(SandboxError::Tar)? {
         let mut entry = entry.map_err(SandboxError::Tar)?;
@@ -122,23 +123,13 @@ fn apply_entry<R: Read>(
     let Some(file_name) = rel.file_name() else {
         // The root itself ("./"): only its metadata can change.
         if entry.header().entry_type() == EntryType::Directory {
-            set_metadata(rootfs, &root, Path::new(""), entry, false)?;
+            set_metadata(rootfs, Node::Path(&root), Path::new(""), entry)?;
         }
         return Ok(());
     };
     let named_parent = rel.parent().unwrap_or(Path::new(""));
     let kind = entry.header().entry_type();
-    let cached = match &state.last_parent {
-        Some((named, resolved)) if named == named_parent => Some(resolved.clone()),
-        _ => None,
-    };
-    // Only a regular file cannot change how a later path resolves (a directory entry may
-    // replace a symlink, a whiteout may remove a directory).
-    let keeps_resolution = matches!(kind, EntryType::Regular | EntryType::Continuous)
-        && !file_name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes());
-    if !keeps_resolution {
-        state.last_parent = None;
-    }
+    let cached = state.resolved_dirs.get(named_parent).cloned();
     let hit = cached.is_some();
     let parent = match cached {
         Some(parent) => parent,
@@ -162,8 +153,11 @@ fn apply_entry<R: Read>(
         let target = parent.join(OsStr::from_bytes(hidden));
         // Extracting in turn, what the lower layers have goes now, unless this layer has
         // already written the path; a layer directory gets its whiteout at the end.
-        if state.whiteouts == Whiteouts::Apply && !state.written.contains(&target) {
-            remove_any(&root.join(&target))?;
+        if state.whiteouts == Whiteouts::Apply
+            && !state.written.contains(&target)
+            && remove_any(&root.join(&target))?
+        {
+            state.resolved_dirs.clear();
             rootfs.forget_owners_under(&target);
         }
         state.whited_out.push(target);
@@ -176,10 +170,13 @@ fn apply_entry<R: Read>(
     if !hit {
         create_missing_dirs(&host_parent)
             .map_err(|e| SandboxError::io("creating directory", &host_parent, e))?;
+        state
+            .resolved_dirs
+            .insert(named_parent.to_path_buf(), parent.clone());
     }
-    if keeps_resolution {
-        state.last_parent = Some((named_parent.to_path_buf(), parent.clone()));
-    }
+    // In a layer directory (made empty) only this layer's own entries can be on disk: a path
+    // it has not written holds nothing to replace, which saves an lstat per entry.
+    let may_exist = state.whiteouts == Whiteouts::Apply || state.written.contains(&resolved);
     let mut ancestor = Some(resolved.as_path());
     while let Some(path) = ancestor.filter(|p| !p.as_os_str().is_empty()) {
         if !state.written.insert(path.to_path_buf()) {
@@ -189,24 +186,32 @@ fn apply_entry<R: Read>(
     }
 
     if kind == EntryType::Directory {
-        match std::fs::symlink_metadata(&host) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
+        match may_exist.then(|| std::fs::symlink_metadata(&host)) {
+            Some(Ok(meta)) if meta.is_dir() => {}
+            Some(Ok(_)) => {
                 remove_any(&host)?;
+                state.resolved_dirs.clear();
                 make_dir(&host)?;
             }
-            Err(_) => make_dir(&host)?,
+            Some(Err(_)) | None => make_dir(&host)?,
         }
-        return set_metadata(rootfs, &host, &resolved, entry, false);
+        // Now a directory: what its entries are under.
+        state
+            .resolved_dirs
+            .insert(rel.to_path_buf(), resolved.clone());
+        return set_metadata(rootfs, Node::Path(&host), &resolved, entry);
     }
 
     // Any non-directory replaces whatever is at its path.
-    remove_any(&host)?;
-    rootfs.forget_owners_under(&resolved);
+    if may_exist && remove_any(&host)? {
+        // It may have been a directory or a symlink that later paths resolve through.
+        state.resolved_dirs.clear();
+        rootfs.forget_owners_under(&resolved);
+    }
     match kind {
         EntryType::Regular | EntryType::Continuous => {
-            write_file(&host, entry, &mut state.buffer)?;
-            set_metadata(rootfs, &host, &resolved, entry, false)
+            let file = write_file(&host, entry, &mut state.buffer)?;
+            set_metadata(rootfs, Node::File(&host, &file), &resolved, entry)
         }
         EntryType::Symlink => {
             let target = entry
@@ -214,7 +219,7 @@ fn apply_entry<R: Read>(
                 .ok_or_else(|| SandboxError::entry(name, "symlink without a target"))?;
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), &host)
                 .map_err(|e| SandboxError::io("symlink", &host, e))?;
-            set_metadata(rootfs, &host, &resolved, entry, true)
+            set_metadata(rootfs, Node::Symlink(&host), &resolved, entry)
         }
         EntryType::Link => {
             let raw = entry
@@ -245,7 +250,7 @@ fn apply_entry<R: Read>(
             let major = header.device_major().ok().flatten().unwrap_or(0);
             let minor = header.device_minor().ok().flatten().unwrap_or(0);
             match sys::mknod(&host, file_type | 0o600, libc::makedev(major, minor)) {
-                Ok(()) => set_metadata(rootfs, &host, &resolved, entry, false),
+                Ok(()) => set_metadata(rootfs, Node::Path(&host), &resolved, entry),
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                     tracing::debug!(entry = name, "device node skipped: mknod is not permitted");
                     Ok(())
@@ -264,7 +269,9 @@ fn make_dir(host: &Path) -> Result<(), SandboxError> {
     std::fs::create_dir(host).map_err(|e| SandboxError::io("mkdir", host, e))
 }
 
-fn write_file<R: Read>(host: &Path, from: &mut R, buffer: &mut [u8]) -> Result<(), SandboxError> {
+/// Writes a new file at `host` with what `from` gives, and returns it still open: its metadata
+/// is set through it, without looking its path up again.
+fn write_file<R: Read>(host: &Path, from: &mut R, buffer: &mut [u8]) -> Result<File, SandboxError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -274,7 +281,7 @@ fn write_file<R: Read>(host: &Path, from: &mut R, buffer: &mut [u8]) -> Result<(
         .map_err(|e| SandboxError::io("creating", host, e))?;
     loop {
         let n = match from.read(buffer) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(file),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(SandboxError::Tar(e)),
@@ -284,13 +291,23 @@ fn write_file<R: Read>(host: &Path, from: &mut R, buffer: &mut [u8]) -> Result<(
     }
 }
 
+/// What an entry's metadata is set on.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    /// A regular file just written, still open.
+    File(&'a Path, &'a File),
+    /// A symlink itself: no mode, no xattrs.
+    Symlink(&'a Path),
+    /// Anything else (a directory, a device, a fifo), by its path.
+    Path(&'a Path),
+}
+
 /// Owner first (chown clears setuid bits and file capabilities), then mode, mtime, xattrs.
 fn set_metadata<R: Read>(
     rootfs: &mut Rootfs,
-    host: &Path,
+    node: Node<'_>,
     rel: &Path,
     entry: &mut tar::Entry<'_, R>,
-    is_symlink: bool,
 ) -> Result<(), SandboxError> {
     let header = entry.header();
     let uid = header.uid().map_err(SandboxError::Tar)? as u32;
@@ -298,7 +315,15 @@ fn set_metadata<R: Read>(
     let mode = header.mode().map_err(SandboxError::Tar)? & 0o7777;
     let mtime = header.mtime().map_err(SandboxError::Tar)?;
     let is_dir = header.entry_type() == EntryType::Directory;
-    match sys::lchown(host, uid, gid) {
+    let (host, is_symlink) = match node {
+        Node::File(host, _) | Node::Path(host) => (host, false),
+        Node::Symlink(host) => (host, true),
+    };
+    let chowned = match node {
+        Node::File(_, file) => std::os::unix::fs::fchown(file, Some(uid), Some(gid)),
+        Node::Symlink(_) | Node::Path(_) => sys::lchown(host, uid, gid),
+    };
+    match chowned {
         Ok(()) => {
             rootfs.intended_owners.remove(rel);
         }
@@ -307,12 +332,19 @@ fn set_metadata<R: Read>(
         }
         Err(e) => return Err(SandboxError::io("lchown", host, e)),
     }
-    if !is_symlink {
-        std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| SandboxError::io("chmod", host, e))?;
+    let permissions = std::fs::Permissions::from_mode(mode);
+    match node {
+        Node::File(_, file) => file.set_permissions(permissions),
+        Node::Path(_) => std::fs::set_permissions(host, permissions),
+        Node::Symlink(_) => Ok(()),
     }
+    .map_err(|e| SandboxError::io("chmod", host, e))?;
     if !is_dir {
-        sys::set_mtime(host, mtime as i64).map_err(|e| SandboxError::io("utimensat", host, e))?;
+        match node {
+            Node::File(_, file) => sys::set_file_mtime(file, mtime as i64),
+            Node::Symlink(_) | Node::Path(_) => sys::set_mtime(host, mtime as i64),
+        }
+        .map_err(|e| SandboxError::io("utimensat", host, e))?;
     }
     if is_symlink {
         return Ok(());

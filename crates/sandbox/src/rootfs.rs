@@ -3,8 +3,9 @@
 //! `chown` a normal user was not allowed to do. Or, as root where mounts are allowed, an
 //! overlay of layer directories made once ([`Rootfs::overlay_in`], `crate::overlay`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Read;
+use std::ops::Bound;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -47,7 +48,9 @@ pub struct Rootfs {
     root: PathBuf,
     /// Owners the layers gave paths whose `lchown` was refused (the process is not root), by
     /// path relative to the root. The diff reports these for files a step did not re-own.
-    pub(crate) intended_owners: HashMap<PathBuf, (u32, u32)>,
+    /// Sorted, so that the paths under one are a range: a normal user's root has an entry for
+    /// nearly every path, and each file a layer replaces forgets what was under it.
+    pub(crate) intended_owners: BTreeMap<PathBuf, (u32, u32)>,
     /// Set for an overlay root: `root` is then its mount point, mounted only while a step runs.
     pub(crate) overlay: Option<Overlay>,
 }
@@ -73,7 +76,7 @@ impl Rootfs {
         Ok(Rootfs {
             dir,
             root,
-            intended_owners: HashMap::new(),
+            intended_owners: BTreeMap::new(),
             overlay: None,
         })
     }
@@ -131,9 +134,17 @@ impl Rootfs {
     /// Forgets the intended owners of `rel` and everything below it (they were removed or
     /// replaced).
     pub(crate) fn forget_owners_under(&mut self, rel: &Path) {
-        if !self.intended_owners.is_empty() {
-            self.intended_owners
-                .retain(|path, _| !path.starts_with(rel));
+        // Paths compare component by component, so `rel` and the paths below it come together,
+        // `rel` first.
+        let under: Vec<PathBuf> = self
+            .intended_owners
+            .range::<Path, _>((Bound::Included(rel), Bound::Unbounded))
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(rel))
+            .cloned()
+            .collect();
+        for path in under {
+            self.intended_owners.remove(&path);
         }
     }
 }
@@ -159,11 +170,11 @@ impl Drop for Removal {
 }
 
 /// Removes whatever is at `path` (not following a symlink there), a directory with everything
-/// in it; a missing path is fine.
-pub(crate) fn remove_any(path: &Path) -> Result<(), SandboxError> {
+/// in it; a missing path is fine. Says whether there was something.
+pub(crate) fn remove_any(path: &Path) -> Result<bool, SandboxError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(SandboxError::io("lstat", path, e)),
     };
     let result = if meta.is_dir() {
@@ -177,7 +188,9 @@ pub(crate) fn remove_any(path: &Path) -> Result<(), SandboxError> {
     } else {
         std::fs::remove_file(path)
     };
-    result.map_err(|e| SandboxError::io("removing", path, e))
+    result
+        .map(|()| true)
+        .map_err(|e| SandboxError::io("removing", path, e))
 }
 
 /// Gives the owner rwx on every directory under (and including) `dir`, best effort: a
@@ -202,5 +215,42 @@ pub(crate) fn make_tree_writable(dir: &Path) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_the_owners_under_a_path_keeps_its_siblings_whatever_they_sort_like() {
+        let mut rootfs = Rootfs::new_in(&std::env::temp_dir()).unwrap();
+        let paths = [
+            "a", "a/b", "a/b/c", "a/z", "a.txt", "a0", "ab", "b", "a/bc", "a/b.d",
+        ];
+        for (n, path) in paths.iter().enumerate() {
+            rootfs
+                .intended_owners
+                .insert(PathBuf::from(path), (n as u32, 0));
+        }
+        rootfs.forget_owners_under(Path::new("a/b"));
+        let left: Vec<&str> = rootfs
+            .intended_owners
+            .keys()
+            .map(|path| path.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            ["a", "a/b.d", "a/bc", "a/z", "a.txt", "a0", "ab", "b"]
+        );
+        rootfs.forget_owners_under(Path::new("a"));
+        let left: Vec<&str> = rootfs
+            .intended_owners
+            .keys()
+            .map(|path| path.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["a.txt", "a0", "ab", "b"]);
+        rootfs.forget_owners_under(Path::new("missing"));
+        assert_eq!(rootfs.intended_owners.len(), 4);
     }
 }

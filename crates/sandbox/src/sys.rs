@@ -57,6 +57,19 @@ pub(crate) fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
     })
 }
 
+/// Sets atime and mtime of the open file `file`.
+pub(crate) fn set_file_mtime(file: &std::fs::File, secs: i64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: `file` is open for the duration of the call; `times` holds the two timespecs
+    // futimens reads.
+    check(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) })
+}
+
 pub(crate) fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let c = cpath(path)?;
     let n = CString::new(name)

@@ -130,6 +130,51 @@ fn stacked_layer_directories_show_what_extracting_in_turn_gives() {
     }
 }
 
+/// A layer directory starts empty, so only the layer's own earlier entries can stand where an
+/// entry goes: each path holds its last entry, with that entry's metadata.
+#[test]
+fn a_layer_directory_holds_the_last_entry_of_each_path_the_layer_names_twice() {
+    let layer = Layer::new()
+        .file("x", 0o644, b"a file first")
+        .dir("x", 0o750)
+        .file("x/y", 0o600, b"y")
+        .file("f", 0o644, b"one")
+        .file_owned("f", 0o4755, 1000, 50, b"two")
+        .dir("d", 0o755)
+        .file("d/inner", 0o644, b"inner")
+        .symlink("d", "x")
+        .symlink("s", "nowhere")
+        .file("s", 0o640, b"real")
+        .hardlink("h", "x/y")
+        .file("h", 0o644, b"own")
+        .finish();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("layer");
+    let made = layerize_sandbox::make_layer_dir(&layer[..], &dir);
+    if !is_root() {
+        // A layer directory keeps owners, which only root can set.
+        assert!(made.is_err());
+        return;
+    }
+    made.unwrap();
+    let meta = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap();
+    assert!(meta("x").is_dir());
+    assert_eq!(meta("x").mode() & 0o7777, 0o750);
+    assert_eq!(std::fs::read(dir.join("x/y")).unwrap(), b"y");
+    assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"two");
+    assert_eq!(meta("f").mode() & 0o7777, 0o4755);
+    assert_eq!((meta("f").uid(), meta("f").gid()), (1000, 50));
+    assert_eq!(meta("f").mtime(), common::MTIME as i64);
+    assert_eq!(std::fs::read_link(dir.join("d")).unwrap(), Path::new("x"));
+    assert!(meta("s").is_file());
+    assert_eq!(std::fs::read(dir.join("s")).unwrap(), b"real");
+    assert_eq!(meta("s").mode() & 0o7777, 0o640);
+    // The file replacing the hard link is a new inode: its target keeps its content.
+    assert_eq!(std::fs::read(dir.join("h")).unwrap(), b"own");
+    assert_ne!(meta("h").ino(), meta("x/y").ino());
+    assert_eq!(std::fs::read(dir.join("x/y")).unwrap(), b"y");
+}
+
 #[test]
 fn opaque_directories_hide_lower_content_but_not_their_own_whatever_the_order() {
     for marker_first in [true, false] {
@@ -271,6 +316,41 @@ fn symlinked_parents_resolve_inside_the_root() {
     let over = Layer::new().file("a", 0o644, b"plain").finish();
     fs.apply_layer(&over[..]).unwrap();
     assert_eq!(std::fs::read(fs.path().join("a")).unwrap(), b"plain");
+}
+
+/// A directory resolved for one entry is no longer one once replaced by a symlink: the entries
+/// after it resolve through the symlink inside the root, never through a remembered path that
+/// the host's kernel would follow out of it. In a written root and in a layer directory.
+#[test]
+fn a_directory_replaced_by_a_symlink_is_resolved_again_for_the_entries_after_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let outside = parent.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let layer = Layer::new()
+        .dir("d", 0o755)
+        .file("d/first", 0o644, b"1")
+        .file("sub/deep/first", 0o644, b"1")
+        .symlink("d", outside.to_str().unwrap())
+        .symlink("sub", outside.to_str().unwrap())
+        .file("d/second", 0o644, b"2")
+        .file("sub/deep/second", 0o644, b"2")
+        .finish();
+    let inside = |root: &Path, name: &str| {
+        let below = outside.strip_prefix("/").unwrap().join(name);
+        std::fs::read(root.join(below)).ok()
+    };
+    let mut fs = Rootfs::new_in(parent.path()).unwrap();
+    fs.apply_layer(&layer[..]).unwrap();
+    assert_eq!(inside(fs.path(), "second"), Some(b"2".to_vec()));
+    assert_eq!(inside(fs.path(), "deep/second"), Some(b"2".to_vec()));
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    if is_root() {
+        let dir = parent.path().join("layer");
+        layerize_sandbox::make_layer_dir(&layer[..], &dir).unwrap();
+        assert_eq!(inside(&dir, "second"), Some(b"2".to_vec()));
+        assert_eq!(inside(&dir, "deep/second"), Some(b"2".to_vec()));
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
 }
 
 #[test]
