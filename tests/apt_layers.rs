@@ -13,6 +13,9 @@
 //! - The same packages from the same index give the same digests with a cold and a warm cache.
 //! - `--apt-scripts skip` leaves the configure layer out and says whose scripts did not run;
 //!   a `group:` entry is one layer, and `--apt` adds packages from the command line.
+//! - On a slim base (debian-slim's dpkg path filters), a package's layer leaves out what dpkg
+//!   there would not unpack, and dpkg still lists it; the same package on the full base is
+//!   another layer.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,7 +28,8 @@ use support::apt_builds::{
 use support::podman::PulledImage;
 use support::scratch_dir;
 use support::script_builds::{
-    build_with, cache_args, layer, layer_digests, own_layer_names, own_layers, step, DebianSite,
+    build_with, cache_args, files_layer, layer, layer_digests, own_layer_names, own_layers, step,
+    DebianSite,
 };
 
 const DATABASE: &str = "dpkg-database";
@@ -466,4 +470,100 @@ fn skipped_scripts_leave_no_configure_layer_and_a_group_is_one_layer() {
         root.join("usr/share/ca-certificates/mozilla").is_dir(),
         "ca-certificates' files are missing"
     );
+}
+
+/// The filters of Debian's slim images (debuerreotype): documentation but its copyright files,
+/// man pages and locales are not unpacked.
+const SLIM_FILTERS: &str = "# This is the \"slim\" variant of the Debian base image.
+path-exclude /usr/share/doc/*
+# we need to keep copyright files for legal reasons
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+";
+
+/// On a slim base, curl's layer has what `dpkg --unpack` there writes: its copyright file but
+/// not its changelogs or man page, which `dpkg -L` still lists; `dpkg --audit` is clean. The
+/// same curl on the full base, from the same cache dir, is not that layer reused.
+#[test]
+fn on_a_slim_base_package_layers_leave_out_what_its_dpkg_excludes() {
+    let site = DebianSite::new();
+    let slim_dir = scratch_dir();
+    std::fs::write(slim_dir.path().join("docker"), SLIM_FILTERS).unwrap();
+    let slim_base = site.reference("base/debian:bookworm-slim");
+    let slim_file = site.write_build_file(
+        slim_dir.path(),
+        &slim_base,
+        &[files_layer(
+            "slim",
+            &["{src: docker, dest: /etc/dpkg/dpkg.cfg.d/docker, mode: \"0644\"}"],
+        )],
+    );
+    build(&slim_file, &[]);
+
+    let project = scratch_dir();
+    let cache = scratch_dir();
+    let target = site.reference("slim-tools:1");
+    let yaml = format!(
+        "image: {{base: \"{slim_base}\", target: \"{target}\"}}\nlayers:\n{}",
+        apt_layer("tools", &["curl"])
+    );
+    let file = project.path().join("layerize.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let slim = build(&file, &cache_args(&cache));
+    let curl_layer = text(&package(&slim, "curl")["layer"]).to_owned();
+    {
+        let pulled = PulledImage::pull(&target, None);
+        let root = pulled.root();
+        assert!(chroot_ok(root, "curl --version").starts_with("curl "));
+        assert!(root.join("usr/share/doc/curl/copyright").is_file());
+        for gone in [
+            "usr/share/doc/curl/changelog.Debian.gz",
+            "usr/share/man/man1/curl.1.gz",
+        ] {
+            assert!(
+                std::fs::symlink_metadata(root.join(gone)).is_err(),
+                "/{gone} is in the slim image"
+            );
+        }
+        // Not filtered: unpacked as on any base.
+        assert!(root
+            .join("usr/share/zsh/vendor-completions/_curl")
+            .is_file());
+        let listed = chroot_ok(root, "dpkg -L curl");
+        assert!(
+            listed
+                .lines()
+                .any(|line| line == "/usr/share/man/man1/curl.1.gz"),
+            "dpkg -L curl: {listed}"
+        );
+        let audit = chroot_sh(root, "dpkg --audit");
+        assert!(
+            audit.status.success() && audit.stdout.is_empty(),
+            "dpkg --audit: {}",
+            support::tools::describe_output(&audit)
+        );
+    }
+
+    let full = site.write_build_file(
+        project.path(),
+        &site.reference("full-tools:1"),
+        &[apt_layer("tools", &["curl"])],
+    );
+    let full = build(&full, &cache_args(&cache));
+    let curl = package(&full, "curl");
+    assert_eq!(
+        curl["sha256"],
+        package(&slim, "curl")["sha256"],
+        "the same .deb"
+    );
+    let full_layer = layer(&full, text(&curl["layer"]));
+    assert_eq!(full_layer["status"], "built", "{full_layer}");
+    assert_ne!(full_layer["digest"], layer(&slim, &curl_layer)["digest"]);
+    let pulled = PulledImage::pull(&site.reference("full-tools:1"), None);
+    assert!(pulled.root().join("usr/share/man/man1/curl.1.gz").is_file());
 }

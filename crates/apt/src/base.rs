@@ -1,11 +1,13 @@
 //! What a base image says about itself, read through its filesystem index and never from the
 //! host: `os-release`, the apt sources and the keyrings they use, the dpkg status and foreign
-//! architectures, `extended_states`, and which top-level directories merged /usr made symlinks.
+//! architectures, `extended_states`, dpkg's path filters, and which top-level directories merged
+//! /usr made symlinks.
 
 use std::collections::BTreeMap;
 
 use layerize_basefs::{FsIndex, Kind};
 
+use crate::path_filter::{self, PathFilters};
 use crate::sources::{self, Source, SourcesError};
 
 const OS_RELEASE: &str = "etc/os-release";
@@ -36,6 +38,8 @@ pub struct BaseSystem {
     /// `/var/lib/dpkg/arch` without the native architecture.
     pub foreign_architectures: Vec<String>,
     pub usr_merge: UsrMerge,
+    /// What dpkg on the base leaves out of packages (`path-exclude`, `path-include`).
+    pub path_filters: PathFilters,
 }
 
 /// Top-level directories the base has as symlinks into `usr` (`bin` -> `usr/bin`, `sbin`, `lib`,
@@ -67,7 +71,7 @@ pub fn wanted_files(index: &FsIndex) -> Vec<String> {
 }
 
 /// The files [`BaseSystem::read`] looks at whatever the base has, as apt names them.
-const FIXED_FILES: [&str; 7] = [
+const FIXED_FILES: [&str; 8] = [
     OS_RELEASE,
     OS_RELEASE_FALLBACK,
     SOURCES_LIST,
@@ -75,14 +79,17 @@ const FIXED_FILES: [&str; 7] = [
     DPKG_STATUS,
     DPKG_ARCH,
     EXTENDED_STATES,
+    path_filter::CONFIG_FILE,
 ];
 
 /// Where [`wanted_files`] usually finds what it names, known before the base is indexed: the
-/// fixed files, and the directories of sources and keyrings (ending in `/`, as
+/// fixed files, and the directories of sources, keyrings and dpkg's configuration (ending in `/`, as
 /// [`layerize_basefs::Capture`] takes a directory). Read along with the index, they spare the
 /// base's layers a second read; anything else `wanted_files` names is read afterwards.
 pub fn expected_files() -> Vec<String> {
-    let dirs = [SOURCES_DIR, TRUSTED_DIR].into_iter().chain(KEYRING_DIRS);
+    let dirs = [SOURCES_DIR, TRUSTED_DIR, path_filter::CONFIG_DIR]
+        .into_iter()
+        .chain(KEYRING_DIRS);
     FIXED_FILES
         .map(str::to_owned)
         .into_iter()
@@ -95,7 +102,15 @@ fn logical_files(index: &FsIndex) -> Vec<String> {
     let mut paths: Vec<String> = FIXED_FILES.map(str::to_owned).to_vec();
     paths.extend(source_files(index));
     paths.extend(keyring_files(index));
+    paths.extend(dpkg_config_files(index));
     paths
+}
+
+/// `dpkg.cfg.d/*` that dpkg reads, by name (its order), then `dpkg.cfg`.
+fn dpkg_config_files(index: &FsIndex) -> Vec<String> {
+    let mut files = directory_files(index, path_filter::CONFIG_DIR, path_filter::is_config_name);
+    files.push(path_filter::CONFIG_FILE.to_owned());
+    files
 }
 
 /// `sources.list.d/*.list` and `*.sources`, by name (apt's order).
@@ -193,6 +208,13 @@ impl BaseSystem {
             .into_iter()
             .filter_map(|path| Some((format!("/{path}"), bytes(&path)?.clone())))
             .collect();
+        // dpkg reads its configuration as bytes: a comment in another encoding fails nothing.
+        let dpkg_config: Vec<String> = dpkg_config_files(index)
+            .iter()
+            .filter_map(|path| bytes(path))
+            .map(|config| String::from_utf8_lossy(config).into_owned())
+            .collect();
+        let path_filters = PathFilters::from_config(dpkg_config.iter().map(String::as_str));
         let foreign_architectures = text(DPKG_ARCH)?
             .unwrap_or_default()
             .split_whitespace()
@@ -207,6 +229,7 @@ impl BaseSystem {
             extended_states: text(EXTENDED_STATES)?,
             foreign_architectures,
             usr_merge: usr_merge(index),
+            path_filters,
         })
     }
 }
@@ -289,6 +312,8 @@ mod tests {
             "etc/apt",
             "etc/apt/sources.list.d",
             "etc/apt/trusted.gpg.d",
+            "etc/dpkg",
+            "etc/dpkg/dpkg.cfg.d",
             "usr",
             "usr/bin",
             "usr/lib",
@@ -418,6 +443,50 @@ mod tests {
     }
 
     #[test]
+    fn reads_dpkg_s_path_filters_in_dpkg_s_order() {
+        let (index, files) = base(
+            &[
+                (
+                    "etc/dpkg/dpkg.cfg.d/zz-last",
+                    "path-include /usr/share/doc/*/copyright\n",
+                ),
+                (
+                    "etc/dpkg/dpkg.cfg.d/docker",
+                    "path-exclude /usr/share/doc/*\n",
+                ),
+                (
+                    "etc/dpkg/dpkg.cfg.d/old.dpkg-old",
+                    "path-exclude /usr/bin/*\n",
+                ),
+                (
+                    "etc/dpkg/dpkg.cfg",
+                    "# comment\npath-exclude=/usr/share/man/*\n",
+                ),
+            ],
+            &[],
+        );
+        let wanted = wanted_files(&index);
+        assert!(
+            wanted.contains(&"etc/dpkg/dpkg.cfg.d/docker".to_owned()),
+            "{wanted:?}"
+        );
+        assert!(
+            !wanted.iter().any(|path| path.ends_with("dpkg-old")),
+            "{wanted:?}"
+        );
+        let system = BaseSystem::read(&index, &files, "amd64").unwrap();
+        assert_eq!(
+            system.path_filters.key_lines(),
+            [
+                "exclude /usr/share/doc/*",
+                "include /usr/share/doc/*/copyright",
+                "exclude /usr/share/man/*"
+            ]
+        );
+        assert!(!system.path_filters.skips("/usr/bin/tool", false));
+    }
+
+    #[test]
     fn an_empty_base_has_no_state_and_bad_sources_name_the_file() {
         let (index, files) = base(&[], &[]);
         assert!(wanted_files(&index).is_empty());
@@ -425,6 +494,7 @@ mod tests {
         assert!(system.os_release.is_empty() && system.sources.is_empty());
         assert!(system.dpkg_status.is_empty());
         assert_eq!(system.usr_merge, UsrMerge::default());
+        assert!(system.path_filters.is_empty());
 
         let (index, files) = base(&[("etc/apt/sources.list", "deb http://x bookworm\n")], &[]);
         let err = BaseSystem::read(&index, &files, "amd64").unwrap_err();

@@ -26,6 +26,7 @@ pub mod keyring;
 pub mod package;
 mod packages_file;
 mod parallel;
+pub mod path_filter;
 pub mod relation;
 pub mod release;
 pub mod resolve;

@@ -134,7 +134,7 @@ fn convert(deb: &Path, usr: &UsrMerge) -> Converting {
         multi_arch,
     );
     let mut layer = Vec::new();
-    let converted = deb::convert(deb, &name, usr, &mut layer).unwrap();
+    let converted = deb::convert(deb, &name, usr, &Default::default(), &mut layer).unwrap();
     assert_eq!(converted, facts, "read_facts and convert agree");
     Converting {
         converted,

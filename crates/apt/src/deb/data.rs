@@ -1,7 +1,7 @@
 //! `data.tar`'s entries as layer entries: each name checked not to leave the root, moved into
-//! `/usr` where the base links a top-level directory there, and streamed into the layer with
-//! its mode, owner, link target and content; the package's paths and file hashes collected on
-//! the way.
+//! `/usr` where the base links a top-level directory there, left out where the base's dpkg
+//! path filters say so, and streamed into the layer with its mode, owner, link target and
+//! content; the package's paths and file hashes collected on the way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -15,6 +15,7 @@ use tar::EntryType;
 use super::archive::malformed;
 use super::control_tar::ControlMembers;
 use super::{DebError, UsrMerge};
+use crate::path_filter::PathFilters;
 
 /// What streaming `data.tar` learnt.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ pub(super) fn stream<W: Write>(
     deb: &Path,
     data_tar: impl Read,
     usr: &UsrMerge,
+    filters: &PathFilters,
     control: &ControlMembers,
     layer: &mut tar::Builder<W>,
 ) -> Result<DataFacts, DebError> {
@@ -47,6 +49,8 @@ pub(super) fn stream<W: Write>(
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut made_md5sums = Vec::new();
     let mut regular_files: BTreeSet<String> = BTreeSet::new();
+    // Package paths the filters left out.
+    let mut filtered: BTreeSet<String> = BTreeSet::new();
 
     let mut archive = tar::Archive::new(data_tar);
     for entry in archive.entries().map_err(unreadable)? {
@@ -65,6 +69,18 @@ pub(super) fn stream<W: Write>(
         let components = package_components(name).map_err(|problem| refuse(problem.into()))?;
         let package_path = list_path(&components);
         let kind = entry.header().entry_type();
+        let dir_or_symlink = matches!(kind, EntryType::Directory | EntryType::Symlink);
+        if filters.skips(&package_path, dir_or_symlink) {
+            // dpkg does not unpack it, but lists it; a conffile still has its hash.
+            if conffiles.contains(package_path.as_str()) {
+                let mut md5 = Md5::new();
+                std::io::copy(&mut entry, &mut md5).map_err(unreadable)?;
+                hashes.insert(package_path.clone(), hex::encode(md5.finalize()));
+            }
+            filtered.insert(package_path.clone());
+            paths.push(package_path);
+            continue;
+        }
         let mut header = entry.header().clone();
         let layer_path = layer_path(&components, usr);
         match kind {
@@ -97,6 +113,13 @@ pub(super) fn stream<W: Write>(
                 let target_components = package_components(target).map_err(|problem| {
                     refuse(format!("its hard-link target {target:?} is {problem}"))
                 })?;
+                if filtered.contains(&list_path(&target_components)) {
+                    return Err(refuse(format!(
+                        "its hard-link target {target:?} is left out by the base's dpkg path \
+                         filters (path-exclude in /etc/dpkg/dpkg.cfg.d), but the link is not, \
+                         so dpkg could not make it either"
+                    )));
+                }
                 let target_layer_path = self::layer_path(&target_components, usr)
                     .filter(|path| regular_files.contains(path))
                     .ok_or_else(|| {

@@ -1,5 +1,6 @@
-//! A `.deb`'s contents as one layer's tar: its files (moved into `/usr` on a merged-/usr base)
-//! and the dpkg files that belong to it alone, plus the facts the dpkg database needs.
+//! A `.deb`'s contents as one layer's tar: its files (moved into `/usr` on a merged-/usr base,
+//! less what the base's dpkg path filters leave out) and the dpkg files that belong to it alone,
+//! plus the facts the dpkg database needs.
 //!
 //! - [`archive`]: the `ar` container and its compressed members;
 //! - [`control_tar`]: `control.tar`'s members (control, md5sums, conffiles, scripts);
@@ -20,6 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::control::Paragraph;
+use crate::path_filter::PathFilters;
 
 /// Bump when the layer a .deb converts to changes for the same .deb (it is part of layer keys).
 pub const CONVERSION_FORMAT: &str = "deb-layer-v1";
@@ -76,18 +78,19 @@ pub enum DebError {
 
 /// Reads the `.deb` at `deb` and writes to `out` an uncompressed tar of its layer: its
 /// `data.tar` entries (modes, owners, link targets and hard links kept; paths under the base's
-/// usr-merge links moved to their targets, those links' own entries dropped; anything escaping
-/// the root refused), its `var/lib/dpkg/info/<dpkg_name>.*` files and its
-/// `var/lib/dpkg/status.d/<name>` entry. Entries are not sorted and keep the `.deb`'s mtimes:
-/// the builder's layer writer normalises both.
+/// usr-merge links moved to their targets, those links' own entries dropped; the paths `filters`
+/// leave out dropped, as dpkg does not unpack them; anything escaping the root refused), its
+/// `var/lib/dpkg/info/<dpkg_name>.*` files and its `var/lib/dpkg/status.d/<name>` entry. Entries
+/// are not sorted and keep the `.deb`'s mtimes: the builder's layer writer normalises both.
 pub fn convert(
     deb: &Path,
     dpkg_name: &str,
     usr: &UsrMerge,
+    filters: &PathFilters,
     out: impl Write,
 ) -> Result<Converted, DebError> {
     let mut layer = tar::Builder::new(out);
-    let (control, files) = read_into(deb, usr, &mut layer)?;
+    let (control, files) = read_into(deb, usr, filters, &mut layer)?;
     info::append(deb, dpkg_name, &control, &files, &mut layer)?;
     layer
         .into_inner()
@@ -100,10 +103,11 @@ pub fn convert(
 }
 
 /// The same facts as [`convert`] gives, without keeping a layer (for the dpkg database of a
-/// layer reused from an earlier build).
+/// layer reused from an earlier build). Path filters change no fact: dpkg lists and hashes a
+/// path it leaves out as any other.
 pub fn read_facts(deb: &Path, usr: &UsrMerge) -> Result<Converted, DebError> {
     let mut discarded = tar::Builder::new(std::io::sink());
-    let (control, files) = read_into(deb, usr, &mut discarded)?;
+    let (control, files) = read_into(deb, usr, &PathFilters::default(), &mut discarded)?;
     Ok(converted(control, files))
 }
 
@@ -111,11 +115,12 @@ pub fn read_facts(deb: &Path, usr: &UsrMerge) -> Result<Converted, DebError> {
 fn read_into<W: Write>(
     deb: &Path,
     usr: &UsrMerge,
+    filters: &PathFilters,
     layer: &mut tar::Builder<W>,
 ) -> Result<(control_tar::ControlMembers, data::DataFacts), DebError> {
     let mut reader = archive::DebReader::open(deb)?;
     let control = control_tar::read(deb, reader.control_tar()?)?;
-    let files = data::stream(deb, reader.data_tar()?, usr, &control, layer)?;
+    let files = data::stream(deb, reader.data_tar()?, usr, filters, &control, layer)?;
     Ok((control, files))
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use super::*;
+use crate::path_filter::PathFilters;
 
 /// One tar member, written with raw names so that hostile names survive.
 enum Member<'a> {
@@ -120,8 +121,16 @@ fn convert_to_layer(
     deb: &tempfile::NamedTempFile,
     usr: &UsrMerge,
 ) -> Result<(Converted, BTreeMap<String, LayerEntry>), DebError> {
+    convert_filtered(deb, usr, &PathFilters::default())
+}
+
+fn convert_filtered(
+    deb: &tempfile::NamedTempFile,
+    usr: &UsrMerge,
+    filters: &PathFilters,
+) -> Result<(Converted, BTreeMap<String, LayerEntry>), DebError> {
     let mut layer = Vec::new();
-    let converted = convert(deb.path(), "hello", usr, &mut layer)?;
+    let converted = convert(deb.path(), "hello", usr, filters, &mut layer)?;
     Ok((converted, layer_entries(&layer)))
 }
 
@@ -257,6 +266,89 @@ fn conffiles_are_hashed_and_missing_md5sums_are_made_as_dpkg_makes_them() {
     );
 }
 
+/// debian-slim's filters: what dpkg there would not unpack is not in the layer, but stays in
+/// the `.list` and the facts; a kept file's directories stay; a filtered conffile keeps its hash.
+#[test]
+fn paths_the_base_s_dpkg_filters_leave_out_are_listed_but_not_in_the_layer() {
+    let data = tar_of(&[
+        Member::Dir("./"),
+        Member::Dir("./etc/"),
+        Member::File("./etc/hello.conf", 0o644, b"greeting=hi\n"),
+        Member::Dir("./usr/"),
+        Member::Dir("./usr/bin/"),
+        Member::File("./usr/bin/hello", 0o755, b"binary"),
+        Member::Dir("./usr/share/"),
+        Member::Dir("./usr/share/doc/"),
+        Member::Dir("./usr/share/doc/hello/"),
+        Member::File("./usr/share/doc/hello/README", 0o644, b"readme"),
+        Member::File("./usr/share/doc/hello/copyright", 0o644, b"(c)"),
+        Member::Symlink("./usr/share/doc/hello-data", "hello"),
+        Member::Dir("./usr/share/man/"),
+        Member::Dir("./usr/share/man/man1/"),
+        Member::File("./usr/share/man/man1/hello.1.gz", 0o644, b"man"),
+        Member::Symlink("./usr/share/man/man1/hi.1.gz", "hello.1.gz"),
+    ]);
+    let control = control_tar(&[Member::File("./conffiles", 0o644, b"/etc/hello.conf\n")]);
+    let filters = PathFilters::from_config([
+        "path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\n\
+         path-exclude /usr/share/man/*\npath-exclude /etc/hello.conf\n",
+    ]);
+    let deb = deb(control, data);
+    let (converted, layer) = convert_filtered(&deb, &merged_usr(), &filters).unwrap();
+    let (unfiltered, _) = convert_to_layer(&deb, &merged_usr()).unwrap();
+    assert_eq!(
+        converted, unfiltered,
+        "the facts do not depend on the filters"
+    );
+    assert!(converted
+        .paths
+        .contains(&"/usr/share/man/man1/hello.1.gz".to_owned()));
+    assert_eq!(
+        converted.conffiles,
+        [("/etc/hello.conf".to_owned(), md5_hex(b"greeting=hi\n"))]
+    );
+    for gone in [
+        "etc/hello.conf",
+        "usr/share/doc/hello/README",
+        "usr/share/man/man1",
+        "usr/share/man/man1/hello.1.gz",
+        "usr/share/man/man1/hi.1.gz",
+    ] {
+        assert!(!layer.contains_key(gone), "{gone} is in the layer");
+    }
+    for kept in [
+        "usr/bin/hello",
+        // `/usr/share/man/*` does not match the directory itself.
+        "usr/share/man",
+        "usr/share/doc",
+        "usr/share/doc/hello",
+        "usr/share/doc/hello/copyright",
+        "usr/share/doc/hello-data",
+    ] {
+        assert!(layer.contains_key(kept), "{kept} is not in the layer");
+    }
+    assert_eq!(
+        String::from_utf8(layer["var/lib/dpkg/info/hello.list"].content.clone()).unwrap(),
+        converted.paths.join("\n") + "\n"
+    );
+}
+
+#[test]
+fn a_hard_link_to_a_file_the_filters_leave_out_is_refused_saying_so() {
+    let data = tar_of(&[
+        Member::Dir("./"),
+        Member::Dir("./usr/"),
+        Member::File("./usr/doc-file", 0o644, b"x"),
+        Member::HardLink("./usr/kept", "./usr/doc-file"),
+    ]);
+    let filters = PathFilters::from_config(["path-exclude /usr/doc-*\n"]);
+    let err = convert_filtered(&deb(control_tar(&[]), data), &merged_usr(), &filters)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("./usr/kept"), "{err}");
+    assert!(err.contains("path filters"), "{err}");
+}
+
 #[test]
 fn a_conffile_the_package_does_not_ship_is_an_error() {
     let data = tar_of(&[Member::Dir("./")]);
@@ -268,7 +360,13 @@ fn a_conffile_the_package_does_not_ship_is_an_error() {
 fn refused_entry(data: Vec<u8>) -> (String, String) {
     let deb = deb(control_tar(&[]), data);
     let mut layer = Vec::new();
-    match convert(deb.path(), "hello", &merged_usr(), &mut layer) {
+    match convert(
+        deb.path(),
+        "hello",
+        &merged_usr(),
+        &PathFilters::default(),
+        &mut layer,
+    ) {
         Err(DebError::UnsafeEntry { entry, problem, .. }) => (entry, problem),
         other => panic!("expected a refused entry, got {other:?}"),
     }
@@ -418,6 +516,13 @@ fn members_named_with_an_underscore_are_skipped_as_dpkg_does() {
 #[test]
 fn an_unusable_dpkg_name_is_refused() {
     let deb = deb(control_tar(&[]), tar_of(&[Member::Dir("./")]));
-    let error = convert(deb.path(), "../x", &merged_usr(), Vec::new()).unwrap_err();
+    let error = convert(
+        deb.path(),
+        "../x",
+        &merged_usr(),
+        &PathFilters::default(),
+        Vec::new(),
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("\"../x\""), "{error}");
 }

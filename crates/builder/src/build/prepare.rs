@@ -456,6 +456,7 @@ fn apt_key(spec: &AptSpec, options: &LayerOptions) -> String {
                 &debs,
                 layerize_apt::deb::CONVERSION_FORMAT,
                 &layer.usr.links,
+                &layer.filters.key_lines(),
                 options,
             )
         }

@@ -1,6 +1,7 @@
 //! The keys of apt layers, known from the verified index before any `.deb` is fetched, so that a
 //! reused package layer costs no download: a package layer's key is its `.deb`'s sha256 (with the
-//! conversion's format and the base's merged-/usr links, which decide where its files land), the
+//! conversion's format, the base's merged-/usr links, which decide where its files land, and the
+//! base's dpkg path filters, which decide which of them land at all), the
 //! dpkg database layer's is the base's database and the packages it adds.
 
 use std::collections::BTreeMap;
@@ -15,11 +16,13 @@ use super::LayerOptions;
 pub const DATABASE_FORMAT: u32 = 1;
 
 /// The key of a layer holding the `.deb`s `debs` (dpkg name and sha256 each, in layer order),
-/// converted by `conversion` onto a base whose top-level directories `usr_links` are symlinks.
+/// converted by `conversion` onto a base whose top-level directories `usr_links` are symlinks
+/// and whose dpkg leaves out what `path_filters` say (one line per rule, in order).
 pub fn packages_key(
     debs: &[(&str, &str)],
     conversion: &str,
     usr_links: &BTreeMap<String, String>,
+    path_filters: &[String],
     options: &LayerOptions,
 ) -> String {
     let mut text = format!(
@@ -29,6 +32,10 @@ pub fn packages_key(
     );
     for (link, target) in usr_links {
         text.push_str(&format!("link {link} {target}\n"));
+    }
+    // None on most bases: their keys stay what they were before filters were known.
+    for rule in path_filters {
+        text.push_str(&format!("filter {rule}\n"));
     }
     for (name, sha256) in debs {
         text.push_str(&format!("deb {name} {sha256}\n"));
@@ -95,10 +102,10 @@ mod tests {
     }
 
     #[test]
-    fn a_package_key_is_its_debs_conversion_links_codec_and_mtime() {
+    fn a_package_key_is_its_debs_conversion_links_filters_codec_and_mtime() {
         let links: BTreeMap<String, String> = [("bin".to_owned(), "usr/bin".to_owned())].into();
         let key = |debs: &[(&str, &str)], conversion: &str, links: &BTreeMap<_, _>, mtime| {
-            packages_key(debs, conversion, links, &options(mtime))
+            packages_key(debs, conversion, links, &[], &options(mtime))
         };
         let one = key(&[("curl", "aa")], "v1", &links, 1);
         assert_eq!(one, key(&[("curl", "aa")], "v1", &links, 1));
@@ -108,6 +115,13 @@ mod tests {
             key(&[("curl", "aa")], "v1", &BTreeMap::new(), 1),
             key(&[("curl", "aa")], "v1", &links, 2),
             key(&[("curl", "aa"), ("git", "bb")], "v1", &links, 1),
+            packages_key(
+                &[("curl", "aa")],
+                "v1",
+                &links,
+                &["exclude /usr/share/doc/*".to_owned()],
+                &options(1),
+            ),
         ] {
             assert_ne!(one, other);
         }

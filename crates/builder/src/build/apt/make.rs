@@ -206,8 +206,9 @@ fn convert_layer(
             source,
         })?;
         let out = std::io::BufWriter::with_capacity(1 << 20, tar);
+        let dpkg_name = deb.package.dpkg_name();
         let converted =
-            deb::convert(&debs[sha256], &deb.package.dpkg_name(), usr, out).map_err(|error| {
+            deb::convert(&debs[sha256], &dpkg_name, usr, &layer.filters, out).map_err(|error| {
                 BuildError::Apt(format!(
                     "{} {} ({}): {error}",
                     deb.package.name, deb.package.version, deb.package.deb.url

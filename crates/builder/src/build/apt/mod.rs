@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use layerize_apt::deb::UsrMerge;
 use layerize_apt::package::ArchivePackage;
+use layerize_apt::path_filter::PathFilters;
 
 /// Settings for every apt entry of a build.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,12 +56,15 @@ pub enum AptSpec {
     Database(Box<Database>),
 }
 
-/// The `.deb`s of one layer, and where the base's merged /usr sends their files.
+/// The `.deb`s of one layer, where the base's merged /usr sends their files, and which of them
+/// the base's dpkg leaves out.
 #[derive(Clone, Debug)]
 pub struct PackageLayer {
     pub debs: Vec<DebPackage>,
     /// The base's top-level directories that are symlinks into /usr (`bin` -> `usr/bin`).
     pub usr: UsrMerge,
+    /// The base's `path-exclude` and `path-include` rules.
+    pub filters: PathFilters,
 }
 
 /// One resolved package of the build.

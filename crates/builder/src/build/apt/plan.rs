@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use layerize_apt::base::{wanted_files, BaseSystem, UsrMerge};
 use layerize_apt::fetch::Fetcher;
 use layerize_apt::index::{self, IndexOptions};
+use layerize_apt::path_filter::PathFilters;
 use layerize_apt::resolve::{self, installed_from_status, Request};
 use layerize_apt::sources::{parse_one_line, Source};
 use layerize_basefs::{index_image, Capture, FsIndex, LayerCache};
@@ -137,8 +138,15 @@ pub(crate) async fn expand(
     let old_lists = old_lists(&base, &packages).await?;
     let usr = system.usr_merge.clone();
     let configure = options.scripts == AptScripts::Run;
+    if !system.path_filters.is_empty() {
+        info!(
+            phase = "apt",
+            rules = %system.path_filters.key_lines().join("; "),
+            "The base's dpkg leaves paths out of packages (path-exclude in /etc/dpkg): so do their layers"
+        );
+    }
 
-    let mut layers = package_layers(&entries, &requests, &packages, &usr);
+    let mut layers = package_layers(&entries, &requests, &packages, &usr, &system.path_filters);
     let mut needs: Vec<String> = layers.iter().flat_map(LayerSpec::packages).collect();
     layers.push(LayerSpec {
         name: DATABASE_LAYER.to_owned(),
@@ -322,6 +330,7 @@ fn package_layers(
     requests: &[Vec<Request>],
     packages: &[DebPackage],
     usr: &UsrMerge,
+    filters: &PathFilters,
 ) -> Vec<LayerSpec> {
     let mut order: Vec<usize> = (0..packages.len()).collect();
     let sort_key = |index: &usize| {
@@ -368,6 +377,7 @@ fn package_layers(
             apt: Some(AptSpec::Packages(PackageLayer {
                 debs,
                 usr: usr.clone(),
+                filters: filters.clone(),
             })),
         }
     };
