@@ -25,6 +25,7 @@ use support::apt_builds::{
     apt, apt_group_layer, apt_layer, chroot_ok, chroot_sh, dropped_names, layers_of, package,
     package_names, packages, string_set,
 };
+use support::normal_user::{as_user, user_namespaces_for, Workspace, NOBODY};
 use support::podman::PulledImage;
 use support::scratch_dir;
 use support::script_builds::{
@@ -356,7 +357,9 @@ fn apt_packages_build_on_bookworm_and_rebuild_only_the_database() {
 }
 
 /// The same packages from the same index: a cold build (empty cache dir), a warm one (the same
-/// cache dir, another repository) and a second cold one give the same image.
+/// cache dir, another repository), a second cold one in a written root, and a cold one as a
+/// normal user (the userns sandbox: a written root where no `chown` works, the image's owners
+/// kept aside) give the same image.
 #[test]
 fn a_cold_and_a_warm_cache_give_the_same_digests() {
     let site = DebianSite::new();
@@ -405,6 +408,29 @@ fn a_cold_and_a_warm_cache_give_the_same_digests() {
         assert_eq!(resolved(report), resolved(&cold), "the same packages");
         assert_eq!(layer_digests(report), layer_digests(&cold));
         assert_eq!(report["digest"], cold["digest"]);
+    }
+
+    if user_namespaces_for("the normal user's build") {
+        let workspace = Workspace::new(NOBODY);
+        let file = site.write_build_file(
+            workspace.path(),
+            &site.reference("same/user:1"),
+            &[apt_layer("tools", &requested)],
+        );
+        let command = workspace.build_command(support::layerize!(), &file, &[]);
+        let output = as_user(&command, NOBODY).output().expect("start layerize");
+        assert!(
+            output.status.success(),
+            "the build as uid {NOBODY} failed: {}",
+            support::tools::describe_output(&output)
+        );
+        let user = support::layerize::read_report(&workspace.report());
+        let configure = step(&user, CONFIGURE);
+        assert_eq!(configure["mode"], "userns", "{configure}");
+        assert_eq!(configure["root"], "written", "{configure}");
+        assert_eq!(resolved(&user), resolved(&cold), "the same packages");
+        assert_eq!(layer_digests(&user), layer_digests(&cold));
+        assert_eq!(user["digest"], cold["digest"]);
     }
 }
 

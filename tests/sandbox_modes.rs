@@ -12,18 +12,15 @@
 //! Each build's one step writes a file and records whether it could reach the registry on
 //! loopback; podman then sees the file, and the report's `network_isolated` must tell the truth.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use support::layerize::read_report;
+use support::normal_user::{as_user, user_namespaces_for, Workspace, NOBODY};
 use support::podman::PulledImage;
 use support::script_builds::{self, script_layer, DebianSite};
 use support::seccomp::deny_namespaces;
-use support::{scratch_dir, skopeo, tools};
-
-/// The unprivileged user of the normal-user runs (`nobody`).
-const NOBODY: u32 = 65534;
+use support::{skopeo, tools};
 
 /// Who runs `layerize build`, and whether under [`deny_namespaces`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,62 +61,6 @@ impl Runner {
     }
 }
 
-/// `command` (program, arguments, environment changes, working directory) run as `uid`:`uid`
-/// without supplementary groups, through `setpriv`.
-fn as_user(command: &Command, uid: u32) -> Command {
-    let mut wrapped = tools::command("setpriv");
-    wrapped
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .args(["--clear-groups", "--"])
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
-    if let Some(dir) = command.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    wrapped
-}
-
-/// One build's own directory, owned by its runner: the build file, `HOME`, `TMPDIR`, the cache
-/// dir and the report all live in it, so a normal user can write what it must and each build
-/// starts from an empty cache.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new(runner: Runner) -> Workspace {
-        let dir = scratch_dir();
-        for sub in ["cache", "tmp"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let uid = runner.uid();
-        for path in [
-            dir.path(),
-            &dir.path().join("cache"),
-            &dir.path().join("tmp"),
-        ] {
-            std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
-        }
-        Workspace { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn report(&self) -> PathBuf {
-        self.path().join("report.json")
-    }
-}
-
 /// What the step `probe` writes: `/opt/probe/made`, and in `/opt/probe/network` whether it could
 /// open a TCP connection to the registry on loopback (`reachable`) or not (`isolated`).
 fn probe_build_file(site: &DebianSite, workspace: &Workspace, target: &str) -> PathBuf {
@@ -142,26 +83,14 @@ fn probe_build_file(site: &DebianSite, workspace: &Workspace, target: &str) -> P
 
 /// `layerize build -c FILE --cache-dir ... --report ... ARGS` as `runner`, in `workspace`.
 fn build(runner: Runner, workspace: &Workspace, file: &Path, args: &[&str]) -> Output {
-    let mut command = support::layerize!();
-    command
-        .arg("build")
-        .arg("-c")
-        .arg(file)
-        .arg("--cache-dir")
-        .arg(workspace.path().join("cache"))
-        .arg("--report")
-        .arg(workspace.report())
-        .args(args)
-        .env("HOME", workspace.path())
-        .env("TMPDIR", workspace.path().join("tmp"))
-        .current_dir(workspace.path());
+    let command = workspace.build_command(support::layerize!(), file, args);
     runner.wrap(command).output().expect("start layerize")
 }
 
 /// Builds the probe as `runner` with no `--sandbox` flag; it must succeed in `mode`, and podman
 /// must see what the step wrote, with the report's `network_isolated` matching what it found.
 fn assert_builds_in_mode(site: &DebianSite, runner: Runner, mode: &str, tag: &str) {
-    let workspace = Workspace::new(runner);
+    let workspace = Workspace::new(runner.uid());
     let target = site.reference(&format!("probe:{tag}"));
     let file = probe_build_file(site, &workspace, &target);
     let output = build(runner, &workspace, &file, &[]);
@@ -211,7 +140,7 @@ fn assert_builds_in_mode(site: &DebianSite, runner: Runner, mode: &str, tag: &st
 /// Runs the probe as `runner` with `args`, which must fail before anything is pushed; returns
 /// its stderr, lowercased.
 fn assert_refused(site: &DebianSite, runner: Runner, args: &[&str], tag: &str) -> String {
-    let workspace = Workspace::new(runner);
+    let workspace = Workspace::new(runner.uid());
     let target = site.reference(&format!("refused:{tag}"));
     let file = probe_build_file(site, &workspace, &target);
     let mark = site.log_mark();
@@ -272,16 +201,8 @@ fn as_root_on_a_vm_steps_run_in_namespaces() {
 #[test]
 fn as_a_normal_user_steps_run_in_user_namespaces() {
     let site = DebianSite::new();
-    if user_namespaces_allowed() {
+    if user_namespaces_for("the userns build") {
         assert_builds_in_mode(&site, Runner::Nobody, "userns", "userns");
-    } else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "unprivileged user namespaces are not allowed on this CI machine (CI=true)"
-        );
-        eprintln!(
-            "unprivileged user namespaces are not allowed here: the userns build is left out"
-        );
     }
 
     let stderr = assert_refused(&site, Runner::NobodyWithoutNamespaces, &[], "nothing");
@@ -291,15 +212,4 @@ fn as_a_normal_user_steps_run_in_user_namespaces() {
         stderr.contains("sandbox"),
         "the error does not say that no sandbox works: {stderr}"
     );
-}
-
-/// Whether uid 65534 may make a user namespace and map itself to root in it.
-fn user_namespaces_allowed() -> bool {
-    let mut unshare = tools::command("unshare");
-    unshare.args(["--user", "--map-root-user", "true"]);
-    as_user(&unshare, NOBODY)
-        .output()
-        .expect("start setpriv")
-        .status
-        .success()
 }

@@ -2,7 +2,7 @@
 //! with tools that are not ours, real registries started on loopback, the container runtimes
 //! (containerd, Docker) that run what layerize builds, builds with script steps and with apt
 //! layers, a seccomp filter that takes namespaces away from a child, as in an unprivileged
-//! container, and a signed apt repository served on loopback.
+//! container, builds run as a normal user, and a signed apt repository served on loopback.
 //!
 //! The suite's tests belong to the `layerize-cli` package, so cargo builds the binary for them;
 //! they run it through [`layerize!`].
@@ -19,6 +19,7 @@ pub mod fault_proxy;
 pub mod images;
 pub mod layer_records;
 pub mod layerize;
+pub mod normal_user;
 pub mod podman;
 pub mod registry;
 pub mod script_builds;
