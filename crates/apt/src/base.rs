@@ -102,15 +102,13 @@ fn logical_files(index: &FsIndex) -> Vec<String> {
     let mut paths: Vec<String> = FIXED_FILES.map(str::to_owned).to_vec();
     paths.extend(source_files(index));
     paths.extend(keyring_files(index));
-    paths.extend(dpkg_config_files(index));
+    paths.extend(dpkg_config_dir_files(index));
     paths
 }
 
-/// `dpkg.cfg.d/*` that dpkg reads, by name (its order), then `dpkg.cfg`.
-fn dpkg_config_files(index: &FsIndex) -> Vec<String> {
-    let mut files = directory_files(index, path_filter::CONFIG_DIR, path_filter::is_config_name);
-    files.push(path_filter::CONFIG_FILE.to_owned());
-    files
+/// `dpkg.cfg.d/*` that dpkg reads, by name (its order, before `dpkg.cfg`).
+fn dpkg_config_dir_files(index: &FsIndex) -> Vec<String> {
+    directory_files(index, path_filter::CONFIG_DIR, path_filter::is_config_name)
 }
 
 /// `sources.list.d/*.list` and `*.sources`, by name (apt's order).
@@ -209,9 +207,11 @@ impl BaseSystem {
             .filter_map(|path| Some((format!("/{path}"), bytes(&path)?.clone())))
             .collect();
         // dpkg reads its configuration as bytes: a comment in another encoding fails nothing.
-        let dpkg_config: Vec<String> = dpkg_config_files(index)
+        let dpkg_config: Vec<String> = dpkg_config_dir_files(index)
             .iter()
-            .filter_map(|path| bytes(path))
+            .map(String::as_str)
+            .chain([path_filter::CONFIG_FILE])
+            .filter_map(bytes)
             .map(|config| String::from_utf8_lossy(config).into_owned())
             .collect();
         let path_filters = PathFilters::from_config(dpkg_config.iter().map(String::as_str));

@@ -302,6 +302,15 @@ enum Node<'a> {
     Path(&'a Path),
 }
 
+impl<'a> Node<'a> {
+    /// Where it is on the host.
+    fn host(self) -> &'a Path {
+        match self {
+            Node::File(host, _) | Node::Symlink(host) | Node::Path(host) => host,
+        }
+    }
+}
+
 /// Owner first (chown clears setuid bits and file capabilities), then mode, mtime, xattrs.
 fn set_metadata<R: Read>(
     rootfs: &mut Rootfs,
@@ -315,10 +324,7 @@ fn set_metadata<R: Read>(
     let mode = header.mode().map_err(SandboxError::Tar)? & 0o7777;
     let mtime = header.mtime().map_err(SandboxError::Tar)?;
     let is_dir = header.entry_type() == EntryType::Directory;
-    let (host, is_symlink) = match node {
-        Node::File(host, _) | Node::Path(host) => (host, false),
-        Node::Symlink(host) => (host, true),
-    };
+    let host = node.host();
     let chowned = match node {
         Node::File(_, file) => std::os::unix::fs::fchown(file, Some(uid), Some(gid)),
         Node::Symlink(_) | Node::Path(_) => sys::lchown(host, uid, gid),
@@ -346,7 +352,7 @@ fn set_metadata<R: Read>(
         }
         .map_err(|e| SandboxError::io("utimensat", host, e))?;
     }
-    if is_symlink {
+    if matches!(node, Node::Symlink(_)) {
         return Ok(());
     }
     let Some(extensions) = entry.pax_extensions().map_err(SandboxError::Tar)? else {

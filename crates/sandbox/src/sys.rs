@@ -38,14 +38,19 @@ pub(crate) fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> io::Re
     check(unsafe { libc::mknod(c.as_ptr(), mode, dev) })
 }
 
-/// Sets atime and mtime of `path` itself (a symlink is not followed).
-pub(crate) fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
-    let c = cpath(path)?;
-    let t = libc::timespec {
+/// atime and mtime both `secs`, as utimensat and futimens take them.
+fn both_times(secs: i64) -> [libc::timespec; 2] {
+    let time = libc::timespec {
         tv_sec: secs as libc::time_t,
         tv_nsec: 0,
     };
-    let times = [t, t];
+    [time, time]
+}
+
+/// Sets atime and mtime of `path` itself (a symlink is not followed).
+pub(crate) fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
+    let c = cpath(path)?;
+    let times = both_times(secs);
     // SAFETY: `times` holds the two timespecs utimensat reads.
     check(unsafe {
         libc::utimensat(
@@ -60,11 +65,7 @@ pub(crate) fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
 /// Sets atime and mtime of the open file `file`.
 pub(crate) fn set_file_mtime(file: &std::fs::File, secs: i64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
+    let times = both_times(secs);
     // SAFETY: `file` is open for the duration of the call; `times` holds the two timespecs
     // futimens reads.
     check(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) })
